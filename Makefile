@@ -1,0 +1,64 @@
+# Lab Orchestrator: `make run` to try it, `make test` to run the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint format venv assets system-deps bench clean
+
+# Python environment, rebuilt when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Browser libraries from npm (pinned in package-lock.json), copied where Django serves static files.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+static/novnc/.installed: node_modules/.package-lock.json
+	rm -rf static/novnc static/xterm
+	mkdir -p static/novnc static/xterm
+	cp -r node_modules/@novnc/novnc/core node_modules/@novnc/novnc/vendor node_modules/@novnc/novnc/LICENSE.txt static/novnc/
+	cp node_modules/@xterm/xterm/lib/xterm.mjs node_modules/@xterm/xterm/css/xterm.css node_modules/@xterm/xterm/LICENSE static/xterm/
+	cp node_modules/@xterm/addon-fit/lib/addon-fit.mjs static/xterm/
+	touch $@
+
+assets: static/novnc/.installed
+
+run: venv assets
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
+	$(BIN)/daphne -b $(HOST) -p $(PORT) laborchestrator.asgi:application
+
+test: venv assets
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# System packages the full test suite needs (Debian). CI runs this; on a laptop the tests that
+# need a missing package skip and name it.
+system-deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "system-deps: run as root (apt-get)"; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage >/dev/null
+
+bench: venv
+	@ls bench/*.py
+
+clean:
+	rm -rf $(VENV) node_modules static/novnc static/xterm var/staticfiles

@@ -1,0 +1,256 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from labs.validators import (
+    NAMESPACE_PREFIX_MAX_LENGTH,
+    validate_dns_label,
+    validate_namespace_prefix,
+    validate_oci_reference,
+)
+
+MAX_CORES_PER_MACHINE = 16
+MAX_MEMORY_MIB_PER_MACHINE = 64 * 1024
+
+
+class VMImage(models.Model):
+    """A bootable disk that lab machines run, published as a KubeVirt containerDisk image."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    container_disk_image = models.CharField(
+        "container disk image",
+        max_length=255,
+        validators=[validate_oci_reference],
+        help_text="OCI reference of the containerDisk, "
+        "e.g. quay.io/kubevirt/cirros-container-disk-demo:v1.4.0",
+    )
+    default_username = models.CharField(
+        max_length=32, help_text="User that cloud-init gives the generated password to."
+    )
+    has_vnc = models.BooleanField("graphical desktop (VNC)", default=True)
+    has_serial_console = models.BooleanField("serial console", default=True)
+    min_memory_mib = models.PositiveIntegerField(
+        "minimum memory (MiB)", default=128, validators=[MinValueValidator(16)]
+    )
+    min_cores = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_CORES_PER_MACHINE)]
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "VM image"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(has_vnc=True) | Q(has_serial_console=True),
+                name="labs_vmimage_has_a_console",
+                violation_error_message="An image needs a graphical desktop, a serial console, or both.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LabQuerySet(models.QuerySet):
+    def published(self) -> LabQuerySet:
+        return self.filter(published=True)
+
+    def visible_to(self, user) -> LabQuerySet:
+        return self if user.is_staff else self.published()
+
+
+class Lab(models.Model):
+    """A network of machines that every student who starts it gets a private copy of."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=50, unique=True)
+    description = models.TextField(blank=True, help_text="Markdown is not rendered here; plain text.")
+    published = models.BooleanField(default=False, help_text="Students only see published labs.")
+    instances_per_user = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="How many instances of this lab one student may run at the same time.",
+    )
+    lifetime_minutes = models.PositiveIntegerField(
+        default=120,
+        validators=[MinValueValidator(5), MaxValueValidator(7 * 24 * 60)],
+        help_text="An instance stops itself this long after it started.",
+    )
+    idle_timeout_minutes = models.PositiveIntegerField(
+        default=30,
+        validators=[MaxValueValidator(7 * 24 * 60)],
+        help_text="An instance stops itself after this long without console or tutorial activity (0: never).",
+    )
+    namespace_prefix = models.CharField(
+        max_length=NAMESPACE_PREFIX_MAX_LENGTH,
+        validators=[validate_namespace_prefix],
+        help_text="Instances run in namespaces named '<prefix>-<instance id>'.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = LabQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:labs_lab_change", args=[self.pk])
+
+    @property
+    def total_cores(self) -> int:
+        return sum(machine.cores for machine in self.machines.all())
+
+    @property
+    def total_memory_mib(self) -> int:
+        return sum(machine.memory_mib for machine in self.machines.all())
+
+
+class LabMachine(models.Model):
+    """One virtual machine of a lab's network."""
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="machines")
+    name = models.CharField(
+        max_length=63,
+        validators=[validate_dns_label],
+        help_text="Host name inside the lab (lower-case letters, digits, hyphens).",
+    )
+    image = models.ForeignKey(VMImage, on_delete=models.PROTECT, related_name="machines")
+    cores = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_CORES_PER_MACHINE)]
+    )
+    memory_mib = models.PositiveIntegerField(
+        "memory (MiB)",
+        default=512,
+        validators=[MinValueValidator(16), MaxValueValidator(MAX_MEMORY_MIB_PER_MACHINE)],
+    )
+    cloud_init_user_data = models.TextField(
+        "extra cloud-init user data",
+        blank=True,
+        help_text="#cloud-config merged after the generated login password (optional).",
+    )
+    order = models.PositiveIntegerField(default=0)
+    opens_first = models.BooleanField(default=False, help_text="Shown first when a student opens the lab.")
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lab", "name"],
+                name="labs_labmachine_unique_name_per_lab",
+                violation_error_message="A lab cannot have two machines with the same name.",
+            ),
+            models.UniqueConstraint(
+                fields=["lab"],
+                condition=Q(opens_first=True),
+                name="labs_labmachine_one_opens_first_per_lab",
+                violation_error_message="Only one machine of a lab can open first.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lab.slug}/{self.name}"
+
+    def clean(self) -> None:
+        errors = {}
+        image = self.image if self.image_id else None
+        if image is not None:
+            if self.memory_mib is not None and self.memory_mib < image.min_memory_mib:
+                errors["memory_mib"] = f"The image {image.name} needs at least {image.min_memory_mib} MiB."
+            if self.cores is not None and self.cores < image.min_cores:
+                errors["cores"] = f"The image {image.name} needs at least {image.min_cores} cores."
+        if errors:
+            raise ValidationError(errors)
+
+
+class LabInstanceQuerySet(models.QuerySet):
+    def active(self) -> LabInstanceQuerySet:
+        return self.filter(status__in=LabInstance.ACTIVE_STATUSES)
+
+    def visible_to(self, user) -> LabInstanceQuerySet:
+        return self if user.is_staff else self.filter(owner=user)
+
+
+class LabInstance(models.Model):
+    """A student's private, running copy of a lab, in its own namespace.
+
+    The status only changes through `labs.lifecycle`, which checks each transition.
+    """
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        STARTING = "starting", "Starting"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        STOPPING = "stopping", "Stopping"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    # Statuses in which the instance may hold cluster resources, and counts against limits.
+    ACTIVE_STATUSES = (Status.REQUESTED, Status.STARTING, Status.RUNNING, Status.PAUSED, Status.STOPPING)
+
+    lab = models.ForeignKey(Lab, on_delete=models.PROTECT, related_name="instances")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_instances"
+    )
+    # Set once when the instance is created and never recomputed: the prefix of the lab may change later.
+    namespace = models.CharField(max_length=63, unique=True, null=True, blank=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    objects = LabInstanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "status"]), models.Index(fields=["status", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.lab.slug} #{self.pk} ({self.owner}, {self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class InstanceMachine(models.Model):
+    """A machine as it was when the instance started, with the login generated for it.
+
+    A copy, not a reference: instructors may edit the lab while students' instances run.
+    The password is also in the instance's cluster Secret; only the owner and staff may read it.
+    """
+
+    instance = models.ForeignKey(LabInstance, on_delete=models.CASCADE, related_name="machines")
+    name = models.CharField(max_length=63)
+    image_reference = models.CharField(max_length=255)
+    cores = models.PositiveSmallIntegerField()
+    memory_mib = models.PositiveIntegerField()
+    username = models.CharField(max_length=32)
+    password = models.CharField(max_length=128)
+    has_vnc = models.BooleanField()
+    has_serial_console = models.BooleanField()
+    order = models.PositiveIntegerField(default=0)
+    opens_first = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "name"], name="labs_instancemachine_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}/{self.name}"

@@ -1,0 +1,52 @@
+"""Name rules the cluster imposes, checked before anything reaches it."""
+
+import re
+
+from django.core.exceptions import ValidationError
+
+DNS_LABEL_MAX_LENGTH = 63
+# Instance ids are database BigAutoField values: at most 19 digits.
+INSTANCE_ID_MAX_DIGITS = 19
+# `<prefix>-<instance id>` must stay a DNS label whatever the id.
+NAMESPACE_PREFIX_MAX_LENGTH = DNS_LABEL_MAX_LENGTH - 1 - INSTANCE_ID_MAX_DIGITS
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A namespace prefix is followed by "-<digits>", so it may not end with a hyphen, and it starts
+# with a letter so that the result never looks like a number.
+_NAMESPACE_PREFIX = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# registry/path[:tag][@digest], as OCI image references are written (lower-case repository path).
+_OCI_REFERENCE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+
+
+def validate_dns_label(value: str) -> None:
+    if len(value) > DNS_LABEL_MAX_LENGTH or not _DNS_LABEL.match(value):
+        raise ValidationError(
+            "%(value)r is not a valid name: use at most 63 lower-case letters, digits and hyphens, "
+            "starting and ending with a letter or digit (RFC 1123 DNS label).",
+            code="invalid_dns_label",
+            params={"value": value},
+        )
+
+
+def validate_namespace_prefix(value: str) -> None:
+    if len(value) > NAMESPACE_PREFIX_MAX_LENGTH or not _NAMESPACE_PREFIX.match(value):
+        raise ValidationError(
+            "%(value)r is not a valid namespace prefix: use at most %(max)d lower-case letters, digits "
+            "and hyphens, starting with a letter and ending with a letter or digit, so that "
+            "'<prefix>-<instance id>' is always a valid namespace name (RFC 1123, 63 characters).",
+            code="invalid_namespace_prefix",
+            params={"value": value, "max": NAMESPACE_PREFIX_MAX_LENGTH},
+        )
+
+
+def validate_oci_reference(value: str) -> None:
+    if len(value) > 255 or not _OCI_REFERENCE.match(value):
+        raise ValidationError(
+            "%(value)r is not a container image reference such as "
+            "'quay.io/kubevirt/cirros-container-disk-demo:v1.4.0'.",
+            code="invalid_image_reference",
+            params={"value": value},
+        )

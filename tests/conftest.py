@@ -1,0 +1,44 @@
+"""Fixtures shared by the whole suite. Each app's tests live in tests/<app>/."""
+
+import os
+import shutil
+
+import pytest
+
+pytest_plugins = ["localcluster.pytest_plugin"]
+
+
+def require_tool(executable: str, debian_package: str) -> str:
+    """Path of a system tool a test needs; skip naming the package to install when missing.
+
+    CI sets LABORCHESTRATOR_REQUIRE_ALL_TESTS=1 after installing every package, so there a
+    missing tool fails the test instead of skipping it silently.
+    """
+    path = shutil.which(executable) or (
+        executable if os.path.isabs(executable) and os.path.exists(executable) else None
+    )
+    if path:
+        return path
+    message = f"needs {executable}: apt-get install {debian_package}"
+    if os.getenv("LABORCHESTRATOR_REQUIRE_ALL_TESTS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def student(django_user_model):
+    return django_user_model.objects.create_user(
+        username="alice", email="alice@example.org", password="pw-alice-1"
+    )
+
+
+@pytest.fixture
+def other_student(django_user_model):
+    return django_user_model.objects.create_user(username="bob", email="bob@example.org", password="pw-bob-1")
+
+
+@pytest.fixture
+def instructor(django_user_model):
+    return django_user_model.objects.create_user(
+        username="ines", email="ines@example.org", password="pw-ines-1", is_staff=True
+    )

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class VncProxyConfig(AppConfig):
+    name = "vncproxy"
+    verbose_name = "Console proxy"
