@@ -1,6 +1,7 @@
 """Start-up checks that refuse an unsafe production configuration."""
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.checks import Error, Tags, register
 
 # A key shorter than this, or with few distinct characters, is guessable.
@@ -17,7 +18,10 @@ def check_production_settings(app_configs, **kwargs) -> list[Error]:
         errors.append(
             Error("DEBUG is on in production.", hint="Unset DEBUG or set DEBUG=0.", id="laborchestrator.E001")
         )
-    key = settings.SECRET_KEY or ""
+    try:
+        key = settings.SECRET_KEY
+    except ImproperlyConfigured:  # Django refuses to hand out an empty key
+        key = ""
     if (
         len(key) < MIN_SECRET_KEY_LENGTH
         or len(set(key)) < MIN_SECRET_KEY_UNIQUE_CHARACTERS
