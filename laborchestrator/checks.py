@@ -1,8 +1,8 @@
 """Start-up checks that refuse an unsafe production configuration."""
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.checks import Error, Tags, register
+from django.core.exceptions import ImproperlyConfigured
 
 # A key shorter than this, or with few distinct characters, is guessable.
 MIN_SECRET_KEY_LENGTH = 50
