@@ -1,0 +1,313 @@
+"""The one module that calls the Kubernetes API.
+
+Every call has a timeout (settings.KUBE_REQUEST_TIMEOUT); 409 AlreadyExists on create and 404 on
+delete count as success; every failure leaves as one of the `labs.exceptions.Cluster*` errors with
+a readable message. Objects come from `labs.manifests` as plain dicts. Nothing here touches the
+database, so the thread pool that creates objects concurrently never needs a DB connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+from django.conf import settings
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from labs.exceptions import (
+    ClusterConflict,
+    ClusterError,
+    ClusterForbidden,
+    ClusterInvalid,
+    ClusterNotFound,
+    ClusterUnavailable,
+    NamespaceTerminating,
+    QuotaExceeded,
+)
+from labs.manifests import MANAGED_SELECTOR
+
+KUBEVIRT_GROUP = "kubevirt.io"
+KUBEVIRT_VERSION = "v1"
+VMI_PLURAL = "virtualmachineinstances"
+_SUBRESOURCE_PATH = (
+    "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/{action}"
+)
+# Enough parallel requests for the largest lab (LabMachine count is small; 20 is the per-user cap).
+_MAX_PARALLEL_CALLS = 16
+
+T = TypeVar("T")
+
+_client_lock = threading.Lock()
+_client: client.ApiClient | None = None
+_executor = ThreadPoolExecutor(max_workers=_MAX_PARALLEL_CALLS, thread_name_prefix="cluster")
+
+
+@dataclass(frozen=True)
+class NamespaceInfo:
+    name: str
+    labels: dict[str, str]
+    phase: str  # "Active" or "Terminating"
+
+
+# --- Client -------------------------------------------------------------------------------------------
+
+
+def _build_client() -> client.ApiClient:
+    configuration = client.Configuration()
+    try:
+        if settings.KUBE_IN_CLUSTER:
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(
+                config_file=settings.KUBECONFIG or None,
+                context=settings.KUBE_CONTEXT or None,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except (ConfigException, OSError, ValueError) as error:
+        raise ClusterUnavailable(f"The cluster connection is misconfigured: {error}") from error
+    # Retry only connection failures: the request never reached the server, so even a POST is safe,
+    # and a read timeout is not multiplied by urllib3's default three retries.
+    configuration.retries = urllib3.util.Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0)
+    configuration.connection_pool_maxsize = _MAX_PARALLEL_CALLS
+    return client.ApiClient(configuration)
+
+
+def api_client() -> client.ApiClient:
+    """The shared client, built from settings on first use."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = _build_client()
+        return _client
+
+
+def reset_client() -> None:
+    """Forget the cached client, e.g. after tests change KUBECONFIG."""
+    global _client
+    with _client_lock:
+        old, _client = _client, None
+    if old is not None:
+        old.close()
+
+
+def _timeout() -> float:
+    return settings.KUBE_REQUEST_TIMEOUT
+
+
+# --- Errors -------------------------------------------------------------------------------------------
+
+
+def _status_body(error: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _translate(action: str, error: ApiException) -> ClusterError:
+    status = error.status or 0
+    body = _status_body(error)
+    detail = body.get("message") or error.reason or "no details"
+    message = f"Could not {action}: {detail} (HTTP {status})"
+    causes = [c.get("reason") for c in (body.get("details") or {}).get("causes") or [] if isinstance(c, dict)]
+    if status == 0 or status == 429 or status >= 500:
+        return ClusterUnavailable(
+            f"Could not {action}: the cluster is unavailable ({detail}).", status=status
+        )
+    if status == 401:
+        return ClusterUnavailable(f"Could not {action}: the cluster rejected our credentials.", status=401)
+    if status == 403:
+        if "NamespaceTerminating" in causes:
+            return NamespaceTerminating(message, status=403)
+        if "exceeded quota" in detail:
+            return QuotaExceeded(message, status=403)
+        return ClusterForbidden(
+            f"Could not {action}: the application is not allowed to ({detail}). "
+            "Check the ClusterRole in deploy/k8s/rbac.yaml.",
+            status=403,
+        )
+    if status == 404:
+        return ClusterNotFound(message, status=404)
+    if status == 409:
+        return ClusterConflict(message, status=409, reason=body.get("reason") or "")
+    if status in (400, 422):
+        return ClusterInvalid(message, status=status)
+    return ClusterError(message, status=status)
+
+
+def _call(action: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one API call with the timeout, translating every failure into a ClusterError."""
+    try:
+        return function(*args, _request_timeout=_timeout(), **kwargs)
+    except ApiException as error:
+        raise _translate(action, error) from error
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise ClusterUnavailable(f"Could not {action}: the cluster is unreachable ({error}).") from error
+
+
+def _run_concurrently(calls: list[Callable[[], None]]) -> None:
+    """Run the calls in parallel and wait for all of them; then raise the first failure, if any.
+
+    Waiting for every call before raising means a rollback never races a create still in flight.
+    """
+    futures = [_executor.submit(call) for call in calls]
+    errors = [future.exception() for future in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+# --- Namespaces ---------------------------------------------------------------------------------------
+
+
+def create_namespace(manifest: dict[str, Any]) -> bool:
+    """Create the namespace; False if it already existed (the caller checks whose it is)."""
+    name = manifest["metadata"]["name"]
+    try:
+        _call(f"create namespace {name}", client.CoreV1Api(api_client()).create_namespace, body=manifest)
+    except ClusterConflict as error:
+        if error.reason == "AlreadyExists":
+            return False
+        raise
+    return True
+
+
+def read_namespace(name: str) -> NamespaceInfo | None:
+    """The namespace, or None once it is gone (the only proof that a stop is complete)."""
+    try:
+        namespace = _call(f"read namespace {name}", client.CoreV1Api(api_client()).read_namespace, name=name)
+    except ClusterNotFound:
+        return None
+    return _namespace_info(namespace)
+
+
+def delete_namespace(name: str) -> None:
+    """Ask for the namespace and everything in it to be deleted; already gone is fine."""
+    with contextlib.suppress(ClusterNotFound):
+        _call(f"delete namespace {name}", client.CoreV1Api(api_client()).delete_namespace, name=name)
+
+
+def list_managed_namespaces() -> list[NamespaceInfo]:
+    result = _call(
+        "list lab namespaces",
+        client.CoreV1Api(api_client()).list_namespace,
+        label_selector=MANAGED_SELECTOR,
+    )
+    return [_namespace_info(item) for item in result.items]
+
+
+def _namespace_info(namespace: Any) -> NamespaceInfo:
+    return NamespaceInfo(
+        name=namespace.metadata.name,
+        labels=dict(namespace.metadata.labels or {}),
+        phase=(namespace.status.phase if namespace.status else None) or "Active",
+    )
+
+
+# --- Objects inside an instance's namespace -------------------------------------------------------------
+
+
+def _create_call(manifest: dict[str, Any]) -> Callable[[], None]:
+    """A call creating one namespaced object; AlreadyExists counts as success (retries are safe)."""
+    namespace, name, kind = manifest["metadata"]["namespace"], manifest["metadata"]["name"], manifest["kind"]
+    api = api_client()
+    creators: dict[str, Callable[[], Any]] = {
+        "NetworkPolicy": lambda: client.NetworkingV1Api(api).create_namespaced_network_policy,
+        "ResourceQuota": lambda: client.CoreV1Api(api).create_namespaced_resource_quota,
+        "Secret": lambda: client.CoreV1Api(api).create_namespaced_secret,
+    }
+
+    def create() -> None:
+        action = f"create {kind} {name} in {namespace}"
+        try:
+            if kind == "VirtualMachineInstance":
+                _call(
+                    action,
+                    client.CustomObjectsApi(api).create_namespaced_custom_object,
+                    group=KUBEVIRT_GROUP,
+                    version=KUBEVIRT_VERSION,
+                    namespace=namespace,
+                    plural=VMI_PLURAL,
+                    body=manifest,
+                )
+            else:
+                _call(action, creators[kind](), namespace=namespace, body=manifest)
+        except ClusterConflict as error:
+            if error.reason != "AlreadyExists":
+                raise
+
+    return create
+
+
+def create_objects(manifests: list[dict[str, Any]]) -> None:
+    """Create namespaced objects in parallel: one round trip's latency whatever their number."""
+    _run_concurrently([_create_call(manifest) for manifest in manifests])
+
+
+def list_vmis(*, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    """All VMIs of an instance in one call."""
+    result = _call(
+        f"list virtual machines in {namespace}",
+        client.CustomObjectsApi(api_client()).list_namespaced_custom_object,
+        group=KUBEVIRT_GROUP,
+        version=KUBEVIRT_VERSION,
+        namespace=namespace,
+        plural=VMI_PLURAL,
+        label_selector=label_selector,
+    )
+    return list(result.get("items") or [])
+
+
+def _put_subresource(*, namespace: str, name: str, action: str) -> None:
+    api = api_client()
+    method, url, headers, body, post_params = api.param_serialize(
+        method="PUT",
+        resource_path=_SUBRESOURCE_PATH,
+        path_params={"namespace": namespace, "name": name, "action": action},
+        header_params={"Accept": "application/json", "Content-Type": "application/json"},
+        body={},
+        auth_settings=["BearerToken"],
+    )
+
+    def put(_request_timeout: float) -> None:
+        response = api.call_api(
+            method,
+            url,
+            header_params=headers,
+            body=body,
+            post_params=post_params,
+            _request_timeout=_request_timeout,
+        )
+        response.read()
+        api.response_deserialize(response, {"2XX": None})  # raises ApiException unless 2xx
+
+    _call(f"{action} virtual machine {name} in {namespace}", put)
+
+
+def set_vmis_paused(*, namespace: str, names: list[str], paused: bool) -> None:
+    """Pause or unpause the VMIs in parallel; one already in the wanted state is left as it is."""
+    action = "pause" if paused else "unpause"
+    # KubeVirt's 409 when the VMI is already in the wanted state; other 409s are real conflicts.
+    already = "already paused" if paused else "not paused"
+
+    def call_for(name: str) -> Callable[[], None]:
+        def call() -> None:
+            try:
+                _put_subresource(namespace=namespace, name=name, action=action)
+            except ClusterConflict as error:
+                if already not in error.message:
+                    raise
+
+        return call
+
+    _run_concurrently([call_for(name) for name in names])

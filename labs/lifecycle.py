@@ -1,0 +1,537 @@
+"""The lab instance lifecycle: the one place that changes `LabInstance.status`.
+
+Every change goes through `_transition`, which checks the table below and writes with a conditional
+UPDATE (`... WHERE status = <the status we saw>`), so two processes acting on one instance (a stop
+during a start, two reconcilers) never overwrite each other: the loser sees 0 rows and re-reads.
+No database transaction is ever open while the cluster is called: the intent is committed first,
+then the cluster is called, then the outcome is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from labs import cluster, manifests
+from labs.exceptions import (
+    ClusterError,
+    ClusterUnavailable,
+    InstanceLimitReached,
+    InvalidTransition,
+    LabMisconfigured,
+    LabNotAvailable,
+)
+from labs.models import InstanceMachine, Lab, LabInstance, LabMachine
+
+logger = logging.getLogger(__name__)
+
+Status = LabInstance.Status
+
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.REQUESTED: frozenset({Status.STARTING, Status.FAILED, Status.STOPPING}),
+    Status.STARTING: frozenset({Status.RUNNING, Status.FAILED, Status.STOPPING}),
+    Status.RUNNING: frozenset({Status.PAUSED, Status.FAILED, Status.STOPPING}),
+    Status.PAUSED: frozenset({Status.RUNNING, Status.FAILED, Status.STOPPING}),
+    # A stop cannot fail: it stays `stopping` and is retried until the namespace is gone.
+    Status.STOPPING: frozenset({Status.STOPPED, Status.EXPIRED}),
+    # Stopping a failed instance removes whatever it left in the cluster.
+    Status.FAILED: frozenset({Status.STOPPING}),
+    Status.STOPPED: frozenset(),
+    Status.EXPIRED: frozenset(),
+}
+# Statuses in which the instance's machines were created and should exist.
+PROVISIONED_STATUSES = (Status.STARTING, Status.RUNNING, Status.PAUSED)
+
+# Letters and digits without look-alikes (0/O, 1/l/I): students type these into a VM console.
+PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
+PASSWORD_LENGTH = 16
+ACTIVITY_WRITE_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    name: str
+    phase: str  # the VMI's status.phase ("" before it exists or once the instance is gone)
+    ip_address: str
+    paused: bool
+    ready: bool
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    status: str
+    machines: list[MachineStatus]
+    last_error: str = ""
+
+
+@dataclass
+class ReconcileReport:
+    orphans_deleted: list[str] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    refreshed: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+# --- Transitions -------------------------------------------------------------------------------------
+
+
+def _transition(instance: LabInstance, target: str, **fields: Any) -> bool:
+    """Move the instance from the status it was read with to `target`; False if someone else moved it.
+
+    Raises InvalidTransition if the table does not allow it. On False the instance is re-read.
+    """
+    current = instance.status
+    if target not in ALLOWED_TRANSITIONS[current]:
+        raise InvalidTransition(
+            f"A {Status(current).label.lower()} instance cannot become {Status(target).label.lower()}.",
+            current=current,
+            target=target,
+        )
+    updated = LabInstance.objects.filter(pk=instance.pk, status=current).update(status=target, **fields)
+    if updated:
+        instance.status = target
+        for name, value in fields.items():
+            setattr(instance, name, value)
+        return True
+    instance.refresh_from_db()
+    return False
+
+
+def _fail(instance: LabInstance, message: str) -> bool:
+    if Status.FAILED not in ALLOWED_TRANSITIONS[instance.status]:
+        return False
+    logger.warning("Instance %s failed: %s", instance.pk, message)
+    return _transition(instance, Status.FAILED, last_error=message[:2000])
+
+
+# --- Start -------------------------------------------------------------------------------------------
+
+
+def _generate_password() -> str:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
+def _check_startable(*, user: Any, lab: Lab, machines: list[LabMachine]) -> None:
+    if not (lab.published or user.is_staff):
+        raise LabNotAvailable(f"The lab {lab.name!r} is not published.")
+    if not machines:
+        raise LabNotAvailable(f"The lab {lab.name!r} has no machines.")
+    for machine in machines:
+        try:
+            manifests.cloud_init_user_data(password="x", extra_user_data=machine.cloud_init_user_data)
+        except (ValueError, manifests.yaml.YAMLError) as error:
+            raise LabMisconfigured(
+                f"The cloud-init user data of machine {machine.name!r} is not valid: {error}"
+            ) from error
+
+
+def _check_limits(*, user: Any, lab: Lab) -> None:
+    mine = LabInstance.objects.active().filter(owner=user)
+    if mine.filter(lab=lab).count() >= lab.instances_per_user:
+        raise InstanceLimitReached(
+            f"You may run {lab.instances_per_user} instance(s) of {lab.name!r} at a time; "
+            "stop one before starting another.",
+            scope="lab",
+            limit=lab.instances_per_user,
+        )
+    limit = settings.LABS_MAX_INSTANCES_PER_USER
+    if not user.is_staff and mine.count() >= limit:
+        raise InstanceLimitReached(
+            f"You may run {limit} lab instance(s) at a time across all labs; stop one first.",
+            scope="user",
+            limit=limit,
+        )
+
+
+def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], passwords: list[str]) -> LabInstance:
+    """Check the limits and record the instance, atomically per user.
+
+    The user's row is locked (SELECT ... FOR UPDATE), so two concurrent starts by one user run this
+    one after the other and the second sees the first's instance: no check-then-act race.
+    """
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        _check_limits(user=user, lab=lab)
+        instance = LabInstance.objects.create(lab=lab, owner=user, status=Status.REQUESTED)
+        instance.namespace = manifests.namespace_name(prefix=lab.namespace_prefix, instance_id=instance.pk)
+        instance.save(update_fields=["namespace"])
+        InstanceMachine.objects.bulk_create(
+            InstanceMachine(
+                instance=instance,
+                name=machine.name,
+                image_reference=machine.image.container_disk_image,
+                cores=machine.cores,
+                memory_mib=machine.memory_mib,
+                username=machine.image.default_username,
+                password=password,
+                has_vnc=machine.image.has_vnc,
+                has_serial_console=machine.image.has_serial_console,
+                order=machine.order,
+                opens_first=machine.opens_first,
+            )
+            for machine, password in zip(machines, passwords, strict=True)
+        )
+    return instance
+
+
+def _reserve_with_retry(**kwargs: Any) -> LabInstance:
+    """SQLite has no row locks: a concurrent writer gets "database is locked" at once. Retry then."""
+    attempts = 30 if connection.vendor == "sqlite" else 1
+    for attempt in range(attempts):
+        try:
+            return _reserve(**kwargs)
+        except OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _instance_manifests(instance: LabInstance, machines: list[LabMachine]) -> manifests.InstanceManifests:
+    by_name = {m.name: m for m in machines}
+    specs = [
+        manifests.MachineSpec(
+            name=m.name,
+            image_reference=m.image_reference,
+            cores=m.cores,
+            memory_mib=m.memory_mib,
+            username=m.username,
+            password=m.password,
+            has_vnc=m.has_vnc,
+            has_serial_console=m.has_serial_console,
+            extra_user_data=by_name[m.name].cloud_init_user_data,
+        )
+        for m in instance.machines.all()
+    ]
+    return manifests.make_instance_manifests(
+        namespace=instance.namespace,
+        instance_id=instance.pk,
+        lab_slug=instance.lab.slug,
+        owner_id=instance.owner_id,
+        machines=specs,
+    )
+
+
+def _create_in_cluster(instance: LabInstance, objects: manifests.InstanceManifests) -> None:
+    """Namespace first; then its policy, quota and secrets together; then every VMI together.
+
+    Three round trips whatever the number of machines. The quota and the isolation policy exist
+    before any VMI, so no machine ever runs unconstrained.
+    """
+    if not cluster.create_namespace(objects.namespace):
+        existing = cluster.read_namespace(instance.namespace)
+        owner = existing.labels.get(manifests.INSTANCE_LABEL) if existing else None
+        if owner != str(instance.pk):
+            raise _ForeignNamespace(
+                f"The namespace {instance.namespace} already exists and does not belong to this instance."
+            )
+    cluster.create_objects([objects.network_policy, objects.resource_quota, *objects.secrets])
+    cluster.create_objects(objects.vmis)
+
+
+class _ForeignNamespace(ClusterError):
+    """Someone else's namespace has our name: never delete it."""
+
+
+def _wait_until_gone(namespace: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if cluster.read_namespace(namespace) is None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def _roll_back(instance: LabInstance, error: ClusterError) -> None:
+    """Remove what the failed start created and record why it failed."""
+    message = f"Starting failed: {error.message}"
+    if not isinstance(error, _ForeignNamespace):
+        try:
+            cluster.delete_namespace(instance.namespace)
+            if not _wait_until_gone(instance.namespace, settings.LABS_ROLLBACK_WAIT_SECONDS):
+                message += " (its namespace is still being deleted)"
+        except ClusterError as cleanup_error:
+            # The instance is no longer active, so `reconcile` deletes the namespace later.
+            message += f" Cleaning up failed too, reconcile will retry: {cleanup_error.message}"
+    _fail(instance, message)
+
+
+def instance_start(*, user: Any, lab: Lab) -> LabInstance:
+    """Start a private copy of the lab for the user and return it in status `starting`.
+
+    Raises LabNotAvailable, LabMisconfigured, InstanceLimitReached, or a ClusterError (after marking
+    the instance `failed` and deleting what it created). If the instance is stopped while starting,
+    it is returned as it is then (`stopping`/`stopped`).
+    """
+    machines = list(lab.machines.select_related("image"))
+    _check_startable(user=user, lab=lab, machines=machines)
+    passwords = [_generate_password() for _ in machines]
+    instance = _reserve_with_retry(user=user, lab=lab, machines=machines, passwords=passwords)
+    objects = _instance_manifests(instance, machines)
+    try:
+        _create_in_cluster(instance, objects)
+    except ClusterError as error:
+        instance.refresh_from_db()
+        if instance.status != Status.REQUESTED:  # stopped meanwhile: the stop cleans up
+            cluster.delete_namespace(instance.namespace)
+            return instance
+        _roll_back(instance, error)
+        raise
+    now = timezone.now()
+    started = _transition(
+        instance,
+        Status.STARTING,
+        started_at=now,
+        expires_at=now + timedelta(minutes=lab.lifetime_minutes),
+        last_error="",
+    )
+    if not started:
+        # Stopped while we were creating: make sure what we created after its delete goes too.
+        cluster.delete_namespace(instance.namespace)
+    return instance
+
+
+# --- Status ------------------------------------------------------------------------------------------
+
+
+def _machine_status(name: str, vmi: dict[str, Any] | None) -> MachineStatus:
+    if vmi is None:
+        return MachineStatus(name=name, phase="", ip_address="", paused=False, ready=False)
+    status = vmi.get("status") or {}
+    conditions = {c.get("type"): c.get("status") == "True" for c in status.get("conditions") or []}
+    interfaces = status.get("interfaces") or []
+    return MachineStatus(
+        name=name,
+        phase=status.get("phase") or "",
+        ip_address=(interfaces[0].get("ipAddress") or "") if interfaces else "",
+        paused=conditions.get("Paused", False),
+        ready=conditions.get("Ready", False),
+    )
+
+
+def _derive_status(instance: LabInstance, machines: list[MachineStatus]) -> tuple[str, str]:
+    """The status the machines imply for a provisioned instance, and the reason if it failed."""
+    for machine in machines:
+        if machine.phase in ("Failed", "Succeeded"):
+            return Status.FAILED, f"The machine {machine.name} stopped ({machine.phase})."
+        if machine.phase == "" and instance.status != Status.STARTING:
+            return Status.FAILED, f"The machine {machine.name} disappeared from the cluster."
+    if not all(m.phase == "Running" for m in machines):
+        return instance.status, ""
+    if instance.status == Status.STARTING:
+        return Status.RUNNING, ""
+    if all(m.paused for m in machines):
+        return Status.PAUSED, ""
+    if not any(m.paused for m in machines):
+        return Status.RUNNING, ""
+    return instance.status, ""
+
+
+def _namespace_vanished(instance: LabInstance) -> bool:
+    existing = cluster.read_namespace(instance.namespace)
+    return existing is None or existing.phase == "Terminating"
+
+
+def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
+    """Read the machines' state from the cluster (one list call) and update the instance's status.
+
+    A `stopping` instance becomes `stopped` here once its namespace is gone. Raises ClusterError
+    if the cluster cannot be read; the status is then left as it was.
+    """
+    names = list(instance.machines.values_list("name", flat=True))
+    if instance.status == Status.STOPPING:
+        _finish_stop(instance)
+    if instance.status not in PROVISIONED_STATUSES:
+        machines = [_machine_status(name, None) for name in names]
+        return InstanceStatus(status=instance.status, machines=machines, last_error=instance.last_error)
+    vmis = cluster.list_vmis(
+        namespace=instance.namespace, label_selector=manifests.instance_selector(instance.pk)
+    )
+    by_name = {(vmi.get("metadata") or {}).get("name"): vmi for vmi in vmis}
+    machines = [_machine_status(name, by_name.get(name)) for name in names]
+    if not vmis and _namespace_vanished(instance):
+        _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator.")
+    else:
+        target, reason = _derive_status(instance, machines)
+        if target != instance.status:
+            if target == Status.FAILED:
+                _fail(instance, reason)
+            else:
+                _transition(instance, target)
+    return InstanceStatus(status=instance.status, machines=machines, last_error=instance.last_error)
+
+
+# --- Stop --------------------------------------------------------------------------------------------
+
+
+def _finish_stop(instance: LabInstance) -> bool:
+    """Delete the namespace (again: a racing start may have recreated it) and finish if it is gone."""
+    cluster.delete_namespace(instance.namespace)
+    if cluster.read_namespace(instance.namespace) is not None:
+        return False
+    now = timezone.now()
+    # An instance whose lifetime had run out when the stop finished is reported as expired.
+    expired = instance.expires_at is not None and instance.expires_at <= now
+    return _transition(instance, Status.EXPIRED if expired else Status.STOPPED, stopped_at=now)
+
+
+def instance_stop(*, instance: LabInstance) -> LabInstance:
+    """Delete the instance's namespace; `stopping` until the cluster says it is gone, then `stopped`.
+
+    Stopping a stopped (or stopping) instance is harmless. Raises InvalidTransition only for states
+    that have nothing to stop, never for "already stopped".
+    """
+    if instance.status in (Status.STOPPED, Status.EXPIRED):
+        return instance
+    if instance.status != Status.STOPPING and not _transition(instance, Status.STOPPING):
+        return instance_stop(instance=instance)  # someone else moved it; act on what it is now
+    if instance.namespace:
+        _finish_stop(instance)
+    else:
+        _transition(instance, Status.STOPPED, stopped_at=timezone.now())
+    return instance
+
+
+# --- Pause and resume --------------------------------------------------------------------------------
+
+
+def _set_paused(instance: LabInstance, paused: bool) -> LabInstance:
+    target, source = (Status.PAUSED, Status.RUNNING) if paused else (Status.RUNNING, Status.PAUSED)
+    if instance.status == target:
+        return instance
+    if instance.status != source:
+        raise InvalidTransition(
+            f"Only a {Status(source).label.lower()} instance can be "
+            f"{'paused' if paused else 'resumed'}; this one is {Status(instance.status).label.lower()}.",
+            current=instance.status,
+            target=target,
+        )
+    names = list(instance.machines.values_list("name", flat=True))
+    cluster.set_vmis_paused(namespace=instance.namespace, names=names, paused=paused)
+    _transition(instance, target)
+    return instance
+
+
+def instance_pause(*, instance: LabInstance) -> LabInstance:
+    """Pause every machine (idempotent). Raises InvalidTransition unless running or paused."""
+    return _set_paused(instance, True)
+
+
+def instance_resume(*, instance: LabInstance) -> LabInstance:
+    """Unpause every machine (idempotent). Raises InvalidTransition unless paused or running."""
+    return _set_paused(instance, False)
+
+
+# --- Activity, expiry, reconciliation ----------------------------------------------------------------
+
+
+def instance_touch(*, instance: LabInstance) -> None:
+    """Record console or tutorial activity; at most one database write a minute per instance."""
+    now = timezone.now()
+    threshold = now - ACTIVITY_WRITE_INTERVAL
+    if instance.last_activity_at is not None and instance.last_activity_at > threshold:
+        return
+    LabInstance.objects.filter(pk=instance.pk, status__in=LabInstance.ACTIVE_STATUSES).exclude(
+        last_activity_at__gt=threshold
+    ).update(last_activity_at=now)
+    instance.last_activity_at = now
+
+
+def _idle_since(instance: LabInstance) -> datetime | None:
+    return instance.last_activity_at or instance.started_at
+
+
+def _expiry_due(instance: LabInstance, now: datetime) -> bool:
+    if instance.expires_at is not None and instance.expires_at <= now:
+        return True
+    idle_minutes = instance.lab.idle_timeout_minutes
+    idle_since = _idle_since(instance)
+    return (
+        bool(idle_minutes) and idle_since is not None and idle_since + timedelta(minutes=idle_minutes) <= now
+    )
+
+
+def instance_expire_due(*, now: datetime | None = None) -> list[int]:
+    """Stop instances past their lifetime or idle timeout; returns the ids this call claimed.
+
+    The claim is the conditional UPDATE to `stopping`, so two runs never stop the same instance.
+    An idle instance's `expires_at` is brought forward to now: its lifetime ended there.
+    """
+    now = now or timezone.now()
+    candidates = LabInstance.objects.filter(status__in=PROVISIONED_STATUSES).select_related("lab")
+    claimed = []
+    for instance in candidates:
+        if not _expiry_due(instance, now):
+            continue
+        expires_at = min(instance.expires_at or now, now)
+        if not _transition(instance, Status.STOPPING, expires_at=expires_at):
+            continue
+        claimed.append(instance.pk)
+        try:
+            _finish_stop(instance)
+        except ClusterError as error:  # stays `stopping`; reconcile finishes it
+            logger.warning("Stopping expired instance %s: %s", instance.pk, error.message)
+    return claimed
+
+
+def _reconcile_instance(
+    instance: LabInstance, namespaces: set[str], now: datetime, report: ReconcileReport
+) -> None:
+    start_timeout = timedelta(seconds=settings.LABS_START_TIMEOUT_SECONDS)
+    if instance.status == Status.REQUESTED:
+        # A start in progress; only one abandoned long ago (process killed) is failed here.
+        if instance.created_at + start_timeout <= now and _fail(instance, "The start was interrupted."):
+            report.failed.append(instance.pk)
+    elif instance.status == Status.STOPPING:
+        if _finish_stop(instance):
+            report.stopped.append(instance.pk)
+    elif instance.namespace not in namespaces and _namespace_vanished(instance):
+        if _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator."):
+            report.failed.append(instance.pk)
+    else:
+        status = instance_refresh(instance=instance)
+        report.refreshed.append(instance.pk)
+        too_slow = instance.started_at is not None and instance.started_at + start_timeout <= now
+        if status.status == Status.STARTING and too_slow:
+            seconds = settings.LABS_START_TIMEOUT_SECONDS
+            if _fail(instance, f"The machines did not start within {seconds} seconds."):
+                report.failed.append(instance.pk)
+
+
+def reconcile(*, now: datetime | None = None) -> ReconcileReport:
+    """Make the cluster and the database agree; safe to run in several processes at once.
+
+    Deletes managed namespaces that no active instance owns, fails instances whose namespace
+    vanished or that never started, finishes stops and refreshes the others' status.
+    """
+    now = now or timezone.now()
+    report = ReconcileReport()
+    # The cluster is listed before the database is read: a start commits its instance before
+    # creating the namespace, so every namespace seen here has its owner in the query below.
+    namespaces = cluster.list_managed_namespaces()
+    active = {i.namespace: i for i in LabInstance.objects.active().select_related("lab")}
+    for namespace in namespaces:
+        if namespace.name not in active and namespace.phase != "Terminating":
+            cluster.delete_namespace(namespace.name)
+            report.orphans_deleted.append(namespace.name)
+    names = {namespace.name for namespace in namespaces}
+    for instance in active.values():
+        try:
+            _reconcile_instance(instance, names, now, report)
+        except ClusterUnavailable:
+            raise
+        except ClusterError as error:
+            report.errors.append(f"instance {instance.pk}: {error.message}")
+    return report

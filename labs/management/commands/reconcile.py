@@ -1,0 +1,42 @@
+"""Make the cluster agree with the database (see labs.lifecycle.reconcile).
+
+Deletes namespaces labelled managed-by=laborchestrator that no active instance owns, marks
+instances whose namespace vanished, finishes stops and refreshes states. Safe to run in several
+processes at once. `--loop SECONDS` keeps running (development, single-container deployments).
+"""
+
+import time
+
+from django.core.management.base import BaseCommand
+
+from labs.exceptions import ClusterError
+from labs.lifecycle import reconcile
+
+
+class Command(BaseCommand):
+    help = "Compare the cluster's lab namespaces with the database and repair the differences."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--loop", type=float, metavar="SECONDS", help="Repeat every SECONDS seconds.")
+
+    def handle(self, *args, loop: float | None = None, **options) -> None:
+        while True:
+            self.run_once()
+            if not loop:
+                return
+            time.sleep(loop)
+
+    def run_once(self) -> None:
+        try:
+            report = reconcile()
+        except ClusterError as error:
+            self.stderr.write(f"reconcile: {error.message}")
+            return
+        for name in report.orphans_deleted:
+            self.stdout.write(f"Deleted orphan namespace {name}")
+        for instance_id in report.failed:
+            self.stdout.write(f"Marked instance {instance_id} failed")
+        for instance_id in report.stopped:
+            self.stdout.write(f"Instance {instance_id} stopped")
+        for error in report.errors:
+            self.stderr.write(error)

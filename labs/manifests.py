@@ -1,0 +1,267 @@
+"""Cluster objects of a lab instance, built as plain dicts from explicit arguments.
+
+Nothing here calls the cluster or reads settings: `labs.cluster` sends what these functions
+return, and the tests compare it as data. Names and labels are made here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "laborchestrator"
+INSTANCE_LABEL = "laborchestrator/instance"
+LAB_LABEL = "laborchestrator/lab"
+OWNER_LABEL = "laborchestrator/owner"
+MACHINE_LABEL = "laborchestrator/machine"
+# Selects every namespace this application created (reconcile compares them with the database).
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+NETWORK_POLICY_NAME = "lab-isolation"
+RESOURCE_QUOTA_NAME = "lab-quota"
+VMI_COUNT_QUOTA_KEY = "count/virtualmachineinstances.kubevirt.io"
+# KubeVirt reads the user data from this key of the referenced Secret.
+USERDATA_KEY = "userdata"
+
+# What a virt-launcher pod needs beyond the guest's memory, after KubeVirt's GetMemoryOverhead
+# (kubevirt/pkg/virt-controller/services/renderresources.go): a fixed part for virt-launcher,
+# virtqemud, virtlogd and QEMU itself (~220 MiB, rounded up here to leave room for the containerDisk
+# helper containers), page tables (1/512 of the guest), 8 MiB per vCPU and 32 MiB of video memory
+# when a graphics device is attached. The quota must cover the pods, not only the guests, or the
+# last VMIs of a lab would stay Pending with FailedCreate.
+VMI_FIXED_MEMORY_OVERHEAD_MIB = 256
+VMI_MEMORY_OVERHEAD_MIB_PER_CORE = 8
+VMI_VIDEO_MEMORY_MIB = 32
+# CPU of the containerDisk and hook sidecars, which set their own small requests and limits.
+VMI_CPU_OVERHEAD_MILLICORES = 100
+
+_LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """What one VMI of an instance is built from (an `InstanceMachine` row, as plain values)."""
+
+    name: str
+    image_reference: str
+    cores: int
+    memory_mib: int
+    username: str
+    password: str
+    has_vnc: bool
+    has_serial_console: bool
+    extra_user_data: str = ""
+
+
+# --- Names and labels ----------------------------------------------------------------------------
+
+
+def namespace_name(*, prefix: str, instance_id: int) -> str:
+    return f"{prefix}-{instance_id}"
+
+
+def secret_name(machine_name: str) -> str:
+    return f"{machine_name}-cloudinit"
+
+
+def label_value(value: str) -> str:
+    """A label value from free text: at most 63 characters, starting and ending alphanumeric."""
+    cleaned = _LABEL_VALUE_INVALID.sub("-", value)[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned)
+
+
+def instance_labels(*, instance_id: int, lab_slug: str, owner_id: int) -> dict[str, str]:
+    return {
+        MANAGED_BY_LABEL: MANAGED_BY,
+        INSTANCE_LABEL: str(instance_id),
+        LAB_LABEL: label_value(lab_slug),
+        OWNER_LABEL: str(owner_id),
+    }
+
+
+def machine_labels(instance_labels: dict[str, str], machine_name: str) -> dict[str, str]:
+    return {**instance_labels, MACHINE_LABEL: machine_name}
+
+
+def instance_selector(instance_id: int) -> str:
+    return f"{MANAGED_SELECTOR},{INSTANCE_LABEL}={instance_id}"
+
+
+# --- Objects ---------------------------------------------------------------------------------------
+
+
+def make_namespace(*, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels)}}
+
+
+def make_network_policy(*, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """Traffic only between the pods (VMIs) of this namespace, both ways, plus DNS to kube-dns.
+
+    VNC and serial consoles do not cross the pod network, so this never blocks them.
+    """
+    same_namespace = [{"podSelector": {}}]
+    kube_dns = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": NETWORK_POLICY_NAME, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": same_namespace}],
+            "egress": [
+                {"to": same_namespace},
+                {
+                    "to": [kube_dns],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                },
+            ],
+        },
+    }
+
+
+def vmi_memory_overhead_mib(machine: MachineSpec) -> int:
+    return (
+        VMI_FIXED_MEMORY_OVERHEAD_MIB
+        + math.ceil(machine.memory_mib / 512)
+        + VMI_MEMORY_OVERHEAD_MIB_PER_CORE * machine.cores
+        + (VMI_VIDEO_MEMORY_MIB if machine.has_vnc else 0)
+    )
+
+
+def make_resource_quota(
+    *, namespace: str, labels: dict[str, str], machines: list[MachineSpec]
+) -> dict[str, Any]:
+    """Room for exactly the lab's machines: their cores and memory plus each VMI's pod overhead.
+
+    Requests and limits are the same, so an instance can neither reserve nor burst beyond its lab.
+    """
+    millicores = sum(m.cores * 1000 + VMI_CPU_OVERHEAD_MILLICORES for m in machines)
+    memory_mib = sum(m.memory_mib + vmi_memory_overhead_mib(m) for m in machines)
+    cpu, memory = f"{millicores}m", f"{memory_mib}Mi"
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": RESOURCE_QUOTA_NAME, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "hard": {
+                "requests.cpu": cpu,
+                "limits.cpu": cpu,
+                "requests.memory": memory,
+                "limits.memory": memory,
+                VMI_COUNT_QUOTA_KEY: str(len(machines)),
+            }
+        },
+    }
+
+
+def cloud_init_user_data(*, password: str, extra_user_data: str = "") -> str:
+    """`#cloud-config` giving the image's default user the generated password.
+
+    The lab's extra user data is merged first and the login keys win, so the password the
+    student is shown always works. Raises ValueError if the extra data is not a YAML mapping.
+    """
+    extra = yaml.safe_load(extra_user_data) if extra_user_data.strip() else {}
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, dict):
+        raise ValueError("The extra cloud-init user data must be a #cloud-config mapping.")
+    chpasswd = extra.get("chpasswd") if isinstance(extra.get("chpasswd"), dict) else {}
+    config = {
+        **extra,
+        "password": password,
+        "chpasswd": {**chpasswd, "expire": False},
+        "ssh_pwauth": True,
+    }
+    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def make_userdata_secret(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
+    userdata = cloud_init_user_data(password=machine.password, extra_user_data=machine.extra_user_data)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(machine.name),
+            "namespace": namespace,
+            "labels": machine_labels(labels, machine.name),
+        },
+        "data": {USERDATA_KEY: base64.b64encode(userdata.encode()).decode("ascii")},
+    }
+
+
+def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
+    """A VMI of the machine; its login comes from the Secret, so the password is not in here."""
+    memory = f"{machine.memory_mib}Mi"
+    resources = {"cpu": str(machine.cores), "memory": memory}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {
+            "name": machine.name,
+            "namespace": namespace,
+            "labels": machine_labels(labels, machine.name),
+        },
+        "spec": {
+            "hostname": machine.name,
+            # Lab machines are disposable: a stop should not wait 30 s per VM for a clean shutdown.
+            "terminationGracePeriodSeconds": 0,
+            "domain": {
+                "cpu": {"cores": machine.cores},
+                "memory": {"guest": memory},
+                # Limits as well as requests: the namespace's quota has limits, so pods need them.
+                "resources": {"requests": dict(resources), "limits": dict(resources)},
+                "devices": {
+                    "autoattachGraphicsDevice": machine.has_vnc,
+                    "autoattachSerialConsole": machine.has_serial_console,
+                    "disks": [
+                        {"name": "rootdisk", "disk": {"bus": "virtio"}},
+                        {"name": "cloudinit", "disk": {"bus": "virtio"}},
+                    ],
+                    "interfaces": [{"name": "default", "masquerade": {}}],
+                },
+            },
+            "networks": [{"name": "default", "pod": {}}],
+            "volumes": [
+                {"name": "rootdisk", "containerDisk": {"image": machine.image_reference}},
+                {
+                    "name": "cloudinit",
+                    "cloudInitNoCloud": {"userDataSecretRef": {"name": secret_name(machine.name)}},
+                },
+            ],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class InstanceManifests:
+    """Everything one instance needs, in the order it must be created."""
+
+    namespace: dict[str, Any]
+    network_policy: dict[str, Any]
+    resource_quota: dict[str, Any]
+    secrets: list[dict[str, Any]]
+    vmis: list[dict[str, Any]]
+
+
+def make_instance_manifests(
+    *, namespace: str, instance_id: int, lab_slug: str, owner_id: int, machines: list[MachineSpec]
+) -> InstanceManifests:
+    labels = instance_labels(instance_id=instance_id, lab_slug=lab_slug, owner_id=owner_id)
+    return InstanceManifests(
+        namespace=make_namespace(name=namespace, labels=labels),
+        network_policy=make_network_policy(namespace=namespace, labels=labels),
+        resource_quota=make_resource_quota(namespace=namespace, labels=labels, machines=machines),
+        secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in machines],
+        vmis=[make_vmi(namespace=namespace, labels=labels, machine=m) for m in machines],
+    )
