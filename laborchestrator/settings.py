@@ -150,6 +150,10 @@ KUBE_CONTEXT = os.getenv("KUBE_CONTEXT", "")
 KUBE_IN_CLUSTER = envbool("KUBE_IN_CLUSTER", "0")
 # Seconds a single cluster API call may take before it counts as a failure.
 KUBE_REQUEST_TIMEOUT = float(os.getenv("KUBE_REQUEST_TIMEOUT", "10"))
+# Seconds a failed start waits for the namespace it created to be gone before reporting failure.
+LABS_ROLLBACK_WAIT_SECONDS = float(os.getenv("LABS_ROLLBACK_WAIT_SECONDS", "10"))
+# An instance whose machines are not all running this long after its start is marked failed.
+LABS_START_TIMEOUT_SECONDS = envint("LABS_START_TIMEOUT_SECONDS", 600)
 
 # --- Lab limits ------------------------------------------------------------------------------
 # Running instances a (non-staff) user may have across all labs; each lab also sets its own limit.
