@@ -1,0 +1,95 @@
+"""Instructors author labs in the Django admin: a two-machine lab, with its rules enforced."""
+
+import pytest
+
+from labs.models import Lab, LabInstance, VMImage
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def image():
+    return VMImage.objects.create(
+        name="Demo", container_disk_image="localcluster/demo:latest", default_username="lab"
+    )
+
+
+def lab_form(image, machines, **fields):
+    data = {
+        "name": "Networking 101",
+        "slug": "net-101",
+        "description": "Ping your neighbour.",
+        "published": "on",
+        "instances_per_user": "1",
+        "lifetime_minutes": "120",
+        "idle_timeout_minutes": "30",
+        "namespace_prefix": "net101",
+        "machines-TOTAL_FORMS": str(len(machines)),
+        "machines-INITIAL_FORMS": "0",
+        "machines-MIN_NUM_FORMS": "0",
+        "machines-MAX_NUM_FORMS": "1000",
+    }
+    for index, machine in enumerate(machines):
+        defaults = {"order": str(index), "image": str(image.pk), "cores": "1", "memory_mib": "256"}
+        for key, value in {**defaults, **machine}.items():
+            data[f"machines-{index}-{key}"] = value
+    data.update(fields)
+    return data
+
+
+def test_instructor_authors_a_two_machine_lab(client, instructor, image):
+    client.force_login(instructor)
+    response = client.post(
+        "/admin/labs/lab/add/",
+        lab_form(image, [{"name": "client", "opens_first": "on"}, {"name": "server", "memory_mib": "512"}]),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    lab = Lab.objects.get(slug="net-101")
+    assert [(m.name, m.memory_mib, m.opens_first) for m in lab.machines.all()] == [
+        ("client", 256, True),
+        ("server", 512, False),
+    ]
+    assert client.get("/admin/labs/lab/").status_code == 200
+    assert b"net-101" in client.get("/admin/labs/lab/").content
+
+
+@pytest.mark.parametrize(
+    ("machines", "fields", "message"),
+    [
+        ([{"name": "Bad_Name"}], {}, "RFC 1123 DNS label"),
+        ([{"name": "a", "opens_first": "on"}, {"name": "b", "opens_first": "on"}], {}, "Only one machine"),
+        ([{"name": "a"}, {"name": "a"}], {}, "duplicate data for name"),
+        ([], {}, "at least one machine"),
+        ([{"name": "a"}], {"namespace_prefix": "Not_Valid"}, "namespace prefix"),
+        ([{"name": "a"}], {"slug": "has spaces"}, "slug"),
+    ],
+)
+def test_invalid_labs_are_refused_with_the_rule_and_nothing_saved(
+    client, instructor, image, machines, fields, message
+):
+    client.force_login(instructor)
+    response = client.post("/admin/labs/lab/add/", lab_form(image, machines, **fields))
+    assert response.status_code == 200
+    assert message.lower() in response.content.decode().lower()
+    assert not Lab.objects.exists()
+
+
+def test_students_cannot_use_the_admin(client, student):
+    client.force_login(student)
+    response = client.get("/admin/labs/lab/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_instances_are_listed_read_only(client, instructor, student, image):
+    lab = Lab.objects.create(name="L", slug="l", namespace_prefix="l")
+    instance = LabInstance.objects.create(
+        lab=lab, owner=student, status="failed", last_error="quota exceeded"
+    )
+    client.force_login(instructor)
+    listing = client.get("/admin/labs/labinstance/").content.decode()
+    assert "alice" in listing and "quota exceeded" in listing
+    detail = client.get(f"/admin/labs/labinstance/{instance.pk}/change/")
+    assert detail.status_code == 200
+    assert client.post(f"/admin/labs/labinstance/{instance.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert LabInstance.objects.filter(pk=instance.pk).exists()
