@@ -75,7 +75,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every later log line of the request carries its id.
+    "laborchestrator.logging.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Daphne serves no static files; WhiteNoise does, from STATIC_ROOT (collected in the image).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -133,6 +137,13 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.getenv("STATIC_ROOT", VAR_DIR / "staticfiles"))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.getenv("MEDIA_ROOT", VAR_DIR / "media"))
+if PRODUCTION:
+    # Hashed, compressed files cached forever by browsers; needs `collectstatic` (the image runs it),
+    # so development and tests keep Django's default storage.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
 # Tutorial uploads: images and small files referenced from Markdown.
 TUTORIAL_MEDIA_MAX_BYTES = envint("TUTORIAL_MEDIA_MAX_BYTES", 10 * 1024 * 1024)
 # A tutorial page or step larger than this is refused instead of stalling the renderer.
@@ -181,10 +192,26 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=envint("JWT_REFRESH_DAYS", 1)),
 }
 
+# LOG_FORMAT=json: one JSON object per line for the cluster's log collector (laborchestrator/logging.py).
+LOG_FORMAT = "json" if os.getenv("LOG_FORMAT", "plain").strip().lower() == "json" else "plain"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "laborchestrator.logging.RequestIDFilter"},
+        "redact_secrets": {"()": "laborchestrator.logging.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "laborchestrator.logging.JSONFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
 }

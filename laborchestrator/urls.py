@@ -2,7 +2,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from laborchestrator import health
+
 urlpatterns = [
+    # Kubernetes probes (deploy/k8s/deployment.yaml): liveness and readiness.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("tutorials/", include("tutorials.urls")),

@@ -1,0 +1,120 @@
+"""Health endpoints for the Kubernetes probes.
+
+`/healthz` (liveness) answers as long as the process serves requests; it touches nothing else, so a
+database outage does not make Kubernetes restart every replica. `/readyz` (readiness) checks the
+database and the cluster API, so a replica that cannot do its work gets no traffic. Answers name
+the failed dependency but never its address or error text: those can carry credentials, and the
+endpoints are public. The details go to the log, which redacts secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from django.conf import settings
+from django.db import connections
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from kubernetes import client, config
+
+logger = logging.getLogger(__name__)
+
+OK = "ok"
+# Seconds each check may take; below the probe's timeoutSeconds so the view always answers first.
+CHECK_TIMEOUT = 2.0
+# Seconds a cluster check result is reused: every replica is probed every few seconds, and the API
+# server should not feel the probes.
+CLUSTER_CACHE_SECONDS = 5.0
+
+# The checks run in their own threads so a hung connection attempt costs a probe a timeout, not the
+# thread that serves every sync view under Daphne. Two workers: a stuck check cannot pile up threads.
+_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
+_cluster_lock = threading.Lock()
+_cluster_cached: tuple[float, str] | None = None
+
+
+def check_database() -> None:
+    """Raises unless the default database answers `SELECT 1`."""
+    connection = connections["default"]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    finally:
+        # This runs in a pool thread whose connection nothing else would ever close.
+        connection.close()
+
+
+def check_cluster_api(timeout: float = CHECK_TIMEOUT) -> None:
+    """Raises unless the Kubernetes API server answers GET /version.
+
+    Loads the connection the way settings describe it (service account in the cluster, otherwise
+    KUBECONFIG and KUBE_CONTEXT). Kept to this one function so it can later call `labs.cluster`.
+    """
+    configuration = client.Configuration()
+    if settings.KUBE_IN_CLUSTER:
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(
+            config_file=settings.KUBECONFIG or None,
+            context=settings.KUBE_CONTEXT or None,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    configuration.retries = 0  # a probe wants the current answer, not three attempts
+    with client.ApiClient(configuration) as api:
+        client.VersionApi(api).get_code(_request_timeout=timeout)
+
+
+def _outcome(name: str, future: Future[None], timeout: float) -> str:
+    try:
+        future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()  # if it never started, it never will: probes must not queue up work
+        logger.warning("readiness check %s timed out after %ss", name, timeout)
+        return "timeout"
+    except Exception as error:
+        # Failures are expected during outages: one line each, no traceback.
+        logger.warning("readiness check %s failed: %s: %s", name, type(error).__name__, error)
+        return "unavailable"
+    return OK
+
+
+def cluster_status() -> str:
+    """The cluster check's result, reused for CLUSTER_CACHE_SECONDS by every request of this process."""
+    global _cluster_cached
+    # Held during the check, so concurrent probes wait for one call instead of each making their own.
+    with _cluster_lock:
+        now = time.monotonic()
+        if _cluster_cached is None or now - _cluster_cached[0] >= CLUSTER_CACHE_SECONDS:
+            # The margin covers loading the kubeconfig; the request itself times out at CHECK_TIMEOUT.
+            result = _outcome("cluster", _executor.submit(check_cluster_api), CHECK_TIMEOUT + 1)
+            _cluster_cached = (time.monotonic(), result)
+        return _cluster_cached[1]
+
+
+def reset_cluster_cache() -> None:
+    """Forget the cached cluster result, e.g. after tests point KUBECONFIG elsewhere."""
+    global _cluster_cached
+    with _cluster_lock:
+        _cluster_cached = None
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": OK})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    database = _executor.submit(check_database)  # runs while the cluster is asked
+    results = {"cluster": cluster_status(), "database": _outcome("database", database, CHECK_TIMEOUT)}
+    ready = all(result == OK for result in results.values())
+    return JsonResponse(results, status=200 if ready else 503)
