@@ -1,0 +1,97 @@
+"""Domain errors as HTTP answers: the services raise `LabError`s, the API answers with these.
+
+Cluster trouble is 503 (try again later), a limit or a state that forbids the action is 409 with the
+rule in `detail`, and nothing a service raises on purpose becomes a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import ProtectedError
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from labs import exceptions as lab_errors
+from vncproxy import tickets
+
+
+class DomainError(APIException):
+    """An answer with `detail` (the readable rule or reason) and a machine-readable `code`."""
+
+
+class ClusterUnavailableError(DomainError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The cluster cannot be reached right now; try again in a minute."
+    default_code = "cluster_unavailable"
+
+
+class LimitReachedError(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "A limit on running lab instances was reached."
+    default_code = "limit_reached"
+
+
+class LabNotAvailableError(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "This lab cannot be started."
+    default_code = "lab_not_available"
+
+
+class InvalidTransitionError(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The instance is not in a state that allows this action."
+    default_code = "invalid_transition"
+
+
+class ConsoleNotRunningError(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The instance's machines are not running."
+    default_code = "console_not_running"
+
+
+class InUseError(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "This object is still in use and cannot be deleted."
+    default_code = "in_use"
+
+
+def api_error_for(error: lab_errors.LabError) -> APIException:
+    """The HTTP error a client sees for a lifecycle error, keeping its readable message."""
+    if isinstance(error, lab_errors.InstanceLimitReached | lab_errors.QuotaExceeded):
+        return LimitReachedError(error.message)
+    if isinstance(error, lab_errors.InvalidTransition):
+        return InvalidTransitionError(error.message)
+    if isinstance(error, lab_errors.LabNotAvailable | lab_errors.LabMisconfigured):
+        return LabNotAvailableError(error.message)
+    # Every other cluster error (unreachable, forbidden, rejected) is the operator's to fix.
+    return ClusterUnavailableError(error.message)
+
+
+def ticket_api_error_for(error: tickets.TicketError) -> APIException:
+    if isinstance(error, tickets.ConsoleNotOffered):
+        return ValidationError({"kind": [error.message]})
+    if isinstance(error, tickets.ConsoleNotRunning):
+        return ConsoleNotRunningError(error.message)
+    return NotFound(error.message)
+
+
+def protected_api_error_for(error: ProtectedError) -> APIException:
+    names = sorted({str(obj) for obj in error.protected_objects})
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return InUseError(f"Still used by {len(names)} object(s): {shown}.")
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, lab_errors.LabError):
+        exc = api_error_for(exc)
+    elif isinstance(exc, tickets.TicketError):
+        exc = ticket_api_error_for(exc)
+    elif isinstance(exc, ProtectedError):
+        exc = protected_api_error_for(exc)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, DomainError):
+        response.data["code"] = exc.get_codes()
+    return response

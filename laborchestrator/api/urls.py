@@ -1,0 +1,30 @@
+"""Everything under /api/: one router for the collections, plus auth, the schema and the docs."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter, SimpleRouter
+from rest_framework_simplejwt.views import TokenRefreshView
+
+from accounts.api.views import MeView, TokenObtainView
+from labs.api.views import InstanceViewSet, LabMachineViewSet, LabViewSet, VMImageViewSet
+
+router = DefaultRouter()
+router.include_root_view = False
+router.register("images", VMImageViewSet, basename="image")
+router.register("labs", LabViewSet, basename="lab")
+router.register("instances", InstanceViewSet, basename="instance")
+
+machines_router = SimpleRouter()
+machines_router.register(
+    r"labs/(?P<lab_slug>[-a-zA-Z0-9_]+)/machines", LabMachineViewSet, basename="lab-machine"
+)
+
+urlpatterns = [
+    path("auth/token/", TokenObtainView.as_view(), name="token_obtain_pair"),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("me/", MeView.as_view(), name="me"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("", include(router.urls)),
+    path("", include(machines_router.urls)),
+]

@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.api.serializers import UserSummarySerializer
+from laborchestrator.api.serializers import ModelCleanMixin
+from labs.lifecycle import InstanceStatus, MachineStatus
+from labs.models import InstanceMachine, Lab, LabInstance, LabMachine, VMImage
+from vncproxy.models import ConsoleTicket
+
+
+class VMImageSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    class Meta:
+        model = VMImage
+        fields = [
+            "id",
+            "name",
+            "description",
+            "container_disk_image",
+            "default_username",
+            "has_vnc",
+            "has_serial_console",
+            "min_memory_mib",
+            "min_cores",
+        ]
+
+
+class LabMachineSerializer(serializers.ModelSerializer):
+    """A machine as students see it: no cloud-init user data (it may hold the answers)."""
+
+    image_name = serializers.CharField(source="image.name", read_only=True)
+    has_vnc = serializers.BooleanField(source="image.has_vnc", read_only=True)
+    has_serial_console = serializers.BooleanField(source="image.has_serial_console", read_only=True)
+
+    class Meta:
+        model = LabMachine
+        fields = [
+            "id",
+            "name",
+            "image",
+            "image_name",
+            "cores",
+            "memory_mib",
+            "has_vnc",
+            "has_serial_console",
+            "order",
+            "opens_first",
+        ]
+        read_only_fields = fields
+
+
+class StaffLabMachineSerializer(ModelCleanMixin, LabMachineSerializer):
+    """A machine as instructors edit it, under /api/labs/<slug>/machines/."""
+
+    class Meta(LabMachineSerializer.Meta):
+        fields = [*LabMachineSerializer.Meta.fields, "cloud_init_user_data"]
+        read_only_fields = ["id", "image_name", "has_vnc", "has_serial_console"]
+
+    def instance_for_clean(self, attrs: dict[str, Any]) -> LabMachine:
+        machine = super().instance_for_clean(attrs)
+        machine.lab = self.context["lab"]
+        return machine
+
+
+class TutorialLinkSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    slug = serializers.SlugField(read_only=True)
+    title = serializers.CharField(read_only=True)
+
+
+class LabSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    machines = LabMachineSerializer(many=True, read_only=True)
+    tutorials = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Lab
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "published",
+            "instances_per_user",
+            "lifetime_minutes",
+            "idle_timeout_minutes",
+            "namespace_prefix",
+            "machines",
+            "tutorials",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    @extend_schema_field(TutorialLinkSerializer(many=True))
+    def get_tutorials(self, lab: Lab) -> list[dict[str, Any]]:
+        # `visible_tutorials` is prefetched by the view with only what the user may see.
+        return TutorialLinkSerializer(lab.visible_tutorials, many=True).data
+
+
+class StaffLabSerializer(LabSerializer):
+    machines = StaffLabMachineSerializer(many=True, read_only=True)
+
+
+# --- Instances -----------------------------------------------------------------------------------------
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    """An instance with its stored status (lists do not ask the cluster)."""
+
+    lab = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    lab_name = serializers.CharField(source="lab.name", read_only=True)
+    owner = UserSummarySerializer(read_only=True)
+
+    class Meta:
+        model = LabInstance
+        fields = [
+            "id",
+            "lab",
+            "lab_name",
+            "owner",
+            "status",
+            "created_at",
+            "started_at",
+            "last_activity_at",
+            "expires_at",
+            "stopped_at",
+            "last_error",
+        ]
+        read_only_fields = fields
+
+
+class ConsoleUrlsSerializer(serializers.Serializer):
+    vnc = serializers.CharField(allow_null=True, help_text="Websocket URL of the VNC stream, if offered.")
+    serial = serializers.CharField(
+        allow_null=True, help_text="Websocket URL of the serial console, if offered."
+    )
+
+
+class InstanceMachineSerializer(serializers.ModelSerializer):
+    """A machine of an instance: its login, consoles, and (in a detail) its state in the cluster."""
+
+    phase = serializers.SerializerMethodField(help_text="The VM's phase in the cluster; null if not read.")
+    ip_address = serializers.SerializerMethodField()
+    paused = serializers.SerializerMethodField()
+    ready = serializers.SerializerMethodField()
+    consoles = serializers.SerializerMethodField()
+
+    class Meta:
+        model = InstanceMachine
+        fields = [
+            "name",
+            "order",
+            "opens_first",
+            "cores",
+            "memory_mib",
+            "username",
+            "password",
+            "has_vnc",
+            "has_serial_console",
+            "phase",
+            "ip_address",
+            "paused",
+            "ready",
+            "consoles",
+        ]
+        read_only_fields = fields
+
+    def _status(self, machine: InstanceMachine) -> MachineStatus | None:
+        status: InstanceStatus | None = self.context.get("cluster_status")
+        if status is None:
+            return None
+        return next((m for m in status.machines if m.name == machine.name), None)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_phase(self, machine: InstanceMachine) -> str | None:
+        status = self._status(machine)
+        return status.phase if status else None
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_ip_address(self, machine: InstanceMachine) -> str | None:
+        status = self._status(machine)
+        return status.ip_address if status else None
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_paused(self, machine: InstanceMachine) -> bool | None:
+        status = self._status(machine)
+        return status.paused if status else None
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_ready(self, machine: InstanceMachine) -> bool | None:
+        status = self._status(machine)
+        return status.ready if status else None
+
+    @extend_schema_field(ConsoleUrlsSerializer)
+    def get_consoles(self, machine: InstanceMachine) -> dict[str, str | None]:
+        def url(kind: str) -> str:
+            path = f"/ws/instances/{machine.instance_id}/machines/{machine.name}/{kind}"
+            request = self.context.get("request")
+            if request is None:
+                return path
+            return request.build_absolute_uri(path).replace("http", "ws", 1)
+
+        return {
+            "vnc": url("vnc") if machine.has_vnc else None,
+            "serial": url("serial") if machine.has_serial_console else None,
+        }
+
+
+class InstanceDetailSerializer(InstanceSerializer):
+    """An instance with its machines, their logins and, after a read of the cluster, their state."""
+
+    machines = InstanceMachineSerializer(many=True, read_only=True)
+
+    class Meta(InstanceSerializer.Meta):
+        fields = [*InstanceSerializer.Meta.fields, "namespace", "machines"]
+        read_only_fields = fields
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "Lab id or slug"})
+class LabReferenceField(serializers.RelatedField):
+    """A lab by id or by slug, among the labs the requesting user may see."""
+
+    default_error_messages = {"does_not_exist": "There is no lab {value!r} you can start."}
+
+    def get_queryset(self):
+        return Lab.objects.visible_to(self.context["request"].user)
+
+    def to_internal_value(self, data: Any) -> Lab:
+        queryset = self.get_queryset()
+        if isinstance(data, int) or (isinstance(data, str) and data.isdigit()):
+            lab = queryset.filter(pk=int(data)).first()
+        elif isinstance(data, str):
+            lab = queryset.filter(slug=data).first()
+        else:
+            lab = None
+        if lab is None:
+            self.fail("does_not_exist", value=data)
+        return lab
+
+    def to_representation(self, value: Lab) -> str:
+        return value.slug
+
+
+class InstanceStartSerializer(serializers.Serializer):
+    lab = LabReferenceField(help_text="The lab to start, by id or slug.")
+
+
+class TicketRequestSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ConsoleTicket.Kind.choices)
+
+
+class TicketSerializer(serializers.Serializer):
+    ticket = serializers.CharField(help_text="Single-use; pass it as `?ticket=` when opening the websocket.")
+    expires_at = serializers.DateTimeField()
+    websocket_url = serializers.CharField(help_text="The console's websocket URL with the ticket in it.")
