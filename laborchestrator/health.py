@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.db import connections
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from kubernetes import client, config
@@ -118,3 +120,35 @@ def readyz(request: HttpRequest) -> JsonResponse:
     results = {"cluster": cluster_status(), "database": _outcome("database", database, CHECK_TIMEOUT)}
     ready = all(result == OK for result in results.values())
     return JsonResponse(results, status=200 if ready else 503)
+
+
+PROBE_VIEWS: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": healthz, "/readyz": readyz}
+
+
+class ProbeMiddleware:
+    """Answers the probe paths before anything looks at the Host header.
+
+    The kubelet connects to the pod IP, which is not (and should not be) in ALLOWED_HOSTS, so
+    CommonMiddleware would answer 400. Under Daphne the probes run in a thread of their own rather
+    than the one thread all sync views share, so a slow page cannot fail the liveness probe.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        view = PROBE_VIEWS.get(request.path_info)
+        return view(request) if view else self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        view = PROBE_VIEWS.get(request.path_info)
+        if view:
+            return await sync_to_async(view, thread_sensitive=False)(request)
+        return await self.get_response(request)

@@ -92,28 +92,26 @@ class RequestIDMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        request_id, token = self._begin(request)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
+        request_id = self._begin(request)
+        response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        request_id, token = self._begin(request)
-        try:
-            response = await self.get_response(request)
-        finally:
-            request_id_var.reset(token)
+        request_id = self._begin(request)
+        response = await self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
 
     @staticmethod
-    def _begin(request: HttpRequest) -> tuple[str, Any]:
+    def _begin(request: HttpRequest) -> str:
         request_id = clean_request_id(request.headers.get(REQUEST_ID_HEADER))
         request.request_id = request_id  # type: ignore[attr-defined]
-        return request_id, request_id_var.set(request_id)
+        # Not reset on the way out: Django logs 4xx/5xx responses ("django.request") after the
+        # middleware chain has returned, and those lines need the id most. Under ASGI each request
+        # is its own task with its own context; a sync worker thread's next request sets a new id.
+        request_id_var.set(request_id)
+        return request_id
 
 
 class RequestIDFilter(logging.Filter):

@@ -214,4 +214,6 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
+    # Replaces Django's own handlers (plain text to stderr when DEBUG): every line goes through ours.
+    "loggers": {"django": {"handlers": [], "propagate": True}},
 }
