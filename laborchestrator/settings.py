@@ -77,6 +77,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so every later log line of the request carries its id.
     "laborchestrator.logging.RequestIDMiddleware",
+    # Before anything reads the Host header: the kubelet probes by pod IP (see health.py).
+    "laborchestrator.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Daphne serves no static files; WhiteNoise does, from STATIC_ROOT (collected in the image).
     "whitenoise.middleware.WhiteNoiseMiddleware",
