@@ -9,6 +9,7 @@ then the cluster is called, then the outcome is recorded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import string
@@ -282,12 +283,15 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
     objects = _instance_manifests(instance, machines)
     try:
         _create_in_cluster(instance, objects)
-    except ClusterError as error:
+    except Exception as error:
         instance.refresh_from_db()
         if instance.status != Status.REQUESTED:  # stopped meanwhile: the stop cleans up
-            cluster.delete_namespace(instance.namespace)
+            with contextlib.suppress(ClusterError):
+                cluster.delete_namespace(instance.namespace)
             return instance
-        _roll_back(instance, error)
+        # Anything else (a bug, a client-side validation error) must not leave the row `requested`.
+        cause = error if isinstance(error, ClusterError) else ClusterError(f"Unexpected error: {error!r}")
+        _roll_back(instance, cause)
         raise
     now = timezone.now()
     started = _transition(
@@ -298,8 +302,10 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
         last_error="",
     )
     if not started:
-        # Stopped while we were creating: make sure what we created after its delete goes too.
-        cluster.delete_namespace(instance.namespace)
+        # Stopped while we were creating: make sure what we created after its delete goes too
+        # (if this fails, the `stopping` instance's next refresh or reconcile deletes it again).
+        with contextlib.suppress(ClusterError):
+            cluster.delete_namespace(instance.namespace)
     return instance
 
 
