@@ -66,6 +66,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "accounts",
     "labs",
@@ -188,11 +191,38 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "laborchestrator.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": envint("API_PAGE_SIZE", 50),
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "laborchestrator.api.exceptions.exception_handler",
+    # Scoped rates for the expensive or sensitive actions (see laborchestrator/api/throttles.py),
+    # per user, as "<count>/<second|minute|hour|day>".
+    "DEFAULT_THROTTLE_RATES": {
+        "instance_start": os.getenv("API_THROTTLE_INSTANCE_START", "30/hour"),
+        "console_ticket": os.getenv("API_THROTTLE_CONSOLE_TICKET", "60/minute"),
+    },
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=envint("JWT_ACCESS_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=envint("JWT_REFRESH_DAYS", 1)),
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lab Orchestrator API",
+    "DESCRIPTION": "Labs, lab instances, consoles and tutorials. Authenticate with a JWT from "
+    "`POST /api/auth/token/` (`Authorization: Bearer <access>`) or a browser session.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Anonymous users may read the schema and the docs, nothing else.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from the sidecar package's static files, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Seconds a console ticket (issued by the API for opening a VNC or serial websocket) stays valid.
+CONSOLE_TICKET_SECONDS = envint("CONSOLE_TICKET_SECONDS", 60)
 
 # LOG_FORMAT=json: one JSON object per line for the cluster's log collector (laborchestrator/logging.py).
 LOG_FORMAT = "json" if os.getenv("LOG_FORMAT", "plain").strip().lower() == "json" else "plain"

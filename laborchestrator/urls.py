@@ -8,6 +8,7 @@ urlpatterns = [
     # Kubernetes probes (deploy/k8s/deployment.yaml): liveness and readiness.
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("api/", include(("laborchestrator.api.urls", "api"))),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("tutorials/", include("tutorials.urls")),
