@@ -1,0 +1,367 @@
+"""Build the demo VM image: Debian's kernel plus a busybox initramfs, registered in an image store.
+
+`python -m localcluster build-image --output DIR` writes `DIR/localcluster-demo/` (see
+`localcluster.qemu.images` for the store layout) under the reference `localcluster/demo:latest`.
+Everything comes from Debian packages: the kernel is fetched with `apt-get download` (the version the
+`linux-image-amd64` metapackage points at) and unpacked with `dpkg -x`; busybox is the host's static
+busybox. The build is idempotent (a finished image is left alone unless its recipe changed) and the
+kernel package is cached under `DIR/.cache`, so a second build is instant and offline.
+
+What the VM does when it boots (the `/init` script below):
+- loads the virtio modules Debian builds as modules, in the order they depend on each other;
+- takes its hostname and address from the kernel command line the qemu runtime passes
+  (`lab.hostname=vm1 lab.ip=10.0.0.2/24`) and brings up eth0;
+- if a cloud-init NoCloud disk (`cidata`) is attached, sets the `password:` from its user-data for the
+  users `lab` and `root` (so `login lab` / `su lab` work as a cloud image's would);
+- prints a banner and runs a root shell on the serial console (what the console websocket shows) and
+  another on the screen (tty1, what VNC shows). A root shell without a login prompt is deliberate:
+  the demo is about the lab network, and a student should be typing within seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+DEMO_REFERENCE = "localcluster/demo:latest"
+DEMO_DIRNAME = "localcluster-demo"
+BANNER = "Welcome to Lab Orchestrator demo VM"
+
+# Load order matters: loading `virtio` before `virtio_ring` fails with unknown symbols (LOCALVM.md).
+NET_MODULES = (
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
+)
+# Block device and ISO 9660 for the cloud-init disk; loaded after the virtio core above.
+DISK_MODULES = ("virtio_blk", "cdrom", "isofs")
+MODULES = NET_MODULES + DISK_MODULES
+
+INIT_SCRIPT = r"""#!/bin/busybox sh
+# Lab Orchestrator demo VM: PID 1 of a busybox initramfs. Built by localcluster/demoimage.py.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /tmp /root /mnt/cidata
+mount -t devpts devpts /dev/pts
+for m in __MODULES__; do insmod /lib/modules/$m.ko 2>/dev/null; done
+
+HN=lab-vm
+IP=
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        lab.hostname=*) HN="${arg#lab.hostname=}" ;;
+        lab.ip=*) IP="${arg#lab.ip=}" ;;
+    esac
+done
+hostname "$HN"
+echo "$HN" > /etc/hostname
+echo "127.0.0.1 localhost $HN" > /etc/hosts
+ip link set lo up
+# virtio_net registers eth0 asynchronously after insmod; wait briefly for it.
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
+if [ -n "$IP" ] && [ -e /sys/class/net/eth0 ]; then
+    ip addr add "$IP" dev eth0
+    ip link set eth0 up
+fi
+
+# cloud-init NoCloud: the runtime attaches a cidata ISO as a virtio disk.
+PASSWORD_NOTE="no password set (no cloud-init disk)"
+for dev in /dev/vd*; do
+    [ -b "$dev" ] || continue
+    if mount -t iso9660 -o ro "$dev" /mnt/cidata 2>/dev/null; then
+        if [ -f /mnt/cidata/user-data ]; then
+            PW=$(sed -n 's/^password:[[:space:]]*//p' /mnt/cidata/user-data | head -n 1 | tr -d "\"'\r")
+            if [ -n "$PW" ]; then
+                echo "root:$PW" | chpasswd >/dev/null 2>&1
+                echo "lab:$PW" | chpasswd >/dev/null 2>&1
+                PASSWORD_NOTE="password for users root and lab set by cloud-init"
+            fi
+        fi
+        umount /mnt/cidata
+    fi
+done
+
+ADDR="${IP%/*}"
+[ -n "$ADDR" ] || ADDR="no address"
+banner() {
+    echo
+    echo "__BANNER__ $HN ($ADDR)"
+    echo "Root shell on this console; $PASSWORD_NOTE."
+    echo "Try: ip addr show eth0, ping <other machine>"
+    echo
+}
+# Respawn a root shell on each console; setsid -c makes it the controlling tty so ^C works.
+console_shell() {
+    while true; do
+        # The screen still shows firmware messages: start it clean (serial output is left alone).
+        [ "$1" = /dev/tty1 ] && printf '\033[2J\033[H' > "$1"
+        banner > "$1"
+        setsid -c sh -l <>"$1" >&0 2>&1
+        sleep 1
+    done
+}
+console_shell /dev/ttyS0 &
+console_shell /dev/tty1 &
+while true; do sleep 3600; done
+"""
+
+PROFILE = r"""export PATH=/bin:/sbin HOME=/root
+PS1='\u@\h:\w\$ '
+"""
+PASSWD = "root:x:0:0:root:/root:/bin/sh\nlab:x:1000:1000:lab:/home/lab:/bin/sh\n"
+SHADOW = "root:*:19000:0:99999:7:::\nlab:*:19000:0:99999:7:::\n"
+GROUP = "root:x:0:\nlab:x:1000:\n"
+
+# Anything that changes the built image bumps the recipe hash, so an old build is replaced.
+RECIPE_VERSION = hashlib.sha256(
+    "\0".join((INIT_SCRIPT, PROFILE, PASSWD, SHADOW, GROUP, *MODULES)).encode()
+).hexdigest()[:16]
+
+
+class BuildError(Exception):
+    """The demo image cannot be built here; the message says what to install or fix."""
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> str:
+    try:
+        # Fixed tool names with arguments we built; no shell.
+        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
+    except FileNotFoundError as exc:
+        raise BuildError(f"{cmd[0]} not found") from exc
+    if result.returncode != 0:
+        raise BuildError(f"{' '.join(cmd)} failed: {result.stderr.strip()[-800:]}")
+    return result.stdout
+
+
+def kernel_package_name() -> str:
+    """`linux-image-6.1.0-N-amd64`: the package Debian's `linux-image-amd64` currently depends on."""
+    out = run(["apt-cache", "depends", "linux-image-amd64"])
+    match = re.search(r"Depends:\s*(linux-image-[0-9][^\s]*)", out)
+    if not match:
+        raise BuildError("cannot tell which kernel linux-image-amd64 depends on; run `apt-get update` first")
+    return match.group(1)
+
+
+def fetch_kernel_deb(cache: Path) -> Path:
+    """Download the kernel package into `cache` unless a copy is already there."""
+    cached = sorted(cache.glob("linux-image-[0-9]*.deb"))
+    try:
+        package = kernel_package_name()
+    except BuildError:
+        if cached:  # offline or no apt lists: a cached kernel is good enough
+            return cached[-1]
+        raise
+    for deb in cached:
+        if deb.name.startswith(package + "_"):
+            return deb
+    cache.mkdir(parents=True, exist_ok=True)
+    # apt drops privileges to `_apt` for downloads; a world-writable temp dir keeps it quiet.
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        os.chmod(tmp, 0o777)  # noqa: S103 - a private temp dir under our cache, removed right after
+        run(["apt-get", "download", "-q", package], cwd=Path(tmp))
+        debs = list(Path(tmp).glob("*.deb"))
+        if not debs:
+            raise BuildError(f"apt-get download {package} produced no .deb")
+        for old in cached:
+            old.unlink()
+        target = cache / debs[0].name
+        shutil.move(str(debs[0]), target)
+    return target
+
+
+def extract_kernel(deb: Path, workdir: Path) -> tuple[Path, dict[str, Path]]:
+    """Unpack the kernel package; return vmlinuz and the path of each module we need."""
+    run(["dpkg-deb", "-x", str(deb), str(workdir)])
+    vmlinuz = sorted((workdir / "boot").glob("vmlinuz-*"))
+    if not vmlinuz:
+        raise BuildError(f"{deb.name} holds no boot/vmlinuz-*")
+    found: dict[str, Path] = {}
+    for path in (workdir / "lib" / "modules").rglob("*.ko*"):
+        name = path.name.split(".ko")[0].replace("-", "_")
+        if name in MODULES:
+            found[name] = path
+    missing = [m for m in MODULES if m not in found]
+    if missing:
+        raise BuildError(f"kernel {deb.name} lacks modules {', '.join(missing)}")
+    return vmlinuz[-1], found
+
+
+def read_module(path: Path) -> bytes:
+    """Module bytes, decompressed: busybox's insmod cannot read compressed modules."""
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".zst"):
+        raise BuildError(f"{path.name} is zstd-compressed; unsupported")
+    return data
+
+
+class CpioWriter:
+    """Writes the `newc` cpio format the kernel unpacks as an initramfs (all files owned by root)."""
+
+    def __init__(self, out: io.BufferedIOBase) -> None:
+        self._out = out
+        self._ino = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"", nlink: int = 1) -> None:
+        encoded = name.encode() + b"\0"
+        fields = (self._ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(encoded), 0)
+        header = b"070701" + b"".join(b"%08X" % f for f in fields)
+        self._ino += 1
+        self._out.write(header + encoded + b"\0" * (-(len(header) + len(encoded)) % 4))
+        self._out.write(data + b"\0" * (-len(data) % 4))
+
+    def directory(self, name: str) -> None:
+        self._entry(name, 0o040755, nlink=2)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, 0o100000 | mode, data)
+
+    def char_device(self, name: str, major: int, minor: int) -> None:
+        # The rdev fields sit at positions 9 and 10 of the header; write them directly.
+        encoded = name.encode() + b"\0"
+        fields = (self._ino, 0o020600, 0, 0, 1, 0, 0, 0, 0, major, minor, len(encoded), 0)
+        header = b"070701" + b"".join(b"%08X" % f for f in fields)
+        self._ino += 1
+        self._out.write(header + encoded + b"\0" * (-(len(header) + len(encoded)) % 4))
+
+    def close(self) -> None:
+        self._entry("TRAILER!!!", 0, nlink=1)
+
+
+def find_static_busybox() -> Path:
+    """The host's busybox, if statically linked (a dynamic one would need its libc in the initramfs)."""
+    path = shutil.which("busybox")
+    # A dynamically linked ELF names its loader (PT_INTERP) near the start of the file.
+    if not path or b"ld-linux" in Path(path).read_bytes()[:4096]:
+        raise BuildError("needs a static busybox: apt-get install busybox-static")
+    return Path(path)
+
+
+def build_initramfs(busybox: Path, modules: dict[str, Path]) -> bytes:
+    raw = io.BytesIO()
+    cpio = CpioWriter(raw)
+    for d in (
+        "bin",
+        "sbin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "tmp",
+        "root",
+        "mnt",
+        "home",
+        "home/lab",
+    ):
+        cpio.directory(d)
+    # The kernel opens /dev/console before running /init, before devtmpfs is mounted.
+    cpio.char_device("dev/console", 5, 1)
+    cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
+    init = INIT_SCRIPT.replace("__MODULES__", " ".join(MODULES)).replace("__BANNER__", BANNER)
+    cpio.file("init", init.encode(), 0o755)
+    cpio.file("etc/profile", PROFILE.encode())
+    cpio.file("etc/passwd", PASSWD.encode())
+    cpio.file("etc/shadow", SHADOW.encode(), 0o600)
+    cpio.file("etc/group", GROUP.encode())
+    for name in MODULES:
+        cpio.file(f"lib/modules/{name}.ko", read_module(modules[name]))
+    cpio.close()
+    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+
+
+@contextlib.contextmanager
+def build_lock(output: Path) -> Iterator[None]:
+    """Serialise builds into one store (two test sessions may start at once)."""
+    output.mkdir(parents=True, exist_ok=True)
+    with open(output / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def build_demo_image(output: Path, cache: Path | None = None, log=print) -> Path:
+    """Build (or keep) the demo image in the store at `output`; return its directory."""
+    output = Path(output)
+    target = output / DEMO_DIRNAME
+    with build_lock(output):
+        manifest = target / "image.json"
+        if manifest.exists():
+            with contextlib.suppress(ValueError, OSError):
+                if json.loads(manifest.read_text()).get("recipe") == RECIPE_VERSION:
+                    log(f"demo image up to date: {target}")
+                    return target
+        busybox = find_static_busybox()
+        cache = cache or output / ".cache"
+        log("fetching the Debian kernel package (cached after the first build)...")
+        deb = fetch_kernel_deb(cache)
+        with tempfile.TemporaryDirectory(dir=output) as tmp:
+            log(f"unpacking {deb.name}...")
+            vmlinuz, modules = extract_kernel(deb, Path(tmp) / "kernel")
+            initrd = build_initramfs(Path(busybox), modules)
+            staging = Path(tmp) / DEMO_DIRNAME
+            staging.mkdir()
+            shutil.copyfile(vmlinuz, staging / "vmlinuz")
+            (staging / "initrd.img").write_bytes(initrd)
+            (staging / "image.json").write_text(
+                json.dumps(
+                    {
+                        "reference": DEMO_REFERENCE,
+                        "kernel": "vmlinuz",
+                        "initrd": "initrd.img",
+                        "description": f"Lab Orchestrator demo VM (busybox, {deb.name.split('_')[0]})",
+                        "recipe": RECIPE_VERSION,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        log(f"built {DEMO_REFERENCE} in {target}")
+        return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcluster build-image", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--output", required=True, type=Path, help="image store directory (the --images DIR)")
+    parser.add_argument("--cache", type=Path, help="where to keep the kernel .deb (default OUTPUT/.cache)")
+    args = parser.parse_args(argv)
+    try:
+        build_demo_image(args.output, args.cache)
+    except BuildError as exc:
+        print(f"build-image: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

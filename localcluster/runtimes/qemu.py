@@ -1,0 +1,458 @@
+"""The `qemu` runtime: each VMI is a real `qemu-system-x86_64`, as KubeVirt runs it in its launcher pod.
+
+- Disks: `containerDisk.image` resolves through the image store (`--images DIR`, see
+  `localcluster/qemu/images.py`). A kernel+initramfs image boots directly; a disk image boots from a
+  throw-away qcow2 overlay, deleted with the VMI. Unknown reference: `Failed`, reason `ImageNotFound`,
+  message "image not found: <ref>; available: ...".
+- cloud-init: a `cloudInitNoCloud` volume becomes a `cidata` ISO disk (`userDataSecretRef` needs the
+  cluster to have set `read_secret`, see base.py).
+- Network: the namespace's `vde_switch` (started with its first VMI, stopped with the namespace); the
+  address from the cluster's `NamespaceNetwork` goes to the guest as `lab.ip=A/P lab.hostname=H` on
+  the kernel command line (only kernel images can read it; disk images get the NIC and must configure
+  themselves, e.g. through cloud-init's network-config).
+- Phases: `Scheduling` while preparing, `Scheduled` when files and switch are ready, `Running` once
+  QEMU's monitor answers, `Failed` with QEMU's last stderr if it cannot start or exits on its own.
+- Console/VNC: unix sockets; the console goes through `SerialConsole`, which replays recent output
+  (the boot banner) to a new viewer. `pause`/`unpause` are QMP `stop`/`cont`; screenshots are QMP
+  `screendump` as PNG.
+- Clean-up: stop = SIGTERM then SIGKILL and remove the VM's folder; children die with the server
+  (parent-death signal) and stale ones from a crashed server are killed on the next start (pidfiles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localcluster.qemu import host
+from localcluster.qemu.cloudinit import CloudInitError, nocloud_data, write_cidata_iso
+from localcluster.qemu.images import Image, ImageNotFound, ImageStore
+from localcluster.qemu.network import LabSwitch, SwitchError
+from localcluster.qemu.png import ppm_to_png
+from localcluster.qemu.process import Drive, Machine, PidRegistry, qemu_command, spawn, tail, terminate
+from localcluster.qemu.qmp import QmpClient, QmpError
+from localcluster.qemu.serial import SerialConsole
+from localcluster.quota import parse_quantity
+from localcluster.runtimes.base import (
+    NamespaceNetwork,
+    NotSupported,
+    PhaseReporter,
+    PhaseUpdate,
+    Runtime,
+    StreamKind,
+    StreamUnavailable,
+    mac_for,
+)
+
+log = logging.getLogger(__name__)
+
+NODE_NAME = "localcluster"
+QMP_READY_SECONDS = 30.0
+
+
+class LaunchError(Exception):
+    """The VMI cannot run; `reason` becomes status.reason, the message the Ready condition's message."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class _Vm:
+    namespace: str
+    name: str
+    folder: Path
+    network: NamespaceNetwork
+    boot: asyncio.Task[None] | None = None
+    proc: asyncio.subprocess.Process | None = None
+    qmp: QmpClient | None = None
+    serial: SerialConsole | None = None
+    vnc: Path | None = None
+    running: bool = False
+    stopping: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+def guest_cores(spec: dict[str, Any]) -> int:
+    cpu = spec["domain"].get("cpu") or {}
+    return max(1, int(cpu.get("cores") or 1) * int(cpu.get("sockets") or 1) * int(cpu.get("threads") or 1))
+
+
+def guest_memory_mib(spec: dict[str, Any]) -> int:
+    domain = spec["domain"]
+    resources = domain.get("resources") or {}
+    value = (
+        (domain.get("memory") or {}).get("guest")
+        or (resources.get("requests") or {}).get("memory")
+        or (resources.get("limits") or {}).get("memory")
+    )
+    if not value:
+        raise LaunchError("InvalidSpec", "no memory requested")
+    return max(16, math.ceil(parse_quantity(value) / (1 << 20)))
+
+
+class QemuRuntime(Runtime):
+    name = "qemu"
+
+    def __init__(
+        self,
+        report: PhaseReporter,
+        images: Path | str | None = None,
+        state_dir: Path | str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(report, **options)
+        self.store = ImageStore(Path(images) if images else None)
+        # Pidfiles outlive the server, so the next one can clean up after a crash. Without a state
+        # dir they go to one folder per user, which is safe because records name their owner server.
+        pid_folder = (
+            Path(state_dir) / "qemu-runtime" / "pids"
+            if state_dir
+            else Path(tempfile.gettempdir()) / f"localcluster-qemu-{os.getuid()}" / "pids"
+        )
+        self.registry = PidRegistry(pid_folder)
+        self._vms: dict[tuple[str, str], _Vm] = {}
+        self._switches: dict[str, LabSwitch] = {}
+        self._switch_locks: dict[str, asyncio.Lock] = {}
+        self._accel: asyncio.Task[str] | None = None
+        self._run_dir: Path | None = None
+        self._counter = 0
+        self._tools: dict[str, str] | None = None
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def _prepare_host(self) -> tuple[dict[str, str], Path]:
+        if self._tools is None:
+            self._tools = host.find_tools()  # raises ToolsMissing naming the Debian packages
+        if self._run_dir is None:
+            self.registry.reap_stale()
+            # Unix socket paths are limited to 108 bytes, so sockets live under a short /tmp path
+            # rather than the (often deep) state dir.
+            self._run_dir = Path(tempfile.mkdtemp(prefix="lcq-", dir="/tmp"))
+        return self._tools, self._run_dir
+
+    def _next_folder(self, prefix: str) -> Path:
+        assert self._run_dir is not None
+        self._counter += 1
+        folder = self._run_dir / f"{prefix}{self._counter}"
+        return folder
+
+    async def _accelerator(self, qemu: str) -> str:
+        if self._accel is None:
+            self._accel = asyncio.create_task(host.detect_accelerator(qemu, self.store.any_kernel()))
+        return await asyncio.shield(self._accel)
+
+    async def _switch(self, namespace: str, vde_switch: str) -> LabSwitch:
+        async with self._switch_locks.setdefault(namespace, asyncio.Lock()):
+            switch = self._switches.get(namespace)
+            if switch is None or switch.proc is None or switch.proc.returncode is not None:
+                switch = LabSwitch(namespace, self._next_folder("net"))
+                assert self._run_dir is not None
+                await switch.start(vde_switch, self.registry, self._run_dir)
+                self._switches[namespace] = switch
+            return switch
+
+    # -- Runtime interface -------------------------------------------------------------------------
+    async def start(self, vmi: dict[str, Any], network: NamespaceNetwork) -> None:
+        namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
+        vm = _Vm(namespace, name, Path(), network)
+        self._vms[(namespace, name)] = vm
+        vm.boot = asyncio.create_task(self._boot(vm, vmi))
+
+    async def _boot(self, vm: _Vm, vmi: dict[str, Any]) -> None:
+        self.report(vm.namespace, vm.name, PhaseUpdate("Scheduling", node=NODE_NAME))
+        try:
+            await self._launch(vm, vmi)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, LaunchError):
+                reason, message = exc.reason, str(exc)
+            elif isinstance(exc, ImageNotFound):
+                reason, message = "ImageNotFound", str(exc)
+            elif isinstance(exc, host.ToolsMissing):
+                reason, message = "QemuNotInstalled", str(exc)
+            elif isinstance(exc, CloudInitError):
+                reason, message = "CloudInitFailed", str(exc)
+            else:
+                log.exception("qemu runtime: starting %s/%s failed", vm.namespace, vm.name)
+                reason, message = "LauncherFailed", f"{type(exc).__name__}: {exc}"
+            await self._release(vm)
+            self.report(
+                vm.namespace, vm.name, PhaseUpdate("Failed", reason=reason, message=message, node=NODE_NAME)
+            )
+            return
+        assert vm.proc is not None
+        returncode = await vm.proc.wait()
+        if not vm.stopping:
+            message = f"QEMU exited with status {returncode}: {tail(vm.folder / 'qemu.log')}"
+            await self._release(vm)
+            self.report(
+                vm.namespace,
+                vm.name,
+                PhaseUpdate("Failed", reason="QemuExited", message=message, node=NODE_NAME),
+            )
+
+    async def _launch(self, vm: _Vm, vmi: dict[str, Any]) -> None:
+        tools, run_dir = self._prepare_host()
+        spec = vmi["spec"]
+        cores, memory = guest_cores(spec), guest_memory_mib(spec)
+        vm.folder = self._next_folder("vm")
+        vm.folder.mkdir()
+        kernel, drives = await self._volumes(vm, vmi, tools)
+        devices = spec["domain"]["devices"]
+        switch: LabSwitch | None = None
+        ip_cidr = ""
+        mac = ""
+        if devices.get("interfaces") and spec.get("networks"):
+            switch = await self._switch(vm.namespace, tools["vde_switch"])
+            ip = vm.network.allocate(vm.name)
+            ip_cidr = f"{ip}/{vm.network.subnet.prefixlen}"
+            mac = devices["interfaces"][0].get("macAddress") or mac_for(ip)
+        hostname = spec.get("hostname") or vm.name
+        accel = await self._accelerator(tools["qemu-system-x86_64"])
+        self.report(vm.namespace, vm.name, PhaseUpdate("Scheduled", node=NODE_NAME))
+        if devices.get("autoattachGraphicsDevice", True):
+            vm.vnc = vm.folder / "vnc"
+        machine = Machine(
+            name=f"{vm.namespace}/{vm.name}",
+            accel=accel,
+            cores=cores,
+            memory_mib=memory,
+            qmp=vm.folder / "qmp",
+            serial=vm.folder / "serial" if devices.get("autoattachSerialConsole", True) else None,
+            vnc=vm.vnc,
+            kernel=kernel.kernel if kernel else None,
+            initrd=kernel.initrd if kernel else None,
+            cmdline=" ".join(
+                filter(
+                    None,
+                    [
+                        "console=ttyS0 quiet",
+                        kernel.cmdline if kernel else "",
+                        f"lab.hostname={hostname}",
+                        f"lab.ip={ip_cidr}" if ip_cidr else "",
+                    ],
+                )
+            ),
+            drives=tuple(drives),
+            switch=switch.folder if switch else None,
+            mac=mac,
+        )
+        vm.started = time.monotonic()
+        vm.proc = await spawn(
+            qemu_command(tools["qemu-system-x86_64"], machine),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr_path=vm.folder / "qemu.log",
+        )
+        self.registry.record(vm.proc.pid, str(vm.folder), run_dir)
+        vm.qmp = await self._connect_qmp(vm)
+        if machine.serial is not None:
+            vm.serial = SerialConsole(machine.serial)
+            await vm.serial.connect()
+        vm.running = True
+        self.report(
+            vm.namespace,
+            vm.name,
+            PhaseUpdate("Running", ip=ip_cidr.split("/")[0] or None, mac=mac or None, node=NODE_NAME),
+        )
+
+    async def _volumes(
+        self, vm: _Vm, vmi: dict[str, Any], tools: dict[str, str]
+    ) -> tuple[Image | None, list[Drive]]:
+        """Resolve images, make overlays and the cidata ISO; return the kernel image (if any) and drives."""
+        spec = vmi["spec"]
+        disks = {d["name"]: d for d in spec["domain"]["devices"].get("disks") or []}
+        kernel: Image | None = None
+        drives: list[Drive] = []
+        for index, volume in enumerate(spec.get("volumes") or []):
+            disk = disks.get(volume["name"], {})
+            target = disk.get("cdrom") or disk.get("disk") or disk.get("lun") or {}
+            bus, cdrom = target.get("bus", "sata" if "cdrom" in disk else "virtio"), "cdrom" in disk
+            boot_index = disk.get("bootOrder")
+            if "containerDisk" in volume:
+                image = self.store.resolve(volume["containerDisk"]["image"])
+                if image.is_kernel:
+                    if kernel is not None:
+                        raise LaunchError("InvalidSpec", "the qemu runtime boots one kernel image per VMI")
+                    kernel = image
+                    continue
+                assert image.disk is not None
+                overlay = vm.folder / f"disk{index}.qcow2"
+                await self._run(
+                    tools["qemu-img"],
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-b",
+                    str(image.disk),
+                    "-F",
+                    image.disk_format,
+                    str(overlay),
+                )
+                drives.append(Drive(overlay, "qcow2", bus, cdrom, boot_index=boot_index))
+            elif "cloudInitNoCloud" in volume:
+                data = nocloud_data(vmi, volume["cloudInitNoCloud"], self.read_secret)
+                iso = await write_cidata_iso(tools["genisoimage"], data, vm.folder)
+                drives.append(Drive(iso, "raw", bus, cdrom, readonly=True, boot_index=boot_index))
+            elif "emptyDisk" in volume:
+                size = int(parse_quantity(volume["emptyDisk"]["capacity"]))
+                empty = vm.folder / f"disk{index}.qcow2"
+                await self._run(tools["qemu-img"], "create", "-q", "-f", "qcow2", str(empty), str(size))
+                drives.append(Drive(empty, "qcow2", bus, cdrom, boot_index=boot_index))
+            else:
+                kind = next((k for k in volume if k != "name"), "?")
+                raise LaunchError(
+                    "UnsupportedVolume",
+                    f"volume {volume['name']}: {kind} is not supported by the local cluster's qemu runtime",
+                )
+        if kernel is None and not drives:
+            raise LaunchError("InvalidSpec", "nothing to boot: no containerDisk volume")
+        return kernel, drives
+
+    @staticmethod
+    async def _run(*cmd: str) -> None:
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise LaunchError(
+                "LauncherFailed", f"{Path(cmd[0]).name} failed: {err.decode(errors='replace')[-300:]}"
+            )
+
+    async def _connect_qmp(self, vm: _Vm) -> QmpClient:
+        """QEMU is up once its monitor answers; fail with its stderr if it exits first."""
+        assert vm.proc is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QMP_READY_SECONDS
+        while True:
+            if vm.proc.returncode is not None:
+                raise LaunchError(
+                    "QemuFailed",
+                    f"QEMU exited with status {vm.proc.returncode}: {tail(vm.folder / 'qemu.log')}",
+                )
+            with contextlib.suppress(OSError, QmpError):
+                return await QmpClient.connect(vm.folder / "qmp")
+            if loop.time() > deadline:
+                raise LaunchError(
+                    "QemuFailed", f"QEMU's monitor did not answer within {QMP_READY_SECONDS:.0f} s"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _release(self, vm: _Vm) -> None:
+        """Stop the process and free files and the address (idempotent)."""
+        vm.running = False
+        vm.stopping = True
+        if vm.serial is not None:
+            await vm.serial.close()
+            vm.serial = None
+        if vm.qmp is not None:
+            await vm.qmp.close()
+            vm.qmp = None
+        if vm.proc is not None:
+            await terminate(vm.proc)
+            self.registry.forget(vm.proc.pid)
+        if vm.folder != Path():
+            shutil.rmtree(vm.folder, ignore_errors=True)
+        vm.network.release(vm.name)
+
+    async def stop(self, namespace: str, name: str) -> None:
+        vm = self._vms.pop((namespace, name), None)
+        if vm is None:
+            return
+        vm.stopping = True
+        if vm.boot is not None and not vm.boot.done():
+            vm.boot.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await vm.boot
+        await self._release(vm)
+
+    def _running(self, namespace: str, name: str) -> _Vm:
+        vm = self._vms.get((namespace, name))
+        if vm is None or not vm.running or vm.qmp is None:
+            raise StreamUnavailable("VMI is not running")
+        return vm
+
+    async def pause(self, namespace: str, name: str) -> None:
+        qmp = self._running(namespace, name).qmp
+        assert qmp is not None
+        await qmp.execute("stop")
+
+    async def unpause(self, namespace: str, name: str) -> None:
+        qmp = self._running(namespace, name).qmp
+        assert qmp is not None
+        await qmp.execute("cont")
+
+    async def open_stream(
+        self, namespace: str, name: str, kind: StreamKind
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        vm = self._running(namespace, name)
+        if kind == "console":
+            if vm.serial is None:
+                raise StreamUnavailable("No serial console is attached to this VMI")
+            return await vm.serial.attach()
+        if vm.vnc is None:
+            raise StreamUnavailable("No graphics device is attached to this VMI")
+        # QEMU's VNC server takes several clients itself; the cluster kicks the previous viewer.
+        return await asyncio.open_unix_connection(str(vm.vnc))
+
+    async def screenshot(self, namespace: str, name: str) -> bytes:
+        vm = self._running(namespace, name)
+        if vm.vnc is None:
+            raise NotSupported("No graphics device is attached to this VMI")
+        assert vm.qmp is not None
+        target = vm.folder / "screenshot"
+        try:
+            # QEMU 7.1+ writes PNG itself; older ones only PPM, which we convert.
+            await vm.qmp.execute("screendump", filename=str(target), format="png")
+            return target.read_bytes()
+        except QmpError:
+            await vm.qmp.execute("screendump", filename=str(target))
+            return ppm_to_png(target.read_bytes())
+        finally:
+            target.unlink(missing_ok=True)
+
+    async def namespace_deleted(self, namespace: str) -> None:
+        for ns, name in [k for k in self._vms if k[0] == namespace]:
+            await self.stop(ns, name)
+        switch = self._switches.pop(namespace, None)
+        self._switch_locks.pop(namespace, None)
+        if switch is not None:
+            await switch.stop(self.registry)
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(self.stop(ns, name) for ns, name in list(self._vms)), return_exceptions=True)
+        for namespace in list(self._switches):
+            await self.namespace_deleted(namespace)
+        if self._accel is not None and not self._accel.done():
+            self._accel.cancel()
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+
+    # -- for the benchmark and tests ---------------------------------------------------------------
+    def qemu_pid(self, namespace: str, name: str) -> int | None:
+        vm = self._vms.get((namespace, name))
+        return vm.proc.pid if vm and vm.proc else None
+
+    def serial_console(self, namespace: str, name: str) -> SerialConsole | None:
+        vm = self._vms.get((namespace, name))
+        return vm.serial if vm else None
+
+    def switch_pid(self, namespace: str) -> int | None:
+        switch = self._switches.get(namespace)
+        return switch.proc.pid if switch and switch.proc else None
+
+
+__all__ = ["QemuRuntime", "SwitchError"]
