@@ -1,0 +1,62 @@
+# syntax=docker/dockerfile:1.7
+# Lab Orchestrator image: `docker build -t ghcr.io/OWNER/laborchestrator:VERSION .`
+# Three stages, so neither npm nor a compiler ends up in what runs in the cluster.
+
+ARG PYTHON_VERSION=3.11
+ARG NODE_VERSION=20
+
+# --- Browser libraries (noVNC, xterm.js), pinned by package-lock.json; same copy as `make assets` ---
+FROM node:${NODE_VERSION}-bookworm-slim AS assets
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+RUN mkdir -p static/novnc static/xterm \
+ && cp -r node_modules/@novnc/novnc/core node_modules/@novnc/novnc/vendor node_modules/@novnc/novnc/LICENSE.txt static/novnc/ \
+ && cp node_modules/@xterm/xterm/lib/xterm.mjs node_modules/@xterm/xterm/css/xterm.css node_modules/@xterm/xterm/LICENSE static/xterm/ \
+ && cp node_modules/@xterm/addon-fit/lib/addon-fit.mjs static/xterm/
+
+# --- Wheels for every pinned dependency in pyproject.toml (built here if a package has no wheel) ---
+FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /build
+COPY pyproject.toml ./
+# The dependency list alone: the application code is copied as source into the runtime stage.
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > requirements.txt \
+ && pip wheel --wheel-dir /wheels -r requirements.txt
+
+# --- Runtime ---
+FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH \
+    DJANGO_SETTINGS_MODULE=laborchestrator.settings \
+    LABORCHESTRATOR_PRODUCTION=1 \
+    STATIC_ROOT=/app/staticfiles \
+    MEDIA_ROOT=/data/media \
+    LABORCHESTRATOR_VAR_DIR=/tmp/laborchestrator
+# A fixed numeric UID/GID, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
+RUN groupadd --system --gid 10001 laborchestrator \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin laborchestrator
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    --mount=type=bind,from=builder,source=/build/requirements.txt,target=/tmp/requirements.txt \
+    python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /tmp/requirements.txt
+WORKDIR /app
+# Code and static files stay owned by root: the app user can read them, not change them.
+COPY . .
+COPY --from=assets /build/static/novnc ./static/novnc
+COPY --from=assets /build/static/xterm ./static/xterm
+# Hashed, compressed static files (WhiteNoise's manifest storage, as LABORCHESTRATOR_PRODUCTION=1 selects);
+# no secret or database is needed for this step.
+RUN python manage.py collectstatic --no-input --verbosity 0 \
+ && mkdir -p /data/media \
+ && chown 10001:10001 /data/media
+USER 10001:10001
+EXPOSE 8000
+# Migrations are not run here: the migrate Job does them once per release (deploy/k8s/migrate-job.yaml).
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "laborchestrator.asgi:application"]
