@@ -1,0 +1,61 @@
+"""Tutorial variables, filled in per student when a page is displayed.
+
+The namespace is fixed: `{{ user.username }}` and, for each machine of the student's instance,
+`{{ vm.<name>.ip }}`, `{{ vm.<name>.user }}` and `{{ vm.<name>.password }}`. Values go into HTML
+that was sanitised when the page was saved, so each one is HTML-escaped here. Anything else in
+braces, or a machine without an IP yet, stays visible exactly as written: a typo in a tutorial
+shows up on the page instead of breaking it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from django.core.exceptions import PermissionDenied
+
+from labs.models import LabInstance
+
+# Markdown leaves braces alone, in code too, so the same pattern works in text, code and attributes.
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class TutorialContext:
+    """The values one student's page may show, keyed by variable name (`vm.web.ip`)."""
+
+    values: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_user(cls, user) -> TutorialContext:
+        """Before an instance runs: only the user is known; `vm.*` variables stay as written."""
+        return cls({"user.username": user.get_username()})
+
+    @classmethod
+    def for_instance(cls, user, instance: LabInstance, ips: Mapping[str, str]) -> TutorialContext:
+        """`ips` maps machine names to addresses, as the cluster reports them (may be partial).
+
+        The machines' passwords are only the owner's (and staff's) to see.
+        """
+        if instance.owner_id != user.pk and not user.is_staff:
+            raise PermissionDenied("This lab instance belongs to someone else.")
+        values = dict(cls.for_user(user).values)
+        for machine in instance.machines.all():
+            values[f"vm.{machine.name}.user"] = machine.username
+            values[f"vm.{machine.name}.password"] = machine.password
+            if ips.get(machine.name):
+                values[f"vm.{machine.name}.ip"] = ips[machine.name]
+        return cls(values)
+
+
+def fill_variables(html_text: str, context: TutorialContext) -> str:
+    """Substitute known variables, escaped; leave unknown ones as they are. One pass, so a value
+    that itself looks like a variable is shown, not expanded."""
+
+    def substitute(match: re.Match[str]) -> str:
+        value = context.values.get(match.group(1))
+        return match.group(0) if value is None else html.escape(value, quote=True)
+
+    return _VARIABLE.sub(substitute, html_text)
