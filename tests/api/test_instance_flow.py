@@ -1,0 +1,113 @@
+"""Start → status → pause → resume → stop over the API, against the local cluster."""
+
+import pytest
+
+from labs.models import LabInstance
+from tests.api.conftest import wait_for
+
+pytestmark = pytest.mark.django_db
+Status = LabInstance.Status
+
+
+def test_full_lifecycle_over_the_api(app_cluster, make_lab, student, client_for):
+    lab = make_lab(machines=2)
+    client = client_for(student)
+
+    started = client.post("/api/instances/", {"lab": lab.slug}, format="json")
+    assert started.status_code == 201, started.content
+    body = started.json()
+    assert body["status"] == Status.STARTING
+    assert body["lab"] == lab.slug
+    assert body["expires_at"]
+    assert [m["name"] for m in body["machines"]] == ["vm0", "vm1"]
+    url = f"/api/instances/{body['id']}/"
+
+    def running() -> dict | None:
+        detail = client.get(url).json()
+        return detail if detail["status"] == Status.RUNNING else None
+
+    detail = wait_for(running)
+    for machine in detail["machines"]:
+        assert machine["phase"] == "Running"
+        assert machine["ip_address"]
+        assert machine["paused"] is False
+        assert machine["username"] == "cirros"
+        assert len(machine["password"]) >= 16
+        assert machine["consoles"] == {
+            "vnc": f"ws://testserver/ws/instances/{body['id']}/machines/{machine['name']}/vnc",
+            "serial": f"ws://testserver/ws/instances/{body['id']}/machines/{machine['name']}/serial",
+        }
+    # The list shows the stored status without asking the cluster.
+    (listed,) = client.get("/api/instances/").json()["results"]
+    assert listed["status"] == Status.RUNNING
+    assert "machines" not in listed
+
+    paused = client.post(f"{url}pause/")
+    assert paused.status_code == 200 and paused.json()["status"] == Status.PAUSED
+    assert all(m["paused"] for m in client.get(url).json()["machines"])
+    assert client.post(f"{url}pause/").status_code == 200  # pausing twice is harmless
+
+    resumed = client.post(f"{url}resume/")
+    assert resumed.status_code == 200 and resumed.json()["status"] == Status.RUNNING
+    assert not any(m["paused"] for m in client.get(url).json()["machines"])
+
+    stopped = client.delete(url)
+    assert stopped.status_code in (200, 202)
+    assert stopped.json()["status"] in (Status.STOPPING, Status.STOPPED)
+    wait_for(lambda: client.get(url).json()["status"] == Status.STOPPED)
+    assert client.delete(url).status_code == 200  # stopping twice is harmless
+    refused = client.post(f"{url}resume/")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "invalid_transition"
+
+
+def test_start_by_lab_id_and_limits_answer_409_with_the_rule(app_cluster, make_lab, student, client_for):
+    lab = make_lab(instances_per_user=1)
+    client = client_for(student)
+
+    assert client.post("/api/instances/", {"lab": lab.pk}, format="json").status_code == 201
+    second = client.post("/api/instances/", {"lab": lab.pk}, format="json")
+
+    assert second.status_code == 409
+    assert second.json() == {
+        "detail": f"You may run 1 instance(s) of {lab.name!r} at a time; stop one before starting another.",
+        "code": "limit_reached",
+    }
+
+
+def test_cluster_down_is_503_with_a_message(app_cluster, make_lab, student, client_for, settings):
+    settings.KUBECONFIG = "/nonexistent/kubeconfig"
+    from labs import cluster
+
+    cluster.reset_client()
+    response = client_for(student).post("/api/instances/", {"lab": make_lab().slug}, format="json")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "cluster_unavailable"
+    assert "misconfigured" in response.json()["detail"]
+
+
+def test_unknown_or_hidden_lab_is_a_field_error(make_lab, student, client_for):
+    hidden = make_lab(published=False)
+    client = client_for(student)
+
+    for reference in (hidden.slug, hidden.pk, "nope", 999999):
+        response = client.post("/api/instances/", {"lab": reference}, format="json")
+        assert response.status_code == 400
+        assert list(response.json()) == ["lab"]
+    assert client.post("/api/instances/", {}, format="json").json() == {"lab": ["This field is required."]}
+
+
+def test_starts_are_throttled(make_lab, student, client_for, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"instance_start": "2/hour"},
+    }
+    client = client_for(student)
+    hidden = make_lab(published=False)
+
+    codes = [
+        client.post("/api/instances/", {"lab": hidden.slug}, format="json").status_code for _ in range(3)
+    ]
+
+    assert codes == [400, 400, 429]
