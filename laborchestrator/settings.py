@@ -149,6 +149,9 @@ if PRODUCTION:
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
+else:
+    # Files are looked up per request, so tests and `make run` need no collectstatic beforehand.
+    WHITENOISE_AUTOREFRESH = True
 # Tutorial uploads: images and small files referenced from Markdown.
 TUTORIAL_MEDIA_MAX_BYTES = envint("TUTORIAL_MEDIA_MAX_BYTES", 10 * 1024 * 1024)
 # A tutorial page or step larger than this is refused instead of stalling the renderer.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -311,3 +312,65 @@ def set_vmis_paused(*, namespace: str, names: list[str], paused: bool) -> None:
         return call
 
     _run_concurrently([call_for(name) for name in names])
+
+
+# --- Console websockets (used by the console proxy, vncproxy/upstream.py) -----------------------------
+
+
+@dataclass(frozen=True)
+class WebsocketTarget:
+    """Where and how to open a VMI's `vnc`/`console` websocket: the same server, TLS material and
+    credentials as every other call here, so the proxy needs no second secret and no kubectl proxy."""
+
+    url: str
+    ssl: ssl.SSLContext | None  # None for a plain-http API server (never in production)
+    headers: dict[str, str]
+    server_hostname: str | None  # SNI / hostname to verify, when the kubeconfig overrides it
+
+
+_ws_ssl_lock = threading.Lock()
+# Built once per client: loading the CA bundle and client key costs milliseconds, once is enough.
+_ws_ssl_cache: tuple[client.ApiClient, ssl.SSLContext] | None = None
+
+
+def _websocket_ssl_context(api: client.ApiClient) -> ssl.SSLContext:
+    global _ws_ssl_cache
+    with _ws_ssl_lock:
+        if _ws_ssl_cache is not None and _ws_ssl_cache[0] is api:
+            return _ws_ssl_cache[1]
+        configuration = api.configuration
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+        if not configuration.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif configuration.assert_hostname is False:
+            context.check_hostname = False
+        if configuration.cert_file:
+            context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
+        _ws_ssl_cache = (api, context)
+        return context
+
+
+def subresource_websocket_target(*, namespace: str, name: str, kind: str) -> WebsocketTarget:
+    """The upstream of a console proxy stream; `kind` is "vnc" or "console".
+
+    Raises ClusterUnavailable when the connection is misconfigured (like every other call here).
+    """
+    if kind not in ("vnc", "console"):
+        raise ValueError(f"not a streaming subresource: {kind!r}")
+    api = api_client()
+    configuration = api.configuration
+    path = _SUBRESOURCE_PATH.format(namespace=namespace, name=name, action=kind)
+    base = configuration.host.rstrip("/")
+    scheme, _, rest = base.partition("://")
+    url = ("wss://" if scheme == "https" else "ws://") + rest + path
+    try:
+        context = _websocket_ssl_context(api) if scheme == "https" else None
+        # auth_settings() refreshes an expiring in-cluster token through the client's own hook.
+        auth = configuration.auth_settings().get("BearerToken")
+    except (OSError, ValueError, ssl.SSLError) as error:
+        raise ClusterUnavailable(f"The cluster connection is misconfigured: {error}") from error
+    headers = {"Authorization": auth["value"]} if auth and auth.get("value") else {}
+    return WebsocketTarget(
+        url=url, ssl=context, headers=headers, server_hostname=configuration.tls_server_name or None
+    )

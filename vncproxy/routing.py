@@ -1,3 +1,13 @@
-"""Websocket routes of the console proxy (filled in by the console proxy issue)."""
+"""Websocket routes of the console proxy."""
 
-websocket_urlpatterns: list = []
+from django.urls import re_path
+
+from vncproxy.consumers import ConsoleConsumer
+
+websocket_urlpatterns = [
+    re_path(
+        r"^ws/instances/(?P<instance_id>[0-9]+)/machines/(?P<machine>[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)/"
+        r"(?P<kind>vnc|serial)$",
+        ConsoleConsumer.as_asgi(),
+    ),
+]

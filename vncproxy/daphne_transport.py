@@ -1,0 +1,152 @@
+"""The browser side of a console stream, straight on Daphne's websocket protocol object.
+
+Plain ASGI has no flow control for websockets: Daphne hands every incoming frame to an unbounded
+queue and writes every outgoing one into Twisted's unbounded write buffer. A console relay that
+used only ASGI would buffer without limit when the browser (or the machine) is slower than the
+other side, and pays for a dict, a coroutine chain and Channels' per-message dispatch on each frame.
+So, when the consumer runs under Daphne, the relay talks to its autobahn protocol directly:
+
+- to the browser: `sendMessage()`, with a push producer registered on the Twisted transport that
+  Twisted pauses while its write buffer holds more than settings.CONSOLE_BUFFER_BYTES; the relay
+  waits then, and stops calling the upstream's `recv()`;
+- from the browser: the protocol's `onMessage` is replaced by one that queues the frame for the
+  upstream pump and pauses reading the socket while more than CONSOLE_BUFFER_BYTES are queued;
+- close: `sendClose(code, reason)`, so the browser gets the reason, which Daphne 4.2 drops.
+
+Under any other server (or Channels' test communicator) `attach()` returns None and the consumer
+uses plain ASGI messages. Tested against the pinned Daphne 4.2 / autobahn in tests/vncproxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from vncproxy.relay import Relay
+
+
+def _daphne_protocol(send: Any) -> Any | None:
+    """Daphne's protocol behind an ASGI send callable, through Channels' session wrapper."""
+    for _ in range(8):  # the known wrappers nest two or three deep
+        if isinstance(send, functools.partial):
+            handler = getattr(send.func, "__qualname__", "")
+            if handler == "Server.handle_reply" and send.args:
+                protocol = send.args[0]
+                if hasattr(protocol, "sendMessage") and hasattr(protocol, "onMessage"):
+                    return protocol
+            return None
+        owner = getattr(send, "__self__", None)
+        send = getattr(owner, "real_send", None)
+        if send is None:
+            return None
+    return None
+
+
+class DaphneBrowser:
+    """Implements `relay.BrowserSide`, plus the browser→upstream pump."""
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.transport = protocol.transport
+        self.limit = settings.CONSOLE_BUFFER_BYTES
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._pending: deque[bytes] = deque()
+        self._pending_bytes = 0
+        self._reading_paused = False
+        self._wakeup = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+        self._original_on_message = protocol.onMessage
+        self._producer_registered = False
+        if getattr(self.transport, "producer", None) is None:
+            self.transport.bufferSize = self.limit
+            self.transport.registerProducer(self, True)
+            self._producer_registered = True
+        # From now on frames bypass the ASGI queue; they wait here until the relay starts.
+        protocol.onMessage = self._on_message
+
+    # -- Twisted push producer: called by the transport as its write buffer fills and drains ----------
+    def pauseProducing(self) -> None:
+        self._writable.clear()
+
+    def resumeProducing(self) -> None:
+        self._writable.set()
+
+    def stopProducing(self) -> None:
+        # Connection lost: let the relay go on, find out and end.
+        self._writable.set()
+
+    # -- BrowserSide ---------------------------------------------------------------------------------
+    async def send(self, data: bytes) -> None:
+        self.protocol.sendMessage(data, True)
+        if not self._writable.is_set():
+            await self._writable.wait()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.protocol.sendClose(code=code, reason=reason)
+
+    # -- browser → upstream --------------------------------------------------------------------------
+    def _on_message(self, payload: bytes, is_binary: bool) -> None:
+        # Daphne's own onMessage does this; its keepalive pings are scheduled from it.
+        self.protocol.last_ping = time.time()
+        if not is_binary:
+            return  # text frames are dropped, as KubeVirt drops them
+        self._pending.append(payload)
+        self._pending_bytes += len(payload)
+        if self._pending_bytes > self.limit and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        self._wakeup.set()
+
+    def start(self, relay: Relay) -> None:
+        self._pump = asyncio.create_task(self._upstream_pump(relay))
+        relay.tasks.add(self._pump)
+        self._pump.add_done_callback(relay.tasks.discard)
+
+    async def _upstream_pump(self, relay: Relay) -> None:
+        pending = self._pending
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while pending:
+                # Coalesce what queued up while the last send waited: the upstream is a byte
+                # stream (RFB, serial), so frame boundaries carry no meaning and fewer frames are cheaper.
+                data = pending.popleft() if len(pending) == 1 else b"".join(_drain(pending))
+                self._pending_bytes -= len(data)
+                await relay.to_upstream(data)
+                if self._reading_paused and self._pending_bytes <= self.limit // 2:
+                    self._reading_paused = False
+                    self.transport.resumeProducing()
+
+    def stop(self) -> None:
+        self.protocol.onMessage = self._original_on_message
+        self._pending.clear()
+        if self._producer_registered:
+            with contextlib.suppress(Exception):
+                self.transport.unregisterProducer()
+            self._producer_registered = False
+        if self._reading_paused:
+            self._reading_paused = False
+            with contextlib.suppress(Exception):
+                self.transport.resumeProducing()
+
+
+def _drain(pending: deque[bytes]) -> list[bytes]:
+    items = list(pending)
+    pending.clear()
+    return items
+
+
+def attach(consumer: Any) -> DaphneBrowser | None:
+    """The direct browser side for this consumer, or None when not served by Daphne."""
+    protocol = _daphne_protocol(consumer.base_send)
+    if protocol is None or getattr(protocol, "transport", None) is None:
+        return None
+    return DaphneBrowser(protocol)
