@@ -187,6 +187,18 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Console proxy (vncproxy) -----------------------------------------------------------------
+# A VNC or serial stream with no bytes either way for this long is closed (close code 4408).
+CONSOLE_IDLE_TIMEOUT_SECONDS = float(os.getenv("CONSOLE_IDLE_TIMEOUT_SECONDS", "900"))
+# Streams one user may have open at once (each machine's VNC and serial count separately), and
+# streams one server process relays at once; beyond them a connection is refused (4429).
+CONSOLE_MAX_STREAMS_PER_USER = envint("CONSOLE_MAX_STREAMS_PER_USER", 8)
+CONSOLE_MAX_STREAMS_PROCESS = envint("CONSOLE_MAX_STREAMS_PROCESS", 500)
+# Bytes a stream may hold per direction before it stops reading the faster side (backpressure).
+CONSOLE_BUFFER_BYTES = envint("CONSOLE_BUFFER_BYTES", 256 * 1024)
+# Seconds to open the machine's websocket on the cluster before answering 4503.
+CONSOLE_UPSTREAM_OPEN_TIMEOUT_SECONDS = float(os.getenv("CONSOLE_UPSTREAM_OPEN_TIMEOUT_SECONDS", "10"))
+
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
