@@ -7,16 +7,23 @@ from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts.api.views import MeView, TokenObtainView
 from labs.api.views import InstanceViewSet, LabMachineViewSet, LabViewSet, VMImageViewSet
+from tutorials.api.views import TutorialPageViewSet, TutorialStepViewSet, TutorialViewSet
 
 router = DefaultRouter()
 router.include_root_view = False
 router.register("images", VMImageViewSet, basename="image")
 router.register("labs", LabViewSet, basename="lab")
 router.register("instances", InstanceViewSet, basename="instance")
+router.register("tutorials", TutorialViewSet, basename="tutorial")
 
-machines_router = SimpleRouter()
-machines_router.register(
-    r"labs/(?P<lab_slug>[-a-zA-Z0-9_]+)/machines", LabMachineViewSet, basename="lab-machine"
+SLUG = "[-a-zA-Z0-9_]+"
+nested_router = SimpleRouter()
+nested_router.register(rf"labs/(?P<lab_slug>{SLUG})/machines", LabMachineViewSet, basename="lab-machine")
+nested_router.register(
+    rf"tutorials/(?P<tutorial_slug>{SLUG})/pages", TutorialPageViewSet, basename="tutorial-page"
+)
+nested_router.register(
+    rf"tutorials/(?P<tutorial_slug>{SLUG})/steps", TutorialStepViewSet, basename="tutorial-step"
 )
 
 urlpatterns = [
@@ -26,5 +33,5 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("", include(router.urls)),
-    path("", include(machines_router.urls)),
+    path("", include(nested_router.urls)),
 ]

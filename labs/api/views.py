@@ -3,7 +3,8 @@ whose errors become HTTP answers in laborchestrator/api/exceptions.py."""
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch, Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -20,7 +21,7 @@ from laborchestrator.api.exceptions import (
     LabNotAvailableError,
     LimitReachedError,
 )
-from laborchestrator.api.permissions import IsStaffOrReadOnly
+from laborchestrator.api.permissions import IsStaff, IsStaffOrReadOnly
 from laborchestrator.api.throttles import ConsoleTicketThrottle, InstanceStartThrottle
 from labs import lifecycle
 from labs.api.filters import InstanceFilter
@@ -37,8 +38,14 @@ from labs.api.serializers import (
     VMImageSerializer,
 )
 from labs.models import InstanceMachine, Lab, LabInstance, LabMachine, VMImage
+from tutorials.api.serializers import LabProgressSerializer
 from tutorials.models import Tutorial
+from tutorials.progress import Progress, progress_by_user
 from vncproxy.tickets import ticket_issue
+
+
+def _progress_numbers(progress: Progress) -> dict[str, int]:
+    return {"ticked": progress.ticked, "total": progress.total, "percent": progress.percent}
 
 
 def _error_response(error: type, description: str) -> OpenApiResponse:
@@ -80,6 +87,34 @@ class LabViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer: BaseSerializer) -> None:
         lab = serializer.save()
         lab.visible_tutorials = []
+
+    @extend_schema(
+        summary="Everyone's progress in the lab's tutorials", responses=LabProgressSerializer(many=True)
+    )
+    @action(detail=True, methods=["get"], permission_classes=[IsStaff])
+    def progress(self, request: Request, slug: str | None = None) -> Response:
+        """Instructors: per user who ran the lab or ticked a step of its tutorials, their progress in
+        each tutorial linked to it."""
+        lab = self.get_object()
+        tutorials = list(Tutorial.objects.filter(labs=lab).order_by("title"))
+        users = (
+            get_user_model()
+            .objects.filter(Q(lab_instances__lab=lab) | Q(step_completions__step__page__tutorial__labs=lab))
+            .distinct()
+            .order_by("username")
+        )
+        page = self.paginate_queryset(users)
+        by_tutorial = {t.pk: progress_by_user(t, user_ids=[u.pk for u in page]) for t in tutorials}
+        rows = [
+            {
+                "user": user,
+                "tutorials": [
+                    {"tutorial": t.slug, **_progress_numbers(by_tutorial[t.pk][user.pk])} for t in tutorials
+                ],
+            }
+            for user in page
+        ]
+        return self.get_paginated_response(LabProgressSerializer(rows, many=True).data)
 
     def perform_update(self, serializer: BaseSerializer) -> None:
         lab = serializer.save()

@@ -1,0 +1,142 @@
+"""Tutorials as the API shows them: HTML rendered when saved (tutorials.models), variables filled
+in per request (tutorials.variables), and the Markdown source for instructors only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.api.serializers import UserSummarySerializer
+from laborchestrator.api.serializers import ModelCleanMixin
+from labs.models import Lab
+from tutorials.models import Step, Tutorial, TutorialPage
+from tutorials.progress import Progress
+from tutorials.variables import TutorialContext, fill_variables
+
+
+def _filled(serializer: serializers.Serializer, html_text: str) -> str:
+    context: TutorialContext | None = serializer.context.get("tutorial_context")
+    return html_text if context is None else fill_variables(html_text, context)
+
+
+class TutorialSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    labs = serializers.SlugRelatedField(
+        slug_field="slug", many=True, queryset=Lab.objects.all(), required=False, help_text="Lab slugs."
+    )
+
+    class Meta:
+        model = Tutorial
+        fields = ["id", "slug", "title", "summary", "published", "labs", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class StepSerializer(serializers.ModelSerializer):
+    text_html = serializers.SerializerMethodField(help_text="Sanitised HTML with your variables filled in.")
+    ticked = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Step
+        fields = ["id", "page", "order", "text_html", "ticked"]
+        read_only_fields = fields
+
+    def get_text_html(self, step: Step) -> str:
+        return _filled(self, step.text_html)
+
+    def get_ticked(self, step: Step) -> bool:
+        progress: Progress | None = self.context.get("progress")
+        return progress is not None and step.pk in progress.ticked_step_ids
+
+
+class StaffStepSerializer(ModelCleanMixin, StepSerializer):
+    """A step as instructors write it; `text_markdown` is rendered into `text_html` on save."""
+
+    class Meta(StepSerializer.Meta):
+        fields = [*StepSerializer.Meta.fields, "text_markdown"]
+        read_only_fields = ["id", "text_html", "ticked"]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        tutorial: Tutorial | None = self.context.get("tutorial")
+        if tutorial is not None and "page" in fields:
+            fields["page"].queryset = TutorialPage.objects.filter(tutorial=tutorial)
+        return fields
+
+
+class PageSerializer(serializers.ModelSerializer):
+    body_html = serializers.SerializerMethodField(help_text="Sanitised HTML with your variables filled in.")
+    steps = StepSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = TutorialPage
+        fields = ["id", "title", "order", "body_html", "steps"]
+        read_only_fields = fields
+
+    def get_body_html(self, page: TutorialPage) -> str:
+        return _filled(self, page.body_html)
+
+
+class StaffPageSerializer(ModelCleanMixin, PageSerializer):
+    """A page as instructors write it; `body_markdown` is rendered into `body_html` on save."""
+
+    steps = StaffStepSerializer(many=True, read_only=True)
+
+    class Meta(PageSerializer.Meta):
+        fields = [*PageSerializer.Meta.fields, "body_markdown"]
+        read_only_fields = ["id", "body_html", "steps"]
+
+    def instance_for_clean(self, attrs: dict[str, Any]) -> TutorialPage:
+        page = super().instance_for_clean(attrs)
+        page.tutorial = self.context["tutorial"]
+        return page
+
+
+class ProgressSerializer(serializers.Serializer):
+    user = UserSummarySerializer()
+    ticked_step_ids = serializers.ListField(child=serializers.IntegerField())
+    ticked = serializers.IntegerField()
+    total = serializers.IntegerField()
+    percent = serializers.IntegerField(help_text="Whole percent of the steps ticked, rounded down.")
+
+    @staticmethod
+    def data_for(user: Any, progress: Progress) -> dict[str, Any]:
+        return {
+            "user": user,
+            "ticked_step_ids": sorted(progress.ticked_step_ids),
+            "ticked": progress.ticked,
+            "total": progress.total,
+            "percent": progress.percent,
+        }
+
+
+class TutorialDetailSerializer(TutorialSerializer):
+    pages = PageSerializer(many=True, read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta(TutorialSerializer.Meta):
+        fields = [*TutorialSerializer.Meta.fields, "pages", "progress"]
+        read_only_fields = [*TutorialSerializer.Meta.read_only_fields, "pages", "progress"]
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, tutorial: Tutorial) -> dict[str, Any] | None:
+        progress: Progress | None = self.context.get("progress")
+        if progress is None:
+            return None
+        return ProgressSerializer(ProgressSerializer.data_for(self.context["request"].user, progress)).data
+
+
+class StaffTutorialDetailSerializer(TutorialDetailSerializer):
+    pages = StaffPageSerializer(many=True, read_only=True)
+
+
+class LabTutorialProgressSerializer(serializers.Serializer):
+    tutorial = serializers.SlugField()
+    ticked = serializers.IntegerField()
+    total = serializers.IntegerField()
+    percent = serializers.IntegerField()
+
+
+class LabProgressSerializer(serializers.Serializer):
+    user = UserSummarySerializer()
+    tutorials = LabTutorialProgressSerializer(many=True)

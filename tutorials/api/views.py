@@ -1,0 +1,206 @@
+"""REST views of tutorials, their pages and steps, and progress. Thin: rendering happens when a page
+is saved (tutorials.models), variables come from tutorials.variables, progress from
+tutorials.progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from laborchestrator.api.permissions import IsStaffOrReadOnly
+from labs import lifecycle
+from labs.exceptions import ClusterError
+from labs.models import LabInstance
+from tutorials.api.serializers import (
+    PageSerializer,
+    ProgressSerializer,
+    StaffPageSerializer,
+    StaffStepSerializer,
+    StaffTutorialDetailSerializer,
+    StepSerializer,
+    TutorialDetailSerializer,
+    TutorialSerializer,
+)
+from tutorials.models import Step, Tutorial, TutorialPage
+from tutorials.progress import step_tick, step_untick, tutorial_progress
+from tutorials.variables import TutorialContext
+
+INSTANCE_PARAMETER = OpenApiParameter(
+    "instance",
+    OpenApiTypes.INT,
+    description="One of your lab instances: fills in `{{ vm.<name>.ip/user/password }}` from it "
+    "(IP addresses as the cluster reports them, when it can be read).",
+)
+USER_PARAMETER = OpenApiParameter(
+    "user", OpenApiTypes.INT, description="Instructors: whose progress (default: your own)."
+)
+TUTORIAL_SLUG = OpenApiParameter("tutorial_slug", OpenApiTypes.STR, OpenApiParameter.PATH)
+CRUD_ACTIONS = ("list", "retrieve", "create", "update", "partial_update", "destroy")
+
+
+def _query_int(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if not value.isdigit():
+        raise ValidationError({name: ["A whole number is required."]})
+    return int(value)
+
+
+def tutorial_context_for(request: Request) -> TutorialContext:
+    """The variables of the requesting user and, with `?instance=<id>`, of that instance of theirs."""
+    user = request.user
+    instance_id = _query_int(request, "instance")
+    if instance_id is None:
+        return TutorialContext.for_user(user)
+    instances = LabInstance.objects.visible_to(user).prefetch_related("machines")
+    instance = get_object_or_404(instances, pk=instance_id)
+    ips: dict[str, str] = {}
+    if instance.status in (LabInstance.Status.RUNNING, LabInstance.Status.PAUSED):
+        try:
+            status = lifecycle.instance_refresh(instance=instance)
+            ips = {machine.name: machine.ip_address for machine in status.machines}
+        except ClusterError:
+            pass  # a tutorial stays readable while the cluster is down; the IP variables stay as written
+    return TutorialContext.for_instance(user, instance, ips)
+
+
+def _record_activity(*, user: Any, tutorial: Tutorial) -> None:
+    """Working through a tutorial keeps the student's running lab of it from idling out."""
+    instances = LabInstance.objects.filter(
+        owner=user,
+        lab__tutorials=tutorial,
+        status__in=(LabInstance.Status.RUNNING, LabInstance.Status.PAUSED),
+    )
+    for instance in instances:
+        lifecycle.instance_touch(instance=instance)
+
+
+class TutorialViewSet(viewsets.ModelViewSet):
+    """Tutorials: students see published ones, instructors all; only instructors write them.
+
+    The detail has the ordered pages and steps as HTML with the variables filled in for you (and
+    for one of your lab instances with `?instance=<id>`), your progress, and for instructors the
+    Markdown source.
+    """
+
+    lookup_field = "slug"
+    permission_classes = [IsStaffOrReadOnly]
+
+    def get_queryset(self) -> QuerySet[Tutorial]:
+        tutorials = Tutorial.objects.visible_to(self.request.user).prefetch_related("labs")
+        if self.action == "retrieve":
+            steps = Prefetch("steps", queryset=Step.objects.order_by("order", "id"))
+            pages = TutorialPage.objects.order_by("order", "id").prefetch_related(steps)
+            tutorials = tutorials.prefetch_related(Prefetch("pages", queryset=pages))
+        return tutorials
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        if self.action != "retrieve":
+            return TutorialSerializer
+        return StaffTutorialDetailSerializer if self.request.user.is_staff else TutorialDetailSerializer
+
+    @extend_schema(parameters=[INSTANCE_PARAMETER])
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        tutorial = self.get_object()
+        context = {
+            **self.get_serializer_context(),
+            "tutorial_context": tutorial_context_for(request),
+            "progress": tutorial_progress(request.user, tutorial),
+        }
+        return Response(self.get_serializer_class()(tutorial, context=context).data)
+
+    @extend_schema(parameters=[USER_PARAMETER], responses=ProgressSerializer)
+    @action(detail=True, methods=["get"])
+    def progress(self, request: Request, slug: str | None = None) -> Response:
+        """Your progress in this tutorial (ticked step ids, percent); instructors: anyone's with `?user=`."""
+        tutorial = self.get_object()
+        user = request.user
+        user_id = _query_int(request, "user")
+        if user_id is not None and user_id != user.pk:
+            if not user.is_staff:
+                raise PermissionDenied("Only instructors may read another user's progress.")
+            user = get_object_or_404(get_user_model(), pk=user_id)
+        data = ProgressSerializer.data_for(user, tutorial_progress(user, tutorial))
+        return Response(ProgressSerializer(data).data)
+
+
+class TutorialChildViewSet(viewsets.ModelViewSet):
+    """Pages or steps of one tutorial; students read those of published tutorials."""
+
+    permission_classes = [IsStaffOrReadOnly]
+    pagination_class = None
+
+    def get_tutorial(self) -> Tutorial:
+        if not hasattr(self, "_tutorial"):
+            tutorials = Tutorial.objects.visible_to(self.request.user)
+            self._tutorial = tutorials.filter(slug=self.kwargs["tutorial_slug"]).first()
+            if self._tutorial is None:
+                raise NotFound("No such tutorial.")
+        return self._tutorial
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False) and "tutorial_slug" in self.kwargs:
+            context["tutorial"] = self.get_tutorial()
+            context["tutorial_context"] = TutorialContext.for_user(self.request.user)
+        return context
+
+
+@extend_schema_view(**{name: extend_schema(parameters=[TUTORIAL_SLUG]) for name in CRUD_ACTIONS})
+class TutorialPageViewSet(TutorialChildViewSet):
+    def get_queryset(self) -> QuerySet[TutorialPage]:
+        if getattr(self, "swagger_fake_view", False):
+            return TutorialPage.objects.none()
+        return self.get_tutorial().pages.prefetch_related("steps")
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        return StaffPageSerializer if self.request.user.is_staff else PageSerializer
+
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        serializer.save(tutorial=self.get_tutorial())
+
+
+@extend_schema_view(**{name: extend_schema(parameters=[TUTORIAL_SLUG]) for name in CRUD_ACTIONS})
+class TutorialStepViewSet(TutorialChildViewSet):
+    def get_queryset(self) -> QuerySet[Step]:
+        if getattr(self, "swagger_fake_view", False):
+            return Step.objects.none()
+        return Step.objects.filter(page__tutorial=self.get_tutorial()).order_by(
+            "page__order", "page_id", "order", "id"
+        )
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        return StaffStepSerializer if self.request.user.is_staff else StepSerializer
+
+    @extend_schema(
+        methods=["POST", "DELETE"],
+        summary="Tick (POST) or untick (DELETE) a step",
+        description="Both are idempotent and answer with your progress in the tutorial.",
+        request=None,
+        parameters=[TUTORIAL_SLUG],
+        responses=ProgressSerializer,
+    )
+    @action(detail=True, methods=["post", "delete"], permission_classes=[IsAuthenticated])
+    def tick(self, request: Request, tutorial_slug: str = "", pk: str | None = None) -> Response:
+        step = self.get_object()
+        tutorial = self.get_tutorial()
+        if request.method == "POST":
+            step_tick(user=request.user, step=step)
+            _record_activity(user=request.user, tutorial=tutorial)
+        else:
+            step_untick(user=request.user, step=step)
+        data = ProgressSerializer.data_for(request.user, tutorial_progress(request.user, tutorial))
+        return Response(ProgressSerializer(data).data)
