@@ -12,7 +12,7 @@ What the VM does when it boots (the `/init` script below):
 - takes its hostname and address from the kernel command line the qemu runtime passes
   (`lab.hostname=vm1 lab.ip=10.0.0.2/24`) and brings up eth0;
 - if a cloud-init NoCloud disk (`cidata`) is attached, sets the `password:` from its user-data for the
-  users `lab` and `root` (so `login lab` / `su lab` work as a cloud image's would);
+  users `lab` and `root` (so `login lab` / `su lab` work as on a cloud image);
 - prints a banner and runs a root shell on the serial console (what the console websocket shows) and
   another on the screen (tty1, what VNC shows). A root shell without a login prompt is deliberate:
   the demo is about the lab network, and a student should be typing within seconds.
@@ -94,8 +94,9 @@ for dev in /dev/vd*; do
         if [ -f /mnt/cidata/user-data ]; then
             PW=$(sed -n 's/^password:[[:space:]]*//p' /mnt/cidata/user-data | head -n 1 | tr -d "\"'\r")
             if [ -n "$PW" ]; then
-                echo "root:$PW" | chpasswd >/dev/null 2>&1
-                echo "lab:$PW" | chpasswd >/dev/null 2>&1
+                # Debian's static busybox has mkpasswd but no chpasswd: write the shadow entries.
+                HASH=$(mkpasswd -m sha512 "$PW")
+                sed -i "s|^root:[^:]*:|root:$HASH:|; s|^lab:[^:]*:|lab:$HASH:|" /etc/shadow
                 PASSWORD_NOTE="password for users root and lab set by cloud-init"
             fi
         fi

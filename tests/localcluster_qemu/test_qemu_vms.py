@@ -1,0 +1,238 @@
+"""Real VMs behind the local cluster's API: three demo VMs booted once for the module.
+
+Namespace A holds `alpha` and `beta` (one lab), namespace B holds `gamma` (another lab). Everything
+goes through the real HTTP API: the official client for objects, websockets for console and VNC.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from localcluster.demoimage import BANNER
+from localcluster.harness import LocalCluster, start_local_cluster
+from tests.conftest import require_tool
+from tests.localcluster_qemu.qemu_helpers import (
+    TOOLS,
+    Stream,
+    demo_images,
+    demo_vmi,
+    get_subresource,
+    png_colours,
+    put_subresource,
+    qemu_pids,
+    qemu_switch_dirs,
+    rfb_framebuffer,
+    switch_pids,
+    wait_for,
+)
+
+pytestmark = pytest.mark.qemu
+
+VMI = ("kubevirt.io", "v1")
+BOOT_TIMEOUT = 150  # three TCG guests on two shared cores
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    for executable, package in TOOLS.items():
+        require_tool(executable, package)
+    images = demo_images()
+    with start_local_cluster(tmp_path_factory.mktemp("qemu-cluster"), runtime="qemu", images=images) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def api(cluster: LocalCluster) -> Any:
+    return cluster.api_client("admin")
+
+
+@pytest.fixture(scope="module")
+def labs(cluster: LocalCluster, api: Any) -> dict[str, Any]:
+    """Create both namespaces and their VMIs, wait until all run; names and addresses by VM."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    suffix = secrets.token_hex(3)
+    namespaces = {"a": f"qemu-lab-a-{suffix}", "b": f"qemu-lab-b-{suffix}"}
+    placement = {"alpha": "a", "beta": "a", "gamma": "b"}
+    for ns in namespaces.values():
+        core.create_namespace({"metadata": {"name": ns}})
+    for vm, lab in placement.items():
+        body = demo_vmi(vm, user_data="#cloud-config\npassword: demo-pass-1\n" if vm == "alpha" else None)
+        custom.create_namespaced_custom_object(*VMI, namespaces[lab], "virtualmachineinstances", body)
+
+    def all_running() -> dict[str, dict[str, Any]] | None:
+        found = {}
+        for vm, lab in placement.items():
+            obj = custom.get_namespaced_custom_object(*VMI, namespaces[lab], "virtualmachineinstances", vm)
+            status = obj.get("status") or {}
+            assert status.get("phase") != "Failed", f"{vm} failed: {status}"
+            if status.get("phase") != "Running":
+                return None
+            found[vm] = obj
+        return found
+
+    vmis = wait_for(all_running, 60, "QEMU processes of three VMIs")
+    return {
+        "ns": namespaces,
+        "where": {vm: namespaces[lab] for vm, lab in placement.items()},
+        "ip": {vm: obj["status"]["interfaces"][0]["ipAddress"] for vm, obj in vmis.items()},
+    }
+
+
+async def console(cluster: LocalCluster, labs: dict[str, Any], vm: str) -> Stream:
+    return await Stream.open(cluster.url, cluster.token("admin"), cluster.ssl_context(), labs["where"][vm],
+                             vm, "console")
+
+
+async def booted_console(cluster: LocalCluster, labs: dict[str, Any], vm: str) -> Stream:
+    """A console on which the guest has printed its banner and a prompt."""
+    stream = await console(cluster, labs, vm)
+    await stream.read_until(f"{BANNER} {vm} ({labs['ip'][vm]})".encode(), BOOT_TIMEOUT)
+    await stream.read_until(f"root@{vm}:/# ".encode(), 30)
+    return stream
+
+
+def test_running_vmis_report_addresses_of_their_namespace_subnet(labs: dict[str, Any]) -> None:
+    ip = labs["ip"]
+    assert ip["alpha"] != ip["beta"]
+    assert ip["alpha"].rsplit(".", 1)[0] == ip["beta"].rsplit(".", 1)[0], "one lab, one subnet"
+    assert all(qemu_pids(f"{labs['where'][vm]}/{vm}") for vm in ip), "one QEMU process per VMI"
+
+
+async def test_console_shows_the_boot_banner_and_runs_commands(cluster: LocalCluster,
+                                                                labs: dict[str, Any]) -> None:
+    stream = await booted_console(cluster, labs, "alpha")
+    try:
+        out = await stream.run("ip addr show eth0 && hostname", "DONE")
+        assert f"inet {labs['ip']['alpha']}/24" in out
+        assert "\nalpha" in out.replace("\r", "")
+        assert "DONE-0-0" in out
+        # cloud-init: the inline user data's password reached the guest through the cidata disk.
+        check = ("S=$(grep '^lab:' /etc/shadow | cut -d: -f2); SALT=$(echo \"$S\" | cut -d'$' -f3); "
+                 "[ \"$(mkpasswd -m sha512 -S \"$SALT\" demo-pass-1)\" = \"$S\" ]")
+        out = await stream.run(check, "PW")
+        assert "PW-0-0" in out
+    finally:
+        await stream.close()
+
+
+async def test_vnc_shows_a_non_blank_screen(cluster: LocalCluster, labs: dict[str, Any]) -> None:
+    stream = await Stream.open(cluster.url, cluster.token("admin"), cluster.ssl_context(),
+                               labs["where"]["alpha"], "alpha", "vnc")
+    try:
+        width, height, pixels = await rfb_framebuffer(stream)
+    finally:
+        await stream.close()
+    assert (width, height) == (720, 400), "VGA text mode"
+    lit = sum(1 for i in range(0, len(pixels), 4) if pixels[i:i + 3] != b"\0\0\0")
+    assert lit > 1000, f"only {lit} non-black pixels: blank screen"
+
+
+def test_screenshot_is_a_png_of_the_text_console(cluster: LocalCluster, labs: dict[str, Any]) -> None:
+    png = get_subresource(cluster.url, cluster.token("admin"), cluster.ssl_context(), labs["where"]["alpha"],
+                          "alpha", "vnc/screenshot")
+    assert len(png_colours(png)) > 1
+
+
+async def test_machines_of_one_lab_reach_each_other(cluster: LocalCluster, labs: dict[str, Any]) -> None:
+    beta = await booted_console(cluster, labs, "beta")  # beta's eth0 is up once its banner shows
+    await beta.close()
+    alpha = await booted_console(cluster, labs, "alpha")
+    try:
+        out = await alpha.run(f"ping -c 2 -W 3 {labs['ip']['beta']}", "PING", timeout=40)
+    finally:
+        await alpha.close()
+    assert "PING-0-0" in out, out
+
+
+async def test_machines_of_another_lab_are_unreachable(cluster: LocalCluster, labs: dict[str, Any]) -> None:
+    gamma = await booted_console(cluster, labs, "gamma")
+    try:
+        # Give gamma an address in lab A's subnet too, so only the separate L2 segment can stop it.
+        spare = labs["ip"]["alpha"].rsplit(".", 1)[0] + ".250"
+        await gamma.run(f"ip addr add {spare}/24 dev eth0", "ADD")
+        out = await gamma.run(f"ping -c 2 -W 2 {labs['ip']['alpha']}", "PING", timeout=40)
+    finally:
+        await gamma.close()
+    assert "100% packet loss" in out, out
+    assert "PING-0-1" in out, out
+
+
+async def test_pause_stops_the_guest_and_unpause_resumes_it(cluster: LocalCluster, labs: dict[str, Any],
+                                                             api: Any) -> None:
+    ns, token, ctx = labs["where"]["beta"], cluster.token("admin"), cluster.ssl_context()
+    stream = await booted_console(cluster, labs, "beta")
+    try:
+        await stream.send(b"while true; do echo T$((1))CK; sleep 0.3; done\n")
+        await stream.read_until(b"T1CK", 30)
+        assert put_subresource(cluster.url, token, ctx, ns, "beta", "pause") == 200
+        await stream.read_for(1.0)  # what was already on its way
+        assert b"T1CK" not in await stream.read_for(3.0), "a paused guest kept printing"
+        custom = client.CustomObjectsApi(api)
+        vmi = custom.get_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", "beta")
+        assert {"type": "Paused", "status": "True"}.items() <= next(
+            c for c in vmi["status"]["conditions"] if c["type"] == "Paused").items()
+        assert put_subresource(cluster.url, token, ctx, ns, "beta", "unpause") == 200
+        await stream.read_until(b"T1CK", 30)
+        await stream.send(b"\x03")
+    finally:
+        await stream.close()
+
+
+def test_deleting_a_namespace_ends_its_qemu_processes_and_switch(labs: dict[str, Any], api: Any) -> None:
+    guest = f"{labs['ns']['b']}/gamma"
+    pids, switches = qemu_pids(guest), qemu_switch_dirs(guest)
+    assert pids and switch_pids(switches), "gamma's QEMU and its namespace's vde_switch run"
+    core = client.CoreV1Api(api)
+    core.delete_namespace(labs["ns"]["b"])
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(labs["ns"]["b"])
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, 30, "the namespace to disappear")
+    wait_for(lambda: not qemu_pids(guest) and not switch_pids(switches), 10, "QEMU and vde_switch to exit")
+    # Lab A is untouched.
+    assert qemu_pids(f"{labs['ns']['a']}/alpha")
+
+
+def test_unknown_image_fails_with_the_available_list(cluster: LocalCluster, api: Any) -> None:
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    ns = f"qemu-bad-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": ns}})
+    try:
+        custom.create_namespaced_custom_object(*VMI, ns, "virtualmachineinstances",
+                                               demo_vmi("broken", image="example.org/no/such:image"))
+
+        def failed() -> dict[str, Any] | None:
+            obj = custom.get_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", "broken")
+            return obj if (obj.get("status") or {}).get("phase") == "Failed" else None
+
+        status = wait_for(failed, 30, "the VMI to fail")["status"]
+        assert status["reason"] == "ImageNotFound"
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["message"].startswith("image not found: example.org/no/such:image; available: ")
+        assert "localcluster/demo:latest" in ready["message"]
+        assert not qemu_pids(f"{ns}/broken")
+    finally:
+        core.delete_namespace(ns)
+
+
+def test_server_exit_ends_every_vm(labs: dict[str, Any], cluster: LocalCluster) -> None:
+    """Last in the module: stopping the server must leave no QEMU behind."""
+    guests = [f"{labs['ns']['a']}/alpha", f"{labs['ns']['a']}/beta"]
+    assert all(qemu_pids(g) for g in guests)
+    cluster.stop()
+    deadline = time.monotonic() + 15
+    while any(qemu_pids(g) for g in guests) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(qemu_pids(g) for g in guests)
