@@ -133,3 +133,10 @@ def test_the_cluster_answer_is_reused_for_a_few_seconds(client, unreachable_clus
     monkeypatch.setattr(health, "CLUSTER_CACHE_SECONDS", 0)
     client.get("/readyz", HTTP_HOST=POD_HOST)
     assert len(calls) == 2
+
+
+async def test_probes_answer_under_asgi_too(async_client) -> None:
+    # Daphne runs the middleware chain asynchronously; the probes take their own thread there.
+    response = await async_client.get("/healthz", headers={"Host": POD_HOST})
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
