@@ -41,8 +41,12 @@ def demo_images() -> Path:
     return IMAGES_DIR
 
 
-def demo_vmi(name: str, image: str = DEMO_REFERENCE, memory: str = "128Mi", user_data: str | None = None,
-             ) -> dict[str, Any]:
+def demo_vmi(
+    name: str,
+    image: str = DEMO_REFERENCE,
+    memory: str = "128Mi",
+    user_data: str | None = None,
+) -> dict[str, Any]:
     """A VMI shaped like the ones labs/manifests.py makes: containerDisk, cloud-init, masquerade on pod."""
     volumes: list[dict[str, Any]] = [{"name": "rootdisk", "containerDisk": {"image": image}}]
     disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
@@ -84,8 +88,9 @@ def qemu_pids(guest: str) -> list[int]:
 
 
 def switch_pids(socket_dirs: set[str]) -> list[int]:
-    return [pid for pid, cmd in _processes()
-            if "vde_switch" in cmd and any(f"-s {d}" in cmd for d in socket_dirs)]
+    return [
+        pid for pid, cmd in _processes() if "vde_switch" in cmd and any(f"-s {d}" in cmd for d in socket_dirs)
+    ]
 
 
 def qemu_switch_dirs(guest: str) -> set[str]:
@@ -113,15 +118,19 @@ def _processes() -> list[tuple[int, str]]:
 
 def put_subresource(url: str, token: str, ssl_context: ssl.SSLContext, ns: str, name: str, sub: str) -> int:
     request = urllib.request.Request(
-        url + SUBRESOURCES.format(ns=ns, name=name, sub=sub), data=b"{}", method="PUT",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        url + SUBRESOURCES.format(ns=ns, name=name, sub=sub),
+        data=b"{}",
+        method="PUT",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, context=ssl_context, timeout=30) as response:
         return response.status
 
 
 def get_subresource(url: str, token: str, ssl_context: ssl.SSLContext, ns: str, name: str, sub: str) -> bytes:
     request = urllib.request.Request(
-        url + SUBRESOURCES.format(ns=ns, name=name, sub=sub), headers={"Authorization": f"Bearer {token}"})
+        url + SUBRESOURCES.format(ns=ns, name=name, sub=sub), headers={"Authorization": f"Bearer {token}"}
+    )
     with urllib.request.urlopen(request, context=ssl_context, timeout=30) as response:
         return response.read()
 
@@ -134,12 +143,24 @@ class Stream:
         self.buffer = bytearray()
 
     @classmethod
-    async def open(cls, url: str, token: str, ssl_context: ssl.SSLContext, ns: str, name: str, sub: str,
-                   ) -> Stream:
+    async def open(
+        cls,
+        url: str,
+        token: str,
+        ssl_context: ssl.SSLContext,
+        ns: str,
+        name: str,
+        sub: str,
+    ) -> Stream:
         ws_url = url.replace("https://", "wss://") + SUBRESOURCES.format(ns=ns, name=name, sub=sub)
-        ws = await websockets.connect(ws_url, ssl=ssl_context, subprotocols=["plain.kubevirt.io"],
-                                      additional_headers={"Authorization": f"Bearer {token}"},
-                                      max_size=None, open_timeout=30)
+        ws = await websockets.connect(
+            ws_url,
+            ssl=ssl_context,
+            subprotocols=["plain.kubevirt.io"],
+            additional_headers={"Authorization": f"Bearer {token}"},
+            max_size=None,
+            open_timeout=30,
+        )
         return cls(ws)
 
     async def _more(self, timeout: float) -> None:
@@ -237,7 +258,7 @@ async def rfb_framebuffer(stream: Stream) -> tuple[int, int, bytes]:
         data = await stream.read_exactly(w * h * 4, timeout=60)
         for row in range(h):
             start = ((y + row) * width + x) * 4
-            pixels[start:start + w * 4] = data[row * w * 4:(row + 1) * w * 4]
+            pixels[start : start + w * 4] = data[row * w * 4 : (row + 1) * w * 4]
     return width, height, bytes(pixels)
 
 
@@ -246,8 +267,8 @@ def png_colours(png: bytes) -> set[tuple[int, ...]]:
     assert png.startswith(b"\x89PNG\r\n\x1a\n"), "not a PNG"
     pos, idat, header = 8, b"", b""
     while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos:pos + 4])
-        kind, data = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = data
         elif kind == b"IDAT":
@@ -262,7 +283,7 @@ def png_colours(png: bytes) -> set[tuple[int, ...]]:
     colours: set[tuple[int, ...]] = set()
     for y in range(height):
         filter_type = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             left = line[i - bpp] if i >= bpp else 0
             up = previous[i]
@@ -278,7 +299,7 @@ def png_colours(png: bytes) -> set[tuple[int, ...]]:
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
                 predictor = left if pa <= pb and pa <= pc else up if pb <= pc else up_left
                 line[i] = (line[i] + predictor) & 0xFF
-        colours.update(tuple(line[i:i + 3]) for i in range(0, stride, bpp))
+        colours.update(tuple(line[i : i + 3]) for i in range(0, stride, bpp))
         previous = line
     return colours
 

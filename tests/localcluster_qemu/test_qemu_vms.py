@@ -86,8 +86,9 @@ def labs(cluster: LocalCluster, api: Any) -> dict[str, Any]:
 
 
 async def console(cluster: LocalCluster, labs: dict[str, Any], vm: str) -> Stream:
-    return await Stream.open(cluster.url, cluster.token("admin"), cluster.ssl_context(), labs["where"][vm],
-                             vm, "console")
+    return await Stream.open(
+        cluster.url, cluster.token("admin"), cluster.ssl_context(), labs["where"][vm], vm, "console"
+    )
 
 
 async def booted_console(cluster: LocalCluster, labs: dict[str, Any], vm: str) -> Stream:
@@ -105,8 +106,9 @@ def test_running_vmis_report_addresses_of_their_namespace_subnet(labs: dict[str,
     assert all(qemu_pids(f"{labs['where'][vm]}/{vm}") for vm in ip), "one QEMU process per VMI"
 
 
-async def test_console_shows_the_boot_banner_and_runs_commands(cluster: LocalCluster,
-                                                                labs: dict[str, Any]) -> None:
+async def test_console_shows_the_boot_banner_and_runs_commands(
+    cluster: LocalCluster, labs: dict[str, Any]
+) -> None:
     stream = await booted_console(cluster, labs, "alpha")
     try:
         out = await stream.run("ip addr show eth0 && hostname", "DONE")
@@ -114,8 +116,10 @@ async def test_console_shows_the_boot_banner_and_runs_commands(cluster: LocalClu
         assert "\nalpha" in out.replace("\r", "")
         assert "DONE-0-0" in out
         # cloud-init: the inline user data's password reached the guest through the cidata disk.
-        check = ("S=$(grep '^lab:' /etc/shadow | cut -d: -f2); SALT=$(echo \"$S\" | cut -d'$' -f3); "
-                 "[ \"$(mkpasswd -m sha512 -S \"$SALT\" demo-pass-1)\" = \"$S\" ]")
+        check = (
+            "S=$(grep '^lab:' /etc/shadow | cut -d: -f2); SALT=$(echo \"$S\" | cut -d'$' -f3); "
+            '[ "$(mkpasswd -m sha512 -S "$SALT" demo-pass-1)" = "$S" ]'
+        )
         out = await stream.run(check, "PW")
         assert "PW-0-0" in out
     finally:
@@ -123,20 +127,27 @@ async def test_console_shows_the_boot_banner_and_runs_commands(cluster: LocalClu
 
 
 async def test_vnc_shows_a_non_blank_screen(cluster: LocalCluster, labs: dict[str, Any]) -> None:
-    stream = await Stream.open(cluster.url, cluster.token("admin"), cluster.ssl_context(),
-                               labs["where"]["alpha"], "alpha", "vnc")
+    stream = await Stream.open(
+        cluster.url, cluster.token("admin"), cluster.ssl_context(), labs["where"]["alpha"], "alpha", "vnc"
+    )
     try:
         width, height, pixels = await rfb_framebuffer(stream)
     finally:
         await stream.close()
     assert (width, height) == (720, 400), "VGA text mode"
-    lit = sum(1 for i in range(0, len(pixels), 4) if pixels[i:i + 3] != b"\0\0\0")
+    lit = sum(1 for i in range(0, len(pixels), 4) if pixels[i : i + 3] != b"\0\0\0")
     assert lit > 1000, f"only {lit} non-black pixels: blank screen"
 
 
 def test_screenshot_is_a_png_of_the_text_console(cluster: LocalCluster, labs: dict[str, Any]) -> None:
-    png = get_subresource(cluster.url, cluster.token("admin"), cluster.ssl_context(), labs["where"]["alpha"],
-                          "alpha", "vnc/screenshot")
+    png = get_subresource(
+        cluster.url,
+        cluster.token("admin"),
+        cluster.ssl_context(),
+        labs["where"]["alpha"],
+        "alpha",
+        "vnc/screenshot",
+    )
     assert len(png_colours(png)) > 1
 
 
@@ -164,8 +175,9 @@ async def test_machines_of_another_lab_are_unreachable(cluster: LocalCluster, la
     assert "PING-0-1" in out, out
 
 
-async def test_pause_stops_the_guest_and_unpause_resumes_it(cluster: LocalCluster, labs: dict[str, Any],
-                                                             api: Any) -> None:
+async def test_pause_stops_the_guest_and_unpause_resumes_it(
+    cluster: LocalCluster, labs: dict[str, Any], api: Any
+) -> None:
     ns, token, ctx = labs["where"]["beta"], cluster.token("admin"), cluster.ssl_context()
     stream = await booted_console(cluster, labs, "beta")
     try:
@@ -177,7 +189,8 @@ async def test_pause_stops_the_guest_and_unpause_resumes_it(cluster: LocalCluste
         custom = client.CustomObjectsApi(api)
         vmi = custom.get_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", "beta")
         assert {"type": "Paused", "status": "True"}.items() <= next(
-            c for c in vmi["status"]["conditions"] if c["type"] == "Paused").items()
+            c for c in vmi["status"]["conditions"] if c["type"] == "Paused"
+        ).items()
         assert put_subresource(cluster.url, token, ctx, ns, "beta", "unpause") == 200
         await stream.read_until(b"T1CK", 30)
         await stream.send(b"\x03")
@@ -210,8 +223,9 @@ def test_unknown_image_fails_with_the_available_list(cluster: LocalCluster, api:
     ns = f"qemu-bad-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": ns}})
     try:
-        custom.create_namespaced_custom_object(*VMI, ns, "virtualmachineinstances",
-                                               demo_vmi("broken", image="example.org/no/such:image"))
+        custom.create_namespaced_custom_object(
+            *VMI, ns, "virtualmachineinstances", demo_vmi("broken", image="example.org/no/such:image")
+        )
 
         def failed() -> dict[str, Any] | None:
             obj = custom.get_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", "broken")

@@ -1,0 +1,139 @@
+"""The qemu runtime's pure parts, as data: no QEMU needed."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from localcluster.qemu.cloudinit import CloudInitError, nocloud_data
+from localcluster.qemu.images import ImageNotFound, ImageStore, normalise_reference
+from localcluster.qemu.png import ppm_to_png
+from localcluster.qemu.process import Drive, Machine, qemu_command
+from localcluster.runtimes.qemu import LaunchError, guest_cores, guest_memory_mib
+from tests.localcluster_qemu.qemu_helpers import demo_vmi, png_colours
+
+
+def _pairs(cmd: list[str], flag: str) -> list[str]:
+    return [cmd[i + 1] for i, part in enumerate(cmd) if part == flag]
+
+
+def test_kernel_machine_command_line(tmp_path: Path) -> None:
+    machine = Machine(
+        name="lab-1/vm1",
+        accel="tcg",
+        cores=2,
+        memory_mib=256,
+        qmp=tmp_path / "qmp",
+        serial=tmp_path / "serial",
+        vnc=tmp_path / "vnc",
+        kernel=tmp_path / "vmlinuz",
+        initrd=tmp_path / "initrd.img",
+        cmdline="console=ttyS0 quiet lab.ip=10.244.0.2/24",
+        switch=tmp_path / "net1",
+        mac="52:54:00:f4:00:02",
+    )
+    cmd = qemu_command("qemu-system-x86_64", machine)
+    assert _pairs(cmd, "-accel") == ["tcg"] and "-cpu" not in cmd
+    assert _pairs(cmd, "-smp") == ["2"] and _pairs(cmd, "-m") == ["256"]
+    assert {"-nodefaults", "-no-reboot"} <= set(cmd) and _pairs(cmd, "-display") == ["none"]
+    assert _pairs(cmd, "-vnc") == [f"unix:{tmp_path / 'vnc'}"]
+    assert _pairs(cmd, "-chardev") == [f"socket,id=ser0,path={tmp_path / 'serial'},server=on,wait=off"]
+    assert _pairs(cmd, "-append") == ["console=ttyS0 quiet lab.ip=10.244.0.2/24"]
+    assert _pairs(cmd, "-netdev") == [f"vde,id=net0,sock={tmp_path / 'net1'}"]
+    assert "virtio-net-pci,netdev=net0,mac=52:54:00:f4:00:02,romfile=" in _pairs(cmd, "-device")
+
+
+def test_disk_machine_without_screen_or_console(tmp_path: Path) -> None:
+    machine = Machine(
+        name="lab-1/vm2",
+        accel="kvm",
+        cores=1,
+        memory_mib=512,
+        qmp=tmp_path / "qmp",
+        drives=(
+            Drive(tmp_path / "disk0.qcow2", "qcow2", boot_index=1),
+            Drive(tmp_path / "cidata.iso", "raw", bus="sata", cdrom=True),
+        ),
+    )
+    cmd = qemu_command("qemu-system-x86_64", machine)
+    assert _pairs(cmd, "-cpu") == ["host"]
+    assert "-vnc" not in cmd and "-vga" not in cmd and "-serial" not in cmd and "-kernel" not in cmd
+    assert _pairs(cmd, "-drive") == [
+        f"if=none,id=drive0,file={tmp_path / 'disk0.qcow2'},format=qcow2",
+        f"if=none,id=drive1,file={tmp_path / 'cidata.iso'},format=raw,readonly=on",
+    ]
+    assert _pairs(cmd, "-device") == ["virtio-blk-pci,drive=drive0,bootindex=1", "ide-cd,drive=drive1"]
+
+
+def _image(root: Path, folder: str, meta: dict[str, str], files: tuple[str, ...]) -> None:
+    (root / folder).mkdir(parents=True)
+    for name in files:
+        (root / folder / name).write_bytes(b"x")
+    (root / folder / "image.json").write_text(json.dumps(meta))
+
+
+def test_image_store_resolves_references_like_a_container_runtime(tmp_path: Path) -> None:
+    _image(
+        tmp_path,
+        "demo",
+        {"reference": "localcluster/demo:latest", "kernel": "vmlinuz", "initrd": "initrd.img"},
+        ("vmlinuz", "initrd.img"),
+    )
+    _image(
+        tmp_path,
+        "cirros",
+        {"reference": "docker.io/library/cirros:0.6", "disk": "disk.img", "format": "raw"},
+        ("disk.img",),
+    )
+    _image(tmp_path, "broken", {"reference": "broken:1", "disk": "missing.qcow2"}, ())
+    store = ImageStore(tmp_path)
+    assert store.resolve("localcluster/demo").kernel == tmp_path / "demo" / "vmlinuz"
+    cirros = store.resolve("cirros:0.6")
+    assert (cirros.disk, cirros.disk_format) == (tmp_path / "cirros" / "disk.img", "raw")
+    assert normalise_reference("docker.io/library/busybox") == "busybox:latest"
+    assert normalise_reference("quay.io:443/kubevirt/cirros") == "quay.io:443/kubevirt/cirros:latest"
+    with pytest.raises(ImageNotFound) as failure:
+        store.resolve("broken:1")
+    assert str(failure.value) == "image not found: broken:1; available: cirros:0.6, localcluster/demo:latest"
+
+
+def test_empty_store_says_how_to_get_an_image(tmp_path: Path) -> None:
+    with pytest.raises(ImageNotFound, match="build-image"):
+        ImageStore(tmp_path / "nothing").resolve("localcluster/demo:latest")
+
+
+def test_nocloud_from_inline_user_data_and_from_a_secret() -> None:
+    vmi = demo_vmi("vm1", user_data="#cloud-config\npassword: a\n") | {}
+    vmi["metadata"]["namespace"] = "lab-1"
+    inline = nocloud_data(vmi, {"userData": "#cloud-config\npassword: a\n"}, lambda _ns, _n: None)
+    assert inline.user_data == "#cloud-config\npassword: a\n"
+    assert inline.meta_data == "instance-id: vm1.lab-1\nlocal-hostname: vm1\n"
+
+    secrets = {
+        ("lab-1", "vm1-userdata"): {"data": {"userdata": base64.b64encode(b"#cloud-config\n").decode()}}
+    }
+    from_secret = nocloud_data(
+        vmi, {"userDataSecretRef": {"name": "vm1-userdata"}}, lambda ns, name: secrets.get((ns, name))
+    )
+    assert from_secret.user_data == "#cloud-config\n"
+    with pytest.raises(CloudInitError, match='secret "gone" not found'):
+        nocloud_data(vmi, {"userDataSecretRef": {"name": "gone"}}, lambda _ns, _n: None)
+
+
+def test_guest_size_from_the_vmi() -> None:
+    spec = demo_vmi("vm1", memory="1Gi")["spec"]
+    assert guest_memory_mib(spec) == 1024
+    spec["domain"]["cpu"] = {"cores": 2, "sockets": 2}
+    assert guest_cores(spec) == 4
+    del spec["domain"]["memory"], spec["domain"]["resources"]
+    with pytest.raises(LaunchError, match="no memory requested"):
+        guest_memory_mib(spec)
+
+
+def test_ppm_screendump_becomes_a_png_with_the_same_pixels() -> None:
+    pixels = bytes([0, 0, 0, 255, 255, 255, 10, 20, 30, 0, 0, 0])
+    png = ppm_to_png(b"P6\n2 2\n255\n" + pixels)
+    assert png_colours(png) == {(0, 0, 0), (255, 255, 255), (10, 20, 30)}
