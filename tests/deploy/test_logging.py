@@ -158,3 +158,9 @@ def test_log_format_json_configures_stdout_json_lines() -> None:
     assert entry["message"] == "db at postgres://u:[REDACTED]@db/x"
     assert entry["k"] == 1 and entry["request_id"] == "-"
     assert result.stderr == ""
+
+
+def test_a_malformed_log_call_is_logged_not_raised(json_log) -> None:
+    logging.getLogger("x").warning("two %s %s", "password=only-one")
+    (entry,) = lines(json_log)
+    assert "only-one" not in entry["message"]
