@@ -7,6 +7,7 @@ first bytes, so a renamed page of HTML is not accepted as an image.
 
 from __future__ import annotations
 
+import codecs
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -97,11 +98,12 @@ def _content_matches(extension: str, head: bytes) -> bool:
 def _looks_like_text(probe: bytes) -> bool:
     if b"\x00" in probe:
         return False
+    # A full probe may end in the middle of a multi-byte character; the rest of the file follows.
+    whole_file = len(probe) < _TEXT_PROBE_BYTES
     try:
-        probe.decode("utf-8")
-    except UnicodeDecodeError as error:
-        # The probe may have cut a multi-byte character in half at its end.
-        return error.start >= len(probe) - 3
+        codecs.getincrementaldecoder("utf-8")().decode(probe, final=whole_file)
+    except UnicodeDecodeError:
+        return False
     return True
 
 
