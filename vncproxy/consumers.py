@@ -178,7 +178,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         relay = self.relay
         logger.info(
             "console %s: user=%s instance=%s machine=%s kind=%s code=%s cause=%s duration=%.1fs "
-            "bytes_up=%d bytes_down=%d",
+            "bytes_up=%d bytes_down=%d flow_control=%s",
             outcome,
             self.user_label,
             self.instance_id,
@@ -189,4 +189,5 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             time.monotonic() - self.started,
             relay.bytes_up if relay else 0,
             relay.bytes_down if relay else 0,
+            "daphne" if self.direct is not None else "asgi",
         )

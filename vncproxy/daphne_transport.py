@@ -26,7 +26,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from autobahn.exception import Disconnected
 from django.conf import settings
+
+from vncproxy.relay import BrowserGone
 
 if TYPE_CHECKING:
     from vncproxy.relay import Relay
@@ -64,11 +67,16 @@ class DaphneBrowser:
         self._wakeup = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._original_on_message = protocol.onMessage
-        self._producer_registered = False
-        if getattr(self.transport, "producer", None) is None:
-            self.transport.bufferSize = self.limit
-            self.transport.registerProducer(self, True)
-            self._producer_registered = True
+        # Twisted's HTTPChannel registered itself as the transport's producer before the upgrade;
+        # after it, it has nothing left to produce, so this stream takes the place (and gives it
+        # back in stop()). A transport has one producer slot.
+        self._previous_producer = getattr(self.transport, "producer", None)
+        self._previous_streaming = getattr(self.transport, "streamingProducer", True)
+        if self._previous_producer is not None:
+            self.transport.unregisterProducer()
+        self.transport.bufferSize = self.limit
+        self.transport.registerProducer(self, True)
+        self._producer_registered = True
         # From now on frames bypass the ASGI queue; they wait here until the relay starts.
         protocol.onMessage = self._on_message
 
@@ -85,7 +93,10 @@ class DaphneBrowser:
 
     # -- BrowserSide ---------------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
-        self.protocol.sendMessage(data, True)
+        try:
+            self.protocol.sendMessage(data, True)
+        except Disconnected as error:
+            raise BrowserGone from error
         if not self._writable.is_set():
             await self._writable.wait()
 
@@ -131,6 +142,8 @@ class DaphneBrowser:
         if self._producer_registered:
             with contextlib.suppress(Exception):
                 self.transport.unregisterProducer()
+                if self._previous_producer is not None and self.transport.connected:
+                    self.transport.registerProducer(self._previous_producer, self._previous_streaming)
             self._producer_registered = False
         if self._reading_paused:
             self._reading_paused = False

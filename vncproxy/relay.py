@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 ACTIVITY_INTERVAL = 60.0
 
 
+class BrowserGone(Exception):
+    """The browser's connection closed under a send; its disconnect event ends the relay."""
+
+
 class BrowserSide(Protocol):
     async def send(self, data: bytes) -> None:
         """Send one binary frame; returns once the browser side can take more."""
@@ -97,6 +101,8 @@ class Relay:
                 await browser.send(data)
         except ConnectionClosed:
             await self.finish(4502, "The connection to the machine was lost; reconnect.")
+        except BrowserGone:
+            pass
 
     async def _watchdog(self) -> None:
         while self.close_code is None:

@@ -1,0 +1,93 @@
+"""Run the application under a real Daphne process for the end-to-end console tests and the benchmark.
+
+The Daphne process must see the test's rows: with PostgreSQL it connects to pytest-django's test
+database (its name is passed on); with SQLite the test database is made a file for this purpose
+(`use_file_sqlite_test_database`), because an in-memory database cannot be shared with a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def use_file_sqlite_test_database(path: Path) -> None:
+    """Before the test database exists: make an SQLite test database a file both processes open."""
+    from django.conf import settings
+    from django.db import connections
+
+    for databases in (settings.DATABASES, connections.settings):
+        default = databases["default"]
+        if default["ENGINE"].endswith("sqlite3"):
+            default.setdefault("TEST", {})
+            if not default["TEST"].get("NAME") or "memory" in str(default["TEST"]["NAME"]):
+                default["TEST"]["NAME"] = str(path)
+
+
+def database_url() -> str:
+    """The URL of the database this (test) process uses now, for another process."""
+    from django.db import connection
+
+    config = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{config['NAME']}"
+    user = config.get("USER") or ""
+    password = f":{config['PASSWORD']}" if config.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host, port = config.get("HOST") or "127.0.0.1", config.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{config['NAME']}"
+
+
+@dataclass(frozen=True)
+class DaphneProcess:
+    address: str  # host:port
+    pid: int
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def run_daphne(env: dict[str, str], log_file: Path) -> Iterator[DaphneProcess]:
+    """Serve laborchestrator.asgi under Daphne on a free loopback port."""
+    port = free_port()
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "laborchestrator.settings", **env}
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p)
+    daphne = Path(sys.executable).with_name("daphne")
+    args = [str(daphne), "-b", "127.0.0.1", "-p", str(port), "laborchestrator.asgi:application"]
+    with open(log_file, "wb") as log:
+        process = subprocess.Popen(args, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daphne did not start: {log_file.read_text()}")
+            time.sleep(0.05)
+        yield DaphneProcess(address=f"127.0.0.1:{port}", pid=process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

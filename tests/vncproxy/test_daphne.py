@@ -1,0 +1,141 @@
+"""End to end: real websockets through a real Daphne process to the local cluster.
+
+Exercises what only a real server shows: close reasons on the wire, flow control (a browser that
+stops reading must stop the machine, not grow the server), and the relay over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings as django_settings
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from vncproxy.tickets import ticket_issue
+
+from .conftest import BANNER_PREFIX, console_path, session_cookie
+from .daphne_server import database_url, run_daphne, use_file_sqlite_test_database
+
+# Collected before any test runs, so before the test database is created.
+use_file_sqlite_test_database(Path(os.environ.get("TMPDIR", "/tmp")) / f"vncproxy-test-{os.getpid()}.sqlite3")
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def daphne(django_db_setup, django_db_blocker, local_cluster, tmp_path_factory):
+    with django_db_blocker.unblock():
+        url = database_url()
+    env = {
+        "DATABASE_URL": url,
+        "SECRET_KEY": django_settings.SECRET_KEY,
+        "KUBECONFIG": str(local_cluster.kubeconfig),
+        "KUBE_CONTEXT": "laborchestrator",
+        "CONSOLE_IDLE_TIMEOUT_SECONDS": "60",
+        "LOG_LEVEL": "INFO",
+    }
+    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    print(f"daphne log: {log}")
+    with run_daphne(env, log) as server:
+        yield server
+
+
+def ws(server, path: str, cookie: bytes | None = None):
+    headers = {"Origin": "http://localhost"}
+    if cookie:
+        headers["Cookie"] = cookie.decode()
+    url = f"ws://{server.address}{path}"
+    return connect(url, additional_headers=headers, max_size=None, compression=None)
+
+
+async def recv_exactly(conn, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        data += await asyncio.wait_for(conn.recv(decode=False), 10)
+    return bytes(data)
+
+
+async def test_echo_of_four_mebibytes_and_reasons_on_the_wire(daphne, instance, student, other_student):
+    cookie = await database_sync_to_async(session_cookie)(student)
+    async with ws(daphne, console_path(instance.pk), cookie) as conn:
+        assert (await conn.recv(decode=False)).startswith(BANNER_PREFIX)
+        payload = os.urandom(4 * 1024 * 1024)
+
+        async def send_all() -> None:
+            for offset in range(0, len(payload), 65536):
+                await conn.send(payload[offset : offset + 65536])
+
+        sender = asyncio.create_task(send_all())
+        assert await recv_exactly(conn, len(payload)) == payload
+        await sender
+    cookie = await database_sync_to_async(session_cookie)(other_student)
+    async with ws(daphne, console_path(instance.pk), cookie) as conn:
+        with pytest.raises(ConnectionClosed) as closed:
+            await conn.recv()
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, "This lab instance is not yours.")
+
+
+async def test_ticket_over_daphne_is_single_use(daphne, instance, student):
+    value, _ = await database_sync_to_async(ticket_issue)(
+        user=student, instance=instance, machine_name="vm0", kind="vnc"
+    )
+    async with ws(daphne, console_path(instance.pk, kind="vnc", ticket=value)) as conn:
+        assert await recv_exactly(conn, 12) == b"RFB 003.008\n"
+    async with ws(daphne, console_path(instance.pk, kind="vnc", ticket=value)) as conn:
+        with pytest.raises(ConnectionClosed) as closed:
+            await conn.recv()
+    assert closed.value.rcvd.code == 4401
+
+
+async def test_replacement_and_upstream_drop_over_daphne(daphne, instance, student, app_cluster):
+    cookie = await database_sync_to_async(session_cookie)(student)
+    async with ws(daphne, console_path(instance.pk), cookie) as first:
+        assert (await first.recv(decode=False)).startswith(BANNER_PREFIX)
+        async with ws(daphne, console_path(instance.pk), cookie) as second:
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(first.recv(), 5)
+            assert closed.value.rcvd.code == 4001
+            assert closed.value.rcvd.reason == "Replaced by a newer connection to this console."
+            assert (await second.recv(decode=False)).startswith(BANNER_PREFIX)
+    app_cluster.faults.drop_websocket(kind="console", after_bytes=5)
+    async with ws(daphne, console_path(instance.pk), cookie) as conn:
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(conn.recv(), 5)
+    assert closed.value.rcvd.code == 4502
+
+
+async def test_a_browser_that_stops_reading_stops_the_stream_not_the_server(daphne, instance, student):
+    """Backpressure end to end: the client writes 64 MiB into the echo console and reads nothing.
+    The proxy must stop reading it after a bounded amount, and its memory must not grow with it."""
+    rss_before = daphne.rss_bytes()
+    cookie = await database_sync_to_async(session_cookie)(student)
+    async with ws(daphne, console_path(instance.pk), cookie) as conn:
+        assert (await conn.recv(decode=False)).startswith(BANNER_PREFIX)
+        total, chunk = 64 * 1024 * 1024, os.urandom(65536)
+        sent = 0
+
+        async def send_all() -> None:
+            nonlocal sent
+            while sent < total:
+                await conn.send(chunk)
+                sent += len(chunk)
+
+        sender = asyncio.create_task(send_all())
+        await asyncio.sleep(3)
+        stalled_at = sent
+        assert stalled_at < total // 2, "the proxy kept reading from a client that reads nothing"
+        growth = daphne.rss_bytes() - rss_before
+        assert growth < 32 * 1024 * 1024, f"the proxy grew by {growth / 2**20:.0f} MiB"
+        # Reading resumes the flow, and every byte arrives.
+        received = 0
+        while received < total:
+            received += len(await asyncio.wait_for(conn.recv(decode=False), 10))
+        await sender
+        assert received == total
