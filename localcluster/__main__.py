@@ -1,0 +1,97 @@
+"""`python -m localcluster --port P --state-dir D [--runtime none|qemu] ...`"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from localcluster.app import DEFAULT_RBAC, DEFAULT_SCHEMAS, ServerConfig, serve
+from localcluster.quota import DEFAULT_MEMORY_OVERHEAD, parse_quantity
+from localcluster.runtimes import RUNTIMES
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcluster",
+        description="A single-machine Kubernetes + KubeVirt API server for Lab "
+        "Orchestrator's tests and first runs.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        required=True,
+        help="where ca.crt, server.crt/key and kubeconfig are written",
+    )
+    parser.add_argument(
+        "--runtime",
+        default="none",
+        choices=sorted(RUNTIMES),
+        help="what runs VMIs: none (timers, fake console/VNC) or qemu (follow-up issue)",
+    )
+    parser.add_argument("--images", type=Path, help="directory of VM images (qemu runtime)")
+    parser.add_argument(
+        "--rbac", type=Path, default=DEFAULT_RBAC, help=f"RBAC manifest (default {DEFAULT_RBAC})"
+    )
+    parser.add_argument(
+        "--schemas",
+        type=Path,
+        default=DEFAULT_SCHEMAS,
+        help=f"directory holding kubevirt-v1-swagger.json (default {DEFAULT_SCHEMAS})",
+    )
+    parser.add_argument(
+        "--phase-delay-ms",
+        type=float,
+        default=20.0,
+        help="none runtime: time between VMI phases (default 20)",
+    )
+    parser.add_argument(
+        "--finalize-delay-ms",
+        type=float,
+        default=50.0,
+        help="time a deleted namespace stays Terminating before it is emptied (default 50)",
+    )
+    parser.add_argument(
+        "--launcher-memory-overhead",
+        default=DEFAULT_MEMORY_OVERHEAD,
+        help=f"memory a VMI's launcher pod requests beyond the guest's, for quota "
+        f"(default {DEFAULT_MEMORY_OVERHEAD})",
+    )
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="localcluster %(levelname)s %(name)s: %(message)s"
+    )
+    return ServerConfig(
+        state_dir=args.state_dir.resolve(),
+        port=args.port,
+        host=args.host,
+        runtime=args.runtime,
+        images=args.images,
+        rbac=args.rbac,
+        schemas=args.schemas,
+        phase_delay=args.phase_delay_ms / 1000,
+        finalize_delay=args.finalize_delay_ms / 1000,
+        memory_overhead=parse_quantity(args.launcher_memory_overhead),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["build-image"]:  # `python -m localcluster build-image --output DIR`: the qemu demo image
+        from localcluster.demoimage import main as build_image  # only this subcommand needs it
+
+        raise SystemExit(build_image(argv[1:]))
+    config = parse_args(argv)
+    try:
+        asyncio.run(serve(config))
+    except NotImplementedError as exc:
+        raise SystemExit(f"localcluster: {exc}") from exc
+
+
+if __name__ == "__main__":
+    main()

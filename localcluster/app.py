@@ -1,0 +1,115 @@
+"""Assemble and run the server: TLS files, identities, RBAC policy, cluster, kubeconfig, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from localcluster import kubeconfig, tls
+from localcluster.cluster import Cluster, ClusterOptions
+from localcluster.faults import Faults
+from localcluster.quota import DEFAULT_MEMORY_OVERHEAD, parse_quantity
+from localcluster.rbac import Authorizer, default_identities
+from localcluster.resources import RESOURCE_TYPES
+from localcluster.server import ApiServer
+from localcluster.validation import Schemas
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RBAC = REPO_ROOT / "deploy" / "k8s" / "rbac.yaml"
+DEFAULT_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas"
+
+
+@dataclass
+class ServerConfig:
+    state_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    runtime: str = "none"
+    images: Path | None = None
+    rbac: Path = DEFAULT_RBAC
+    schemas: Path = DEFAULT_SCHEMAS
+    phase_delay: float = 0.02
+    finalize_delay: float = 0.05
+    memory_overhead: Fraction = field(default_factory=lambda: parse_quantity(DEFAULT_MEMORY_OVERHEAD))
+
+
+def _namespaces_in_manifest(path: Path) -> tuple[str, ...]:
+    """Namespaces the RBAC manifest puts things in (the app's own), created as a deployment would."""
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if isinstance(d, dict)]
+    names = [d["metadata"]["name"] for d in docs if d.get("kind") == "Namespace"]
+    names += [
+        d["metadata"]["namespace"]
+        for d in docs
+        if d.get("kind") in ("ServiceAccount", "Role", "RoleBinding")
+        and d.get("metadata", {}).get("namespace")
+    ]
+    return tuple(dict.fromkeys(names))
+
+
+async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
+    if not (config.schemas / "kubevirt-v1-swagger.json").is_file():
+        raise SystemExit(f"localcluster: no kubevirt-v1-swagger.json in {config.schemas} (use --schemas DIR)")
+    if not config.rbac.is_file():
+        raise SystemExit(f"localcluster: RBAC manifest {config.rbac} not found (use --rbac FILE)")
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    tls_files = tls.generate(config.state_dir, config.host)
+    identities = default_identities()
+    authorizer = Authorizer.from_file(config.rbac)
+    schemas = Schemas(config.schemas)
+    runtime_options: dict[str, Any] = {"phase_delay": config.phase_delay}
+    if config.images is not None:
+        runtime_options["images"] = config.images
+    cluster = Cluster(
+        schemas,
+        ClusterOptions(
+            runtime=config.runtime,
+            runtime_options=runtime_options,
+            finalize_delay=config.finalize_delay,
+            memory_overhead=config.memory_overhead,
+            extra_namespaces=_namespaces_in_manifest(config.rbac),
+        ),
+    )
+    api = ApiServer(cluster, authorizer, identities, Faults())
+
+    ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ssl_context.load_cert_chain(tls_files.server_cert, tls_files.server_key)
+    runner = web.AppRunner(api.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    api.server_address = f"{config.host}:{port}"
+    url = f"https://{config.host}:{port}"
+    kubeconfig_path = config.state_dir / "kubeconfig"
+    kubeconfig.write(kubeconfig_path, url, tls_files.ca_cert.read_bytes(), identities)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"localcluster listening on {url} kubeconfig={kubeconfig_path}", flush=True)
+    if ready is not None:
+        ready.set()
+    # Compile the schemas off the event loop now, so the first create does not pay for it.
+    warm_up = loop.run_in_executor(None, schemas.warm_up, RESOURCE_TYPES)
+    try:
+        await stop.wait()
+    finally:
+        log.info("localcluster shutting down")
+        await cluster.shutdown()
+        await runner.cleanup()
+        warm_up.cancel()
+        sys.stdout.flush()

@@ -1,0 +1,877 @@
+"""The cluster's behaviour, independent of HTTP: what each verb does to each kind, and the controllers
+a real cluster runs behind the API (namespace finalization, virt-controller, the quota controller).
+
+The server (`server.py`) turns requests into calls here; everything raises `ApiError` for failures.
+All methods run on the server's event loop. The synchronous ones never await, so each is atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import copy
+import ipaddress
+import logging
+import secrets
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from localcluster import errors, patching, quota
+from localcluster.errors import ApiError, Cause
+from localcluster.resources import (
+    EVENTS,
+    NAMESPACES,
+    NETWORK_POLICIES,
+    RESOURCE_QUOTAS,
+    RESOURCE_TYPES,
+    SECRETS,
+    SERVICES,
+    VIRTUAL_MACHINE_INSTANCES,
+    ResourceType,
+)
+from localcluster.runtimes import (
+    NamespaceNetwork,
+    NotSupported,
+    PhaseUpdate,
+    Runtime,
+    StreamKind,
+    StreamUnavailable,
+    make_runtime,
+)
+from localcluster.selectors import field_matcher, label_matcher
+from localcluster.store import Obj, Store, new_uid, now_timestamp
+from localcluster.validation import (
+    Schemas,
+    admit_vmi,
+    check_quantities,
+    check_schema,
+    drop_nulls,
+    validate_labels,
+    validate_name,
+)
+
+log = logging.getLogger(__name__)
+
+VMI = VIRTUAL_MACHINE_INSTANCES
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+VMI_FINALIZER = "foregroundDeleteVirtualMachine"
+GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what the apiserver's name generator uses
+POD_NETWORK = ipaddress.IPv4Network("10.244.0.0/16")
+SERVICE_NETWORK = ipaddress.IPv4Network("10.96.0.0/16")
+
+
+@dataclass
+class ClusterOptions:
+    runtime: str = "none"
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+    # How long the namespace controller waits before emptying a Terminating namespace. Real clusters
+    # take seconds; tests use a few milliseconds.
+    finalize_delay: float = 0.05
+    memory_overhead: Fraction = field(
+        default_factory=lambda: quota.parse_quantity(quota.DEFAULT_MEMORY_OVERHEAD)
+    )
+    # Namespaces that exist from the start besides the system ones (where the app's account lives).
+    extra_namespaces: tuple[str, ...] = ()
+
+
+@dataclass
+class ListResult:
+    items: list[Obj]
+    resource_version: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+def _random_suffix(length: int = 5) -> str:
+    return "".join(secrets.choice(GENERATE_NAME_ALPHABET) for _ in range(length))
+
+
+def _without_rv(obj: Obj) -> Obj:
+    out = copy.deepcopy(obj)
+    out.get("metadata", {}).pop("resourceVersion", None)
+    return out
+
+
+def _body_without(obj: Obj, *keys: str) -> Obj:
+    return {k: v for k, v in obj.items() if k not in keys}
+
+
+class Cluster:
+    def __init__(self, schemas: Schemas, options: ClusterOptions | None = None) -> None:
+        self.options = options or ClusterOptions()
+        self.store = Store()
+        self.schemas = schemas
+        self.runtime: Runtime = make_runtime(
+            self.options.runtime, self._on_phase, **self.options.runtime_options
+        )
+        self.runtime.read_secret = self._read_secret  # type: ignore[method-assign]
+        self._networks: dict[str, NamespaceNetwork] = {}
+        self._launchers: dict[tuple[str, str], quota.PodResources] = {}  # VMIs whose launcher pod exists
+        self._blocked: dict[tuple[str, str], None] = {}  # VMIs waiting for quota, in creation order
+        self._terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._next_service_ip = 10
+        for name in (*SYSTEM_NAMESPACES, *self.options.extra_namespaces):
+            if not self.store.exists(NAMESPACES, "", name):
+                self._store_new(NAMESPACES, self._new_namespace(name))
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def _new_namespace(self, name: str) -> Obj:
+        return {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {NAMESPACE_NAME_LABEL: name}},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
+
+    def _store_new(self, rt: ResourceType, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        meta["uid"] = new_uid()
+        meta["creationTimestamp"] = now_timestamp()
+        if rt.has_generation:
+            meta["generation"] = 1
+        return self.store.create(rt, obj)
+
+    def _require(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self.store.get(rt, namespace, name)
+        if obj is None:
+            raise errors.not_found(rt, name)
+        return obj
+
+    def _check_namespace_accepts(self, rt: ResourceType, namespace: str, name: str) -> None:
+        """The NamespaceLifecycle admission plugin."""
+        ns = self.store.get(NAMESPACES, "", namespace)
+        if ns is None:
+            raise errors.not_found(NAMESPACES, namespace)
+        if ns.get("status", {}).get("phase") == "Terminating":
+            raise errors.forbidden(
+                rt,
+                name,
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                [
+                    Cause(
+                        "NamespaceTerminating",
+                        f"namespace {namespace} is being terminated",
+                        "metadata.namespace",
+                    )
+                ],
+            )
+
+    def _check_type_meta(self, rt: ResourceType, body: Obj) -> None:
+        if body.get("apiVersion", rt.api_version) != rt.api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({body['apiVersion']}) does not match the "
+                f"expected API version ({rt.api_version})"
+            )
+        if body.get("kind", rt.kind) != rt.kind:
+            raise errors.bad_request(
+                f"the kind in the data ({body['kind']}) does not match the expected kind ({rt.kind})"
+            )
+        body["apiVersion"], body["kind"] = rt.api_version, rt.kind
+
+    def _decode(self, rt: ResourceType, namespace: str, body: Any) -> Obj:
+        if not isinstance(body, dict):
+            raise errors.bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                "json: cannot unmarshal non-object into Go value"
+            )
+        body = drop_nulls(body)
+        self._check_type_meta(rt, body)
+        meta = body.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if rt.namespaced:
+            if meta.get("namespace", namespace) != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        return body
+
+    def _validate(self, rt: ResourceType, obj: Obj, field_validation: str) -> tuple[Obj, list[str]]:
+        name = obj["metadata"].get("name", "")
+        checked = check_schema(self.schemas, rt, obj, name, field_validation)
+        obj = checked.obj
+        causes = validate_name(rt, name) + validate_labels(obj["metadata"].get("labels"))
+        if causes:
+            raise errors.invalid(rt, name, causes)
+        if rt is RESOURCE_QUOTAS:
+            check_quantities(rt, obj, [("spec", "hard")], name)
+        if rt is VMI:
+            check_quantities(
+                rt,
+                obj,
+                [("spec", "domain", "resources", "requests"), ("spec", "domain", "resources", "limits")],
+                name,
+            )
+            admit_vmi(obj)
+        return obj, checked.warnings
+
+    # -- create ------------------------------------------------------------------------------------
+    def create(
+        self, rt: ResourceType, namespace: str, body: Any, field_validation: str = "Warn"
+    ) -> tuple[Obj, list[str]]:
+        obj = self._decode(rt, namespace, body)
+        meta = obj["metadata"]
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{_random_suffix()}"
+        name = meta.get("name", "")
+        if rt.namespaced:
+            self._check_namespace_accepts(rt, namespace, name)
+        for server_field in (
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "managedFields",
+        ):
+            meta.pop(server_field, None)
+        obj, warnings = self._validate(rt, obj, field_validation)
+        obj = self._prepare(rt, obj, None)
+        self._check_count_quota(rt, namespace, name)
+        if self.store.exists(rt, namespace if rt.namespaced else "", name):
+            raise errors.already_exists(rt, name)
+        created = self._store_new(rt, obj)
+        self._after_change(rt, namespace, created, None)
+        return created, warnings
+
+    def _check_count_quota(self, rt: ResourceType, namespace: str, name: str) -> None:
+        if not rt.namespaced:
+            return
+        for q in self.store.list(RESOURCE_QUOTAS, namespace):
+            hard = q.get("spec", {}).get("hard") or {}
+            keys = [k for k in quota.count_keys(rt) if k in hard]
+            if not keys:
+                continue
+            used = {k: Fraction(self.store.count(rt, namespace)) for k in keys}
+            message = quota.exceeded_message(
+                q["metadata"]["name"], hard, used, dict.fromkeys(keys, Fraction(1))
+            )
+            if message:
+                raise errors.forbidden(rt, name, message)
+
+    # -- kind-specific preparation (defaults, server-owned fields) ---------------------------------
+    def _prepare(self, rt: ResourceType, obj: Obj, current: Obj | None) -> Obj:
+        if rt is NAMESPACES:
+            # The apiserver (re)sets this label on every write, which is what makes it immutable.
+            obj["metadata"].setdefault("labels", {})[NAMESPACE_NAME_LABEL] = obj["metadata"]["name"]
+            obj["spec"] = current["spec"] if current else {"finalizers": ["kubernetes"]}
+            obj["status"] = current["status"] if current else {"phase": "Active"}
+        elif rt is SECRETS:
+            self._prepare_secret(obj)
+        elif rt is RESOURCE_QUOTAS:
+            obj["status"] = current.get("status", {}) if current else {}
+        elif rt is SERVICES:
+            self._prepare_service(obj, current)
+        elif rt is NETWORK_POLICIES:
+            spec = obj.setdefault("spec", {})
+            if "policyTypes" not in spec:
+                spec["policyTypes"] = ["Ingress", *(["Egress"] if spec.get("egress") else [])]
+        elif rt is VMI:
+            self._prepare_vmi(obj, current)
+        return obj
+
+    def _prepare_secret(self, obj: Obj) -> None:
+        data = obj.get("data") or {}
+        for key, value in data.items():
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise errors.bad_request(
+                    f'Secret in version "v1" cannot be handled as a Secret: illegal '
+                    f"base64 data in data[{key!r}]"
+                ) from exc
+        # The apiserver folds stringData into data and never stores stringData.
+        for key, value in (obj.pop("stringData", None) or {}).items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        if data:
+            obj["data"] = data
+        obj.setdefault("type", "Opaque")
+
+    def _prepare_service(self, obj: Obj, current: Obj | None) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+        if current is not None:
+            spec["clusterIP"] = current["spec"].get("clusterIP")
+            spec["clusterIPs"] = current["spec"].get("clusterIPs")
+        elif spec.get("clusterIP") != "None":
+            ip = str(SERVICE_NETWORK.network_address + self._next_service_ip)
+            self._next_service_ip += 1
+            spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
+        obj["status"] = {"loadBalancer": {}}
+
+    def _prepare_vmi(self, obj: Obj, current: Obj | None) -> None:
+        if current is not None:
+            # virt-api's update admitter: only metadata may change once a VMI exists.
+            if obj.get("spec") != current.get("spec"):
+                error = errors.invalid(
+                    VMI,
+                    obj["metadata"]["name"],
+                    [Cause("FieldValueNotSupported", "update of VMI object is restricted", "spec")],
+                )
+                error.message = (
+                    'admission webhook "virtualmachineinstances-update-validator.kubevirt.io" '
+                    "denied the request: update of VMI object is restricted"
+                )
+                raise error
+            obj["status"] = current.get("status", {})
+            obj["metadata"]["finalizers"] = current["metadata"].get("finalizers", [])
+            return
+        # Defaults KubeVirt's mutating webhook applies.
+        spec = obj["spec"]
+        devices = spec["domain"].setdefault("devices", {})
+        if (
+            not spec.get("networks")
+            and not devices.get("interfaces")
+            and devices.get("autoattachPodInterface", True)
+        ):
+            spec["networks"] = [{"name": "default", "pod": {}}]
+            devices["interfaces"] = [{"name": "default", "bridge": {}}]
+        spec["domain"].setdefault("machine", {"type": "q35"})
+        firmware = spec["domain"].setdefault("firmware", {})
+        firmware.setdefault("uuid", str(uuid.uuid4()))
+        meta = obj["metadata"]
+        if VMI_FINALIZER not in meta.setdefault("finalizers", []):
+            meta["finalizers"].append(VMI_FINALIZER)
+        annotations = meta.setdefault("annotations", {})
+        annotations.setdefault("kubevirt.io/latest-observed-api-version", "v1")
+        annotations.setdefault("kubevirt.io/storage-observed-api-version", "v1")
+        obj["status"] = {}
+
+    def _read_secret(self, namespace: str, name: str) -> Obj | None:
+        """For runtimes that resolve Secret references (cloud-init's userDataSecretRef)."""
+        return self.store.get(SECRETS, namespace, name)
+
+    # -- read --------------------------------------------------------------------------------------
+    def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        return self._require(rt, namespace, name)
+
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> ListResult:
+        labels_match = label_matcher(label_selector)
+        fields_match = field_matcher(field_selector, rt.plural)
+        items = [o for o in self.store.list(rt, namespace) if labels_match(o) and fields_match(o)]
+        rv = self.store.resource_version
+        start = 0
+        if continue_token:
+            try:
+                rv_text, start_text = base64.urlsafe_b64decode(continue_token.encode()).decode().split(":")
+                rv, start = int(rv_text), int(start_text)
+            except (ValueError, binascii.Error) as exc:
+                raise errors.bad_request(f"continue key is not valid: {continue_token}") from exc
+        result = ListResult(items[start:], rv)
+        if limit and len(result.items) > limit:
+            result.remaining = len(result.items) - limit
+            result.items = result.items[:limit]
+            token = f"{rv}:{start + limit}".encode()
+            result.continue_token = base64.urlsafe_b64encode(token).decode()
+        return result
+
+    # -- update / patch ----------------------------------------------------------------------------
+    def replace(
+        self, rt: ResourceType, namespace: str, name: str, body: Any, field_validation: str = "Warn"
+    ) -> tuple[Obj, list[str]]:
+        current = self._require(rt, namespace if rt.namespaced else "", name)
+        obj = self._decode(rt, namespace, body)
+        return self._update(rt, current, obj, field_validation, require_rv=rt.custom)
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        patch: Any,
+        field_validation: str = "Warn",
+    ) -> tuple[Obj, list[str]]:
+        current = self._require(rt, namespace if rt.namespaced else "", name)
+        if content_type == patching.JSON_PATCH:
+            patched = patching.json_patch(current, patch)
+        elif content_type in (patching.MERGE, patching.STRATEGIC):
+            if not isinstance(patch, dict):
+                raise errors.bad_request("patch body must be a JSON object")
+            patched = patching.merge_patch(current, patch)
+        else:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - "
+                f"accepted media types include: {patching.JSON_PATCH}, "
+                f"{patching.MERGE}, {patching.STRATEGIC}",
+            )
+        obj = self._decode(rt, namespace, patched)
+        return self._update(rt, current, obj, field_validation, require_rv=False)
+
+    def _update(
+        self, rt: ResourceType, current: Obj, obj: Obj, field_validation: str, require_rv: bool
+    ) -> tuple[Obj, list[str]]:
+        meta, current_meta = obj["metadata"], current["metadata"]
+        name = current_meta["name"]
+        if meta.get("name", name) != name:
+            raise errors.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
+        meta["name"] = name
+        rv = meta.get("resourceVersion")
+        if rv is None and require_rv:
+            raise errors.invalid(
+                rt,
+                name,
+                [
+                    Cause(
+                        "FieldValueInvalid",
+                        "Invalid value: 0x0: must be specified for an update",
+                        "metadata.resourceVersion",
+                    )
+                ],
+            )
+        if rv is not None and str(rv) != current_meta["resourceVersion"]:
+            raise errors.conflict(rt, name)
+        for server_field in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ):
+            if server_field in current_meta:
+                meta[server_field] = current_meta[server_field]
+            else:
+                meta.pop(server_field, None)
+        obj, warnings = self._validate(rt, obj, field_validation)
+        obj = self._prepare(rt, obj, current)
+        if rt.has_generation and _body_without(obj, "metadata", "status") != _body_without(
+            current, "metadata", "status"
+        ):
+            meta["generation"] = current_meta.get("generation", 1) + 1
+        meta["resourceVersion"] = current_meta["resourceVersion"]
+        if obj == current:
+            return current, warnings  # a no-op write is not stored: same resourceVersion, no event
+        updated = self.store.replace(rt, obj)
+        self._after_change(rt, updated["metadata"].get("namespace", ""), updated, current)
+        return updated, warnings
+
+    # -- delete ------------------------------------------------------------------------------------
+    def delete(self, rt: ResourceType, namespace: str, name: str, options: Obj | None = None) -> Obj:
+        """The object (kinds that finish deleting later) or a Success Status, as the real API returns."""
+        current = self._require(rt, namespace if rt.namespaced else "", name)
+        preconditions = (options or {}).get("preconditions") or {}
+        if preconditions.get("uid") not in (None, current["metadata"]["uid"]):
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: UID in precondition: {preconditions['uid']}, UID "
+                f"in object meta: {current['metadata']['uid']}",
+                name=name,
+                group=rt.group,
+                kind=rt.plural,
+            )
+        if preconditions.get("resourceVersion") not in (None, current["metadata"]["resourceVersion"]):
+            raise ApiError(
+                409,
+                "Conflict",
+                "Precondition failed: ResourceVersion in precondition: "
+                f"{preconditions['resourceVersion']}, ResourceVersion in object meta: "
+                f"{current['metadata']['resourceVersion']}",
+                name=name,
+                group=rt.group,
+                kind=rt.plural,
+            )
+        if rt is NAMESPACES:
+            return self._delete_namespace(current)
+        if rt is VMI:
+            return self._delete_vmi(current)
+        self.store.remove(rt, namespace, name)
+        self._after_change(rt, namespace, None, current)
+        details: Obj = {"name": name, "kind": rt.plural, "uid": current["metadata"]["uid"]}
+        if rt.group:
+            details["group"] = rt.group
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+    def delete_collection(
+        self, rt: ResourceType, namespace: str, label_selector: str, field_selector: str
+    ) -> Obj:
+        matched = self.list(rt, namespace, label_selector, field_selector).items
+        items = []
+        for obj in matched:
+            result = self.delete(rt, namespace, obj["metadata"]["name"])
+            items.append(result if result.get("kind") != "Status" else obj)
+        return {
+            "kind": f"{rt.kind}List",
+            "apiVersion": rt.api_version,
+            "metadata": {"resourceVersion": str(self.store.resource_version)},
+            "items": items,
+        }
+
+    def _mark_deleting(self, rt: ResourceType, obj: Obj) -> Obj:
+        if not obj["metadata"].get("deletionTimestamp"):
+            obj["metadata"]["deletionTimestamp"] = now_timestamp()
+            obj["metadata"]["deletionGracePeriodSeconds"] = 0
+            if rt is NAMESPACES:
+                obj["status"]["phase"] = "Terminating"
+            obj = self.store.replace(rt, obj)
+        return obj
+
+    def _delete_namespace(self, ns: Obj) -> Obj:
+        first_time = not ns["metadata"].get("deletionTimestamp")
+        ns = self._mark_deleting(NAMESPACES, ns)
+        if first_time:
+            self._spawn(self._finalize_namespace(ns["metadata"]["name"]))
+        return ns
+
+    async def _finalize_namespace(self, namespace: str) -> None:
+        """The namespace controller: empty the namespace, then remove it."""
+        await asyncio.sleep(self.options.finalize_delay)
+        for vmi in self.store.list(VMI, namespace):
+            self._delete_vmi(vmi)
+        pending = [t for (ns, _), t in list(self._terminations.items()) if ns == namespace]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for rt in RESOURCE_TYPES:
+            if rt.namespaced and rt is not VMI:
+                for obj in self.store.list(rt, namespace):
+                    self.store.remove(rt, namespace, obj["metadata"]["name"])
+        await self.runtime.namespace_deleted(namespace)
+        self._networks.pop(namespace, None)
+        ns = self.store.get(NAMESPACES, "", namespace)
+        if ns is not None:
+            ns["spec"]["finalizers"] = []
+            self.store.replace(NAMESPACES, ns)
+            self.store.remove(NAMESPACES, "", namespace)
+
+    def _delete_vmi(self, vmi: Obj) -> Obj:
+        vmi = self._mark_deleting(VMI, vmi)
+        key = (vmi["metadata"]["namespace"], vmi["metadata"]["name"])
+        if key not in self._terminations:
+            self._terminations[key] = self._spawn(self._terminate_vmi(*key))
+        return vmi
+
+    async def _terminate_vmi(self, namespace: str, name: str) -> None:
+        """virt-handler stops the guest, then virt-controller drops the finalizer."""
+        key = (namespace, name)
+        try:
+            self._blocked.pop(key, None)
+            await self.runtime.stop(namespace, name)
+            self._launchers.pop(key, None)
+            vmi = self.store.get(VMI, namespace, name)
+            if vmi is not None:
+                vmi["metadata"]["finalizers"] = []
+                self.store.replace(VMI, vmi)
+                self.store.remove(VMI, namespace, name)
+                self._after_change(VMI, namespace, None, vmi)
+        finally:
+            self._terminations.pop(key, None)
+
+    # -- after every change: quota status, blocked launchers, new VMIs ------------------------------
+    def _after_change(self, rt: ResourceType, namespace: str, new: Obj | None, old: Obj | None) -> None:
+        if not rt.namespaced:
+            return
+        if rt is VMI and new is not None and old is None:
+            self._spawn(self._launch(namespace, new["metadata"]["name"]))
+        if rt is not EVENTS:
+            self._refresh_quotas(namespace)
+        if rt is RESOURCE_QUOTAS or (rt is VMI and new is None):
+            self._retry_blocked(namespace)
+
+    def _refresh_quotas(self, namespace: str) -> None:
+        launchers = [p for (ns, _), p in self._launchers.items() if ns == namespace]
+        for q in self.store.list(RESOURCE_QUOTAS, namespace):
+            hard = q.get("spec", {}).get("hard") or {}
+            counts = {}
+            for key in hard:
+                for rt in RESOURCE_TYPES:
+                    if key in quota.count_keys(rt):
+                        counts[key] = self.store.count(rt, namespace)
+            status = {"hard": dict(hard), "used": quota.used_status(hard, counts, launchers)}
+            if q.get("status") != status:
+                q["status"] = status
+                self.store.replace(RESOURCE_QUOTAS, q)
+
+    def _retry_blocked(self, namespace: str) -> None:
+        for key in [k for k in self._blocked if k[0] == namespace]:
+            del self._blocked[key]
+            self._spawn(self._launch(*key))
+
+    # -- virt-controller: launcher pods and phases --------------------------------------------------
+    def _network(self, namespace: str) -> NamespaceNetwork:
+        if namespace not in self._networks:
+            used = {n.subnet for n in self._networks.values()}
+            for subnet in POD_NETWORK.subnets(new_prefix=24):
+                if subnet not in used:
+                    self._networks[namespace] = NamespaceNetwork(namespace, subnet)
+                    break
+            else:
+                raise ApiError(
+                    500, "InternalError", "pod network exhausted: more than 256 namespaces with VMIs"
+                )
+        return self._networks[namespace]
+
+    def _set_vmi_status(self, vmi: Obj, **changes: Any) -> Obj:
+        status = vmi.setdefault("status", {})
+        if "phase" in changes and changes["phase"] != status.get("phase"):
+            status.setdefault("phaseTransitionTimestamps", []).append(
+                {"phase": changes["phase"], "phaseTransitionTimestamp": now_timestamp()}
+            )
+        status.update(changes)
+        return self.store.replace(VMI, vmi)
+
+    async def _launch(self, namespace: str, name: str) -> None:
+        vmi = self.store.get(VMI, namespace, name)
+        key = (namespace, name)
+        if vmi is None or vmi["metadata"].get("deletionTimestamp") or key in self._launchers:
+            return
+        if not vmi.get("status", {}).get("phase"):
+            vmi = self._set_vmi_status(vmi, phase="Pending")
+        pod = quota.launcher_pod_resources(vmi, self.options.memory_overhead)
+        refusal = self._pod_quota_refusal(namespace, pod)
+        if refusal:
+            self._blocked[key] = None
+            message = (
+                f'Error creating pod: pods "virt-launcher-{name}-{_random_suffix()}" is forbidden: {refusal}'
+            )
+            conditions = [c for c in vmi["status"].get("conditions", []) if c.get("type") != "Synchronized"]
+            conditions.append(
+                {
+                    "type": "Synchronized",
+                    "status": "False",
+                    "reason": "FailedCreate",
+                    "message": message,
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now_timestamp(),
+                }
+            )
+            self._set_vmi_status(vmi, conditions=conditions)
+            self.record_event(vmi, "Warning", "FailedCreate", message)
+            return
+        self._launchers[key] = pod
+        conditions = [c for c in vmi["status"].get("conditions", []) if c.get("type") != "Synchronized"]
+        if conditions != vmi["status"].get("conditions", []):
+            vmi = self._set_vmi_status(vmi, conditions=conditions)
+        self._refresh_quotas(namespace)
+        self.record_event(
+            vmi, "Normal", "SuccessfulCreate", f"Created virtual machine pod virt-launcher-{name}"
+        )
+        try:
+            await self.runtime.start(vmi, self._network(namespace))
+        except Exception as exc:  # a runtime failure is the VMI's failure, not the server's
+            log.exception("runtime failed to start %s/%s", namespace, name)
+            self._on_phase(namespace, name, PhaseUpdate("Failed", reason="RuntimeError", message=str(exc)))
+
+    def _pod_quota_refusal(self, namespace: str, pod: quota.PodResources) -> str | None:
+        in_use = [p for (ns, _), p in self._launchers.items() if ns == namespace]
+        for q in self.store.list(RESOURCE_QUOTAS, namespace):
+            refusal = quota.check_pod(q["metadata"]["name"], q.get("spec", {}).get("hard") or {}, in_use, pod)
+            if refusal:
+                return refusal
+        return None
+
+    def _on_phase(self, namespace: str, name: str, update: PhaseUpdate) -> None:
+        """The runtime reports progress; turn it into the status virt-handler would write."""
+        vmi = self.store.get(VMI, namespace, name)
+        if vmi is None or vmi["metadata"].get("deletionTimestamp"):
+            return
+        changes: dict[str, Any] = {"phase": update.phase}
+        if update.node:
+            changes["nodeName"] = update.node
+            vmi["metadata"].setdefault("labels", {})["kubevirt.io/nodeName"] = update.node
+        conditions = [c for c in vmi.get("status", {}).get("conditions", []) if c.get("type") != "Ready"]
+        if update.phase == "Running":
+            changes["interfaces"] = self._status_interfaces(vmi, update)
+            conditions.append(
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now_timestamp(),
+                }
+            )
+            changes["guestOSInfo"] = {}
+        elif update.phase in ("Failed", "Succeeded"):
+            conditions.append(
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": update.reason or "PodTerminating",
+                    "message": update.message,
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now_timestamp(),
+                }
+            )
+            self._launchers.pop((namespace, name), None)
+            if update.reason:
+                changes["reason"] = update.reason
+        changes["conditions"] = conditions
+        self._set_vmi_status(vmi, **changes)
+        if update.phase in ("Failed", "Succeeded"):
+            self._refresh_quotas(namespace)
+            self._retry_blocked(namespace)
+
+    @staticmethod
+    def _status_interfaces(vmi: Obj, update: PhaseUpdate) -> list[Obj]:
+        spec = vmi["spec"]
+        pod_networks = {n["name"] for n in spec.get("networks") or [] if "pod" in n}
+        interfaces = []
+        for i, iface in enumerate(spec["domain"]["devices"].get("interfaces") or []):
+            entry: Obj = {
+                "name": iface["name"],
+                "interfaceName": f"eth{i}",
+                "infoSource": "domain, guest-agent",
+                "queueCount": 1,
+                "linkState": "up",
+            }
+            if iface["name"] in pod_networks and update.ip:
+                entry.update(
+                    ipAddress=update.ip, ipAddresses=[update.ip], mac=iface.get("macAddress", update.mac)
+                )
+            interfaces.append(entry)
+        return interfaces
+
+    # -- events ------------------------------------------------------------------------------------
+    def record_event(
+        self,
+        involved: Obj,
+        event_type: str,
+        reason: str,
+        message: str,
+        component: str = "virtualmachine-controller",
+    ) -> None:
+        meta = involved["metadata"]
+        namespace = meta.get("namespace", "default")
+        for event in self.store.list(EVENTS, namespace):
+            if (
+                event["involvedObject"].get("uid") == meta["uid"]
+                and event.get("reason") == reason
+                and event.get("message") == message
+            ):
+                event["count"] = event.get("count", 1) + 1
+                event["lastTimestamp"] = now_timestamp()
+                self.store.replace(EVENTS, event)
+                return
+        timestamp = now_timestamp()
+        self._store_new(
+            EVENTS,
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": namespace},
+                "involvedObject": {
+                    "kind": involved["kind"],
+                    "apiVersion": involved["apiVersion"],
+                    "namespace": namespace,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "resourceVersion": meta["resourceVersion"],
+                },
+                "reason": reason,
+                "message": message,
+                "type": event_type,
+                "count": 1,
+                "source": {"component": component},
+                "firstTimestamp": timestamp,
+                "lastTimestamp": timestamp,
+                "reportingComponent": component,
+                "reportingInstance": "",
+            },
+        )
+
+    # -- subresources.kubevirt.io ------------------------------------------------------------------
+    def _running_vmi(self, namespace: str, name: str, code: int = 400) -> Obj:
+        vmi = self._require(VMI, namespace, name)
+        if vmi.get("status", {}).get("phase") != "Running":
+            raise ApiError(code, "BadRequest" if code == 400 else "Conflict", "VMI is not running")
+        return vmi
+
+    @staticmethod
+    def is_paused(vmi: Obj) -> bool:
+        return any(
+            c.get("type") == "Paused" and c.get("status") == "True"
+            for c in vmi.get("status", {}).get("conditions", [])
+        )
+
+    async def pause(self, namespace: str, name: str) -> None:
+        vmi = self._running_vmi(namespace, name, code=409)
+        if self.is_paused(vmi):
+            raise ApiError(409, "Conflict", "VMI is already paused")
+        await self.runtime.pause(namespace, name)
+        vmi = self._require(VMI, namespace, name)
+        conditions = [
+            *vmi["status"].get("conditions", []),
+            {
+                "type": "Paused",
+                "status": "True",
+                "reason": "PausedByUser",
+                "message": "VMI was paused by user",
+                "lastProbeTime": None,
+                "lastTransitionTime": now_timestamp(),
+            },
+        ]
+        self._set_vmi_status(vmi, conditions=conditions)
+
+    async def unpause(self, namespace: str, name: str) -> None:
+        vmi = self._running_vmi(namespace, name, code=409)
+        if not self.is_paused(vmi):
+            raise ApiError(409, "Conflict", "VMI is not paused")
+        await self.runtime.unpause(namespace, name)
+        vmi = self._require(VMI, namespace, name)
+        conditions = [c for c in vmi["status"].get("conditions", []) if c.get("type") != "Paused"]
+        self._set_vmi_status(vmi, conditions=conditions)
+
+    async def open_stream(
+        self, namespace: str, name: str, kind: StreamKind
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self._running_vmi(namespace, name)
+        try:
+            return await self.runtime.open_stream(namespace, name, kind)
+        except StreamUnavailable as exc:
+            raise errors.bad_request(str(exc)) from exc
+
+    def check_stream(self, namespace: str, name: str) -> None:
+        """The 400 virt-api gives before the websocket upgrade."""
+        self._running_vmi(namespace, name)
+
+    async def screenshot(self, namespace: str, name: str) -> bytes:
+        self._running_vmi(namespace, name)
+        try:
+            return await self.runtime.screenshot(namespace, name)
+        except (StreamUnavailable, NotSupported) as exc:
+            raise errors.bad_request(str(exc)) from exc
+
+    # -- life of the server ------------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        await self.runtime.shutdown()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,121 @@
+"""The interface between the cluster and whatever runs a VMI's guest.
+
+The cluster owns API objects; a runtime owns guests. The cluster calls the runtime when a VMI's
+launcher pod would be created (`start`), deleted (`stop`), paused, unpaused, or when someone opens a
+console/VNC stream or asks for a screenshot. The runtime reports progress back through the
+`PhaseReporter` callback it was given (Scheduling, Scheduled, Running with an IP, or Failed), and the
+cluster turns each report into a status update and a watch event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+StreamKind = Literal["console", "vnc"]
+
+
+class StreamUnavailable(Exception):
+    """The runtime has no stream of this kind for the VMI (the websocket answers 400)."""
+
+
+class NotSupported(Exception):
+    """The runtime cannot do this at all (the API answers 400 with this message)."""
+
+
+@dataclass(frozen=True)
+class PhaseUpdate:
+    phase: str  # Scheduling, Scheduled, Running, Succeeded or Failed
+    reason: str = ""
+    message: str = ""
+    ip: str | None = None
+    mac: str | None = None
+    node: str | None = None
+
+
+PhaseReporter = Callable[[str, str, PhaseUpdate], None]  # (namespace, name, update)
+
+
+@dataclass
+class NamespaceNetwork:
+    """One L2 segment per namespace: a /24 out of 10.244.0.0/16, like a per-node pod CIDR.
+
+    VMIs in the same namespace share the subnet; the qemu runtime gives each namespace its own
+    switch, so the subnet boundary is also the isolation boundary NetworkPolicies would enforce.
+    """
+
+    namespace: str
+    subnet: ipaddress.IPv4Network
+    _assigned: dict[str, ipaddress.IPv4Address] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.subnet.network_address + 1
+
+    def allocate(self, vmi_name: str) -> ipaddress.IPv4Address:
+        if vmi_name in self._assigned:
+            return self._assigned[vmi_name]
+        used = set(self._assigned.values())
+        for host in list(self.subnet.hosts())[1:]:  # .1 is the gateway
+            if host not in used:
+                self._assigned[vmi_name] = host
+                return host
+        raise RuntimeError(f"no free address in {self.subnet} for {self.namespace}/{vmi_name}")
+
+    def release(self, vmi_name: str) -> None:
+        self._assigned.pop(vmi_name, None)
+
+
+def mac_for(ip: ipaddress.IPv4Address) -> str:
+    """A stable locally-administered MAC derived from the IP (QEMU's 52:54:00 prefix)."""
+    packed = ip.packed
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in packed[1:])
+
+
+class Runtime(ABC):
+    """What runs the guests. Implementations: `none` (timers, fake streams) and, later, `qemu`."""
+
+    name: str = ""
+
+    def __init__(self, report: PhaseReporter, **options: Any) -> None:
+        self.report = report
+
+    @abstractmethod
+    async def start(self, vmi: dict[str, Any], network: NamespaceNetwork) -> None:
+        """Begin running the VMI; report Scheduling → Scheduled → Running (or Failed) later."""
+
+    @abstractmethod
+    async def stop(self, namespace: str, name: str) -> None:
+        """Stop the guest for good and free what it holds; returns once it is gone."""
+
+    @abstractmethod
+    async def pause(self, namespace: str, name: str) -> None: ...
+
+    @abstractmethod
+    async def unpause(self, namespace: str, name: str) -> None: ...
+
+    @abstractmethod
+    async def open_stream(self, namespace: str, name: str, kind: StreamKind) -> tuple[
+            asyncio.StreamReader, asyncio.StreamWriter]:
+        """A byte stream to the guest's first serial port (`console`) or its RFB server (`vnc`)."""
+
+    @abstractmethod
+    async def screenshot(self, namespace: str, name: str) -> bytes:
+        """A PNG of the guest's screen."""
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret a VMI refers to (cloud-init's `userDataSecretRef`), or None if missing.
+
+        The cluster replaces this with a lookup in its store; runtimes that never read Secrets ignore it.
+        """
+        return None
+
+    async def namespace_deleted(self, namespace: str) -> None:  # noqa: B027 - optional hook
+        """Everything in the namespace is gone: free per-namespace resources (e.g. a switch)."""
+
+    async def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """The server is stopping: stop every guest."""

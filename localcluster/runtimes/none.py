@@ -1,0 +1,104 @@
+"""The `none` runtime: no guest at all, phases advance on timers.
+
+For fast orchestration tests: a VMI goes Scheduling → Scheduled → Running `phase_delay` seconds apart
+(default 20 ms) and gets the next free address of its namespace's subnet. Console and VNC are served
+by in-process stand-ins (see `fakeguest.py`) over a socketpair, so websocket relays can be tested
+end to end without QEMU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from localcluster.runtimes import fakeguest
+from localcluster.runtimes.base import (
+    NamespaceNetwork,
+    PhaseReporter,
+    PhaseUpdate,
+    Runtime,
+    StreamKind,
+    StreamUnavailable,
+    mac_for,
+)
+
+NODE_NAME = "localcluster"
+
+
+@dataclass
+class _Guest:
+    network: NamespaceNetwork
+    boot: asyncio.Task[None] | None = None
+    running: bool = False
+    paused: bool = False
+    streams: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class NoneRuntime(Runtime):
+    name = "none"
+
+    def __init__(self, report: PhaseReporter, phase_delay: float = 0.02, **options: Any) -> None:
+        super().__init__(report, **options)
+        self.phase_delay = phase_delay
+        self._guests: dict[tuple[str, str], _Guest] = {}
+
+    async def start(self, vmi: dict[str, Any], network: NamespaceNetwork) -> None:
+        key = (vmi["metadata"]["namespace"], vmi["metadata"]["name"])
+        guest = _Guest(network)
+        self._guests[key] = guest
+        guest.boot = asyncio.create_task(self._boot(key, guest))
+
+    async def _boot(self, key: tuple[str, str], guest: _Guest) -> None:
+        namespace, name = key
+        for phase in ("Scheduling", "Scheduled"):
+            await asyncio.sleep(self.phase_delay)
+            self.report(namespace, name, PhaseUpdate(phase, node=NODE_NAME))
+        await asyncio.sleep(self.phase_delay)
+        ip = guest.network.allocate(name)
+        guest.running = True
+        self.report(namespace, name, PhaseUpdate("Running", ip=str(ip), mac=mac_for(ip), node=NODE_NAME))
+
+    async def stop(self, namespace: str, name: str) -> None:
+        guest = self._guests.pop((namespace, name), None)
+        if guest is None:
+            return
+        for task in [guest.boot, *guest.streams]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        guest.network.release(name)
+
+    async def pause(self, namespace: str, name: str) -> None:
+        self._guest(namespace, name).paused = True
+
+    async def unpause(self, namespace: str, name: str) -> None:
+        self._guest(namespace, name).paused = False
+
+    def _guest(self, namespace: str, name: str) -> _Guest:
+        guest = self._guests.get((namespace, name))
+        if guest is None or not guest.running:
+            raise StreamUnavailable("VMI is not running")
+        return guest
+
+    async def open_stream(
+        self, namespace: str, name: str, kind: StreamKind
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        guest = self._guest(namespace, name)
+        ours, theirs = socket.socketpair()
+        serve = fakeguest.serve_console if kind == "console" else fakeguest.serve_vnc
+        guest_reader, guest_writer = await asyncio.open_connection(sock=theirs)
+        task = asyncio.create_task(serve(guest_reader, guest_writer, f"{namespace}/{name}"))
+        guest.streams = [t for t in guest.streams if not t.done()] + [task]
+        return await asyncio.open_connection(sock=ours)
+
+    async def screenshot(self, namespace: str, name: str) -> bytes:
+        self._guest(namespace, name)
+        return fakeguest.png()
+
+    async def shutdown(self) -> None:
+        for namespace, name in list(self._guests):
+            await self.stop(namespace, name)
