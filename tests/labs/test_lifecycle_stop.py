@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+from django.db import connection
 
 from labs import cluster, lifecycle
 from labs.models import LabInstance
@@ -89,6 +90,8 @@ def test_stop_during_start_leaves_nothing_behind(app_cluster, admin_core, make_l
             outcome["instance"] = lifecycle.instance_start(user=student, lab=lab)
         except Exception as error:
             outcome["error"] = error
+        finally:
+            connection.close()
 
     thread = threading.Thread(target=start)
     thread.start()

@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+from django.db import connection
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -75,8 +76,6 @@ def test_two_simultaneous_starts_with_a_limit_of_one_give_one_instance(app_clust
         except InstanceLimitReached as error:
             results.append(error)
         finally:
-            from django.db import connection
-
             connection.close()
 
     threads = [threading.Thread(target=start) for _ in range(2)]
