@@ -1,0 +1,362 @@
+"""Console relay benchmark: throughput and small-frame round trips, three relays side by side.
+
+    .venv/bin/python bench/relay_throughput.py [--streams 1,10,100] [--megabytes 64] [--rounds 2000]
+
+(a) Daphne + Channels console proxy (vncproxy) → local cluster `console` websocket (echo guest);
+(b) websockify 0.13 → a TCP echo server (one hop fewer: the practical ceiling of a Python relay);
+(c) a plain `websockets` websocket-to-websocket relay → the same local cluster console (the 2021
+    prototype's design).
+Everything runs on loopback, in separate processes; every loop is bounded. The client sends 64 KiB
+binary frames while reading the echo (throughput, MB/s of echoed payload), then ping-pongs 64-byte
+frames one at a time per stream (round trip, median and p99). Row (d) talks to the local cluster
+directly, without any relay: the ceiling of (a) and (c), whose upstream it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+FRAME = 64 * 1024
+SMALL = 64
+BANNER_END = b"\r\n"
+
+
+def setup_django(state: Path) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "laborchestrator.settings"
+    os.environ["DATABASE_URL"] = f"sqlite:///{state / 'bench.sqlite3'}"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def make_instance(kubeconfig: str, machines: int):
+    """A running lab instance of `machines` machines, started the way the application does."""
+    from django.conf import settings
+
+    from accounts.models import User
+    from labs import cluster, lifecycle
+    from labs.models import Lab, LabInstance, LabMachine, VMImage
+
+    settings.KUBECONFIG, settings.KUBE_CONTEXT = kubeconfig, "laborchestrator"
+    cluster.reset_client()
+    user = User.objects.create_user(username="bench", password="bench-pw-1", is_staff=True)
+    image = VMImage.objects.create(
+        name="bench", container_disk_image="example.org/bench:1", default_username="u"
+    )
+    lab = Lab.objects.create(name="Bench", slug="bench", namespace_prefix="bench", published=True)
+    for index in range(machines):
+        LabMachine.objects.create(
+            lab=lab, name=f"vm{index}", image=image, cores=1, memory_mib=64, order=index
+        )
+    instance = lifecycle.instance_start(user=user, lab=lab)
+    deadline = time.monotonic() + 60
+    while lifecycle.instance_refresh(instance=instance).status != LabInstance.Status.RUNNING:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"instance not running: {instance.status} {instance.last_error}")
+        time.sleep(0.1)
+    return user, instance
+
+
+def session_cookie(user) -> str:
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+ECHO_SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    async def echo(reader, writer):
+        try:
+            while data := await reader.read(262144):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+    async def main():
+        server = await asyncio.start_server(echo, "127.0.0.1", int(sys.argv[1]))
+        async with server:
+            await server.serve_forever()
+    asyncio.run(main())
+    """
+)
+
+PLAIN_RELAY = textwrap.dedent(
+    """
+    import asyncio, ssl, sys
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed
+    port, upstream_base, token, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    context = ssl.create_default_context(cafile=ca)
+    async def relay(browser):
+        machine = browser.request.path.rsplit("/", 1)[-1]
+        async with connect(f"{upstream_base}/{machine}/console", ssl=context, compression=None,
+                           subprotocols=["plain.kubevirt.io"], max_size=None, proxy=None,
+                           additional_headers={"Authorization": f"Bearer {token}"}) as upstream:
+            async def pump(source, target):
+                try:
+                    async for message in source:
+                        await target.send(message)
+                except ConnectionClosed:
+                    pass
+            tasks = [asyncio.create_task(pump(browser, upstream)),
+                     asyncio.create_task(pump(upstream, browser))]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+    async def main():
+        async with serve(relay, "127.0.0.1", port, compression=None, max_size=None) as server:
+            await server.serve_forever()
+    asyncio.run(main())
+    """
+)
+
+
+@contextlib.contextmanager
+def process(args: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+    import socket
+
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{args[0]} did not start: {log.read_text()}")
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def open_stream(url: str, headers: dict[str, str], banner: bool, ssl_context=None):
+    from websockets.asyncio.client import connect
+
+    extra = {"ssl": ssl_context, "subprotocols": ["plain.kubevirt.io"]} if ssl_context else {}
+    conn = await connect(
+        url, additional_headers=headers, compression=None, max_size=None, proxy=None, **extra
+    )
+    if banner:  # the local cluster's echo console greets first
+        data = b""
+        while not data.endswith(BANNER_END):
+            data += await conn.recv(decode=False)
+    return conn
+
+
+async def throughput(conns, total_bytes: int) -> float:
+    per_stream = max(FRAME, total_bytes // len(conns) // FRAME * FRAME)
+    chunk = os.urandom(FRAME)
+
+    async def one(conn) -> None:
+        async def send() -> None:
+            for _ in range(per_stream // FRAME):
+                await conn.send(chunk)
+
+        sender = asyncio.create_task(send())
+        received = 0
+        while received < per_stream:
+            received += len(await asyncio.wait_for(conn.recv(decode=False), 30))
+        await sender
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in conns))
+    return per_stream * len(conns) / (time.perf_counter() - started) / 1e6
+
+
+async def round_trips(conns, rounds: int) -> list[float]:
+    payload = os.urandom(SMALL)
+    samples: list[float] = []
+
+    async def one(conn) -> None:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await conn.send(payload)
+            received = 0
+            while received < SMALL:
+                received += len(await asyncio.wait_for(conn.recv(decode=False), 30))
+            samples.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(one(c) for c in conns))
+    return samples
+
+
+async def measure(
+    name: str, urls: list[str], headers: dict[str, str], banner: bool, args, ssl_context=None
+) -> dict:
+    conns = [await open_stream(url, headers, banner, ssl_context) for url in urls]
+    try:
+        await round_trips(conns, 20)  # warm up
+        mbps = await throughput(conns, args.megabytes * 1024 * 1024)
+        rounds = max(20, args.rounds // len(conns))
+        samples = sorted(await round_trips(conns, rounds))
+    finally:
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return {
+        "relay": name,
+        "streams": len(urls),
+        "mbps": mbps,
+        "median": statistics.median(samples),
+        "p99": p99,
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--streams", default="1,10,100")
+    parser.add_argument(
+        "--megabytes", type=int, default=64, help="echoed per measurement, all streams together"
+    )
+    parser.add_argument("--rounds", type=int, default=2000, help="round trips per measurement, all streams")
+    parser.add_argument("--only", default="a,b,c,d", help="relays to run (a, b, c; d: no relay, the cluster)")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.streams.split(",")]
+    only = set(args.only.split(","))
+    from localcluster.harness import start_local_cluster
+    from tests.vncproxy.daphne_server import run_daphne
+
+    results = []
+    with (
+        tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp,
+        start_local_cluster(
+            Path(tmp) / "cluster", runtime="none", extra_args=("--phase-delay-ms", "5")
+        ) as local,
+    ):
+        state = Path(tmp)
+        setup_django(state)
+        from django.conf import settings
+
+        user, instance = make_instance(str(local.kubeconfig), max(counts))
+        cookie = session_cookie(user)
+        daphne_env = {
+            "DATABASE_URL": os.environ["DATABASE_URL"],
+            "SECRET_KEY": settings.SECRET_KEY,
+            "KUBECONFIG": str(local.kubeconfig),
+            "KUBE_CONTEXT": "laborchestrator",
+            "CONSOLE_MAX_STREAMS_PER_USER": "1000",
+            "LOG_LEVEL": "WARNING",
+        }
+        echo_port, ws_port, plain_port = free_port(), free_port(), free_port()
+        upstream_base = (
+            f"{local.url.replace('https://', 'wss://')}/apis/subresources.kubevirt.io/v1/namespaces/"
+            f"{instance.namespace}/virtualmachineinstances"
+        )
+        with contextlib.ExitStack() as stack:
+            daphne = stack.enter_context(run_daphne(daphne_env, state / "daphne.log"))
+            stack.enter_context(
+                process([sys.executable, "-c", ECHO_SERVER, str(echo_port)], echo_port, state / "echo.log")
+            )
+            websockify = Path(sys.executable).with_name("websockify")
+            stack.enter_context(
+                process(
+                    [str(websockify), f"127.0.0.1:{ws_port}", f"127.0.0.1:{echo_port}"],
+                    ws_port,
+                    state / "websockify.log",
+                )
+            )
+            stack.enter_context(
+                process(
+                    [
+                        sys.executable,
+                        "-c",
+                        PLAIN_RELAY,
+                        str(plain_port),
+                        upstream_base,
+                        local.token("laborchestrator"),
+                        str(local.ca_file),
+                    ],
+                    plain_port,
+                    state / "plain.log",
+                )
+            )
+            for n in counts:
+                if "a" in only:
+                    urls = [
+                        f"ws://{daphne.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
+                        for i in range(n)
+                    ]
+                    headers = {"Origin": "http://localhost", "Cookie": cookie}
+                    results.append(
+                        asyncio.run(measure("(a) Daphne+Channels proxy", urls, headers, True, args))
+                    )
+                if "b" in only:
+                    urls = [f"ws://127.0.0.1:{ws_port}/" for _ in range(n)]
+                    results.append(asyncio.run(measure("(b) websockify → TCP echo", urls, {}, False, args)))
+                if "c" in only:
+                    urls = [f"ws://127.0.0.1:{plain_port}/vm{i}" for i in range(n)]
+                    results.append(asyncio.run(measure("(c) plain websockets relay", urls, {}, True, args)))
+                if "d" in only:
+                    urls = [f"{upstream_base}/vm{i}/console" for i in range(n)]
+                    headers = {"Authorization": f"Bearer {local.token('laborchestrator')}"}
+                    results.append(
+                        asyncio.run(
+                            measure(
+                                "(d) no relay: local cluster",
+                                urls,
+                                headers,
+                                True,
+                                args,
+                                ssl_context=local.ssl_context(),
+                            )
+                        )
+                    )
+                for row in results[-len(only) :]:
+                    print_row(row)
+    print()
+    print("| relay | streams | throughput MB/s | RTT median ms | RTT p99 ms |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for row in results:
+        print(
+            f"| {row['relay']} | {row['streams']} | {row['mbps']:.0f} "
+            f"| {row['median']:.3f} | {row['p99']:.3f} |"
+        )
+
+
+def print_row(row: dict) -> None:
+    print(
+        f"{row['relay']:30} streams={row['streams']:3} {row['mbps']:7.0f} MB/s  "
+        f"rtt median {row['median']:.3f} ms  p99 {row['p99']:.3f} ms",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
