@@ -73,3 +73,8 @@ def test_files_over_the_size_limit_are_refused_with_both_sizes():
 def test_markdown_snippet_embeds_images_and_links_files():
     assert markdown_snippet("Topology", "/media/t.png", "t.png") == "![Topology](/media/t.png)"
     assert markdown_snippet("Slides [v2]", "/media/s.pdf", "s.pdf") == "[Slides (v2)](/media/s.pdf)"
+
+
+def test_a_long_text_file_cut_inside_a_character_by_the_probe_is_accepted():
+    content = b"a" * (64 * 1024 - 1) + "é and more".encode()
+    validate_tutorial_media(upload("long.txt", content))
