@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.db import models
 
@@ -14,7 +16,9 @@ MARKDOWN_HELP = (
 )
 
 
-def _render_before_save(instance: models.Model, source_field: str, html_field: str, save_kwargs: dict):
+def _render_before_save(
+    instance: models.Model, source_field: str, html_field: str, save_kwargs: dict
+) -> Iterable[str] | None:
     """Render the Markdown into its HTML field; returns the `update_fields` to save with.
 
     Done in save() rather than a service function on purpose: the HTML is a cache of the source,

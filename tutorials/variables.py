@@ -52,7 +52,11 @@ class TutorialContext:
 
 def fill_variables(html_text: str, context: TutorialContext) -> str:
     """Substitute known variables, escaped; leave unknown ones as they are. One pass, so a value
-    that itself looks like a variable is shown, not expanded."""
+    that itself looks like a variable is shown, not expanded.
+
+    `html_text` must be the sanitised HTML saved by tutorials.rendering; the result is then safe
+    to insert into a page (mark_safe in templates, innerHTML in the browser).
+    """
 
     def substitute(match: re.Match[str]) -> str:
         value = context.values.get(match.group(1))
