@@ -45,4 +45,12 @@ def check_production_settings(app_configs, **kwargs) -> list[Error]:
                 id="laborchestrator.E003",
             )
         )
+    if getattr(settings, "FAST_PASSWORD_HASHING", False):
+        errors.append(
+            Error(
+                "FAST_PASSWORD_HASHING is on in production.",
+                hint="It exists for the test suite only; unset it.",
+                id="laborchestrator.E004",
+            )
+        )
     return errors

@@ -125,6 +125,12 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 
+# The test suite creates many users; a deliberately slow hasher would dominate its run time.
+# Never in production: laborchestrator.checks refuses it.
+FAST_PASSWORD_HASHING = envbool("FAST_PASSWORD_HASHING", "0")
+if FAST_PASSWORD_HASHING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

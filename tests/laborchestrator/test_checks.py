@@ -21,6 +21,7 @@ def test_safe_production_settings_pass(settings):
     settings.DEBUG = False
     settings.SECRET_KEY = STRONG_KEY
     settings.ALLOWED_HOSTS = ["labs.example.edu"]
+    settings.FAST_PASSWORD_HASHING = False
     assert check_production_settings(None) == []
 
 
@@ -34,6 +35,7 @@ def test_safe_production_settings_pass(settings):
         ({"SECRET_KEY": "django-insecure-" + STRONG_KEY}, "laborchestrator.E002"),
         ({"ALLOWED_HOSTS": []}, "laborchestrator.E003"),
         ({"ALLOWED_HOSTS": ["labs.example.edu", "*"]}, "laborchestrator.E003"),
+        ({"FAST_PASSWORD_HASHING": True}, "laborchestrator.E004"),
     ],
 )
 def test_each_unsafe_production_setting_is_refused(settings, overrides, expected):
@@ -41,6 +43,7 @@ def test_each_unsafe_production_setting_is_refused(settings, overrides, expected
     settings.DEBUG = False
     settings.SECRET_KEY = STRONG_KEY
     settings.ALLOWED_HOSTS = ["labs.example.edu"]
+    settings.FAST_PASSWORD_HASHING = False
     for name, value in overrides.items():
         setattr(settings, name, value)
     assert {error.id for error in check_production_settings(None)} == {expected}
