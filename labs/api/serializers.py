@@ -74,7 +74,8 @@ class TutorialLinkSerializer(serializers.Serializer):
 
 class LabSerializer(ModelCleanMixin, serializers.ModelSerializer):
     machines = LabMachineSerializer(many=True, read_only=True)
-    tutorials = serializers.SerializerMethodField()
+    # `visible_tutorials` is prefetched by the view with only the tutorials the user may see.
+    tutorials = TutorialLinkSerializer(source="visible_tutorials", many=True, read_only=True)
 
     class Meta:
         model = Lab
@@ -94,11 +95,6 @@ class LabSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
-
-    @extend_schema_field(TutorialLinkSerializer(many=True))
-    def get_tutorials(self, lab: Lab) -> list[dict[str, Any]]:
-        # `visible_tutorials` is prefetched by the view with only what the user may see.
-        return TutorialLinkSerializer(lab.visible_tutorials, many=True).data
 
 
 class StaffLabSerializer(LabSerializer):
