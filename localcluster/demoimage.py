@@ -88,6 +88,10 @@ fi
 
 # cloud-init NoCloud: the runtime attaches a cidata ISO as a virtio disk.
 PASSWORD_NOTE="no password set (no cloud-init disk)"
+# virtio_blk probes disks asynchronously: when a virtio block device (id 0x0002) exists, wait for its node.
+if grep -qs 0x0002 /sys/bus/virtio/devices/*/device; then
+    for i in $(seq 25); do ls /dev/vd* >/dev/null 2>&1 && break; sleep 0.2; done
+fi
 for dev in /dev/vd*; do
     [ -b "$dev" ] || continue
     if mount -t iso9660 -o ro "$dev" /mnt/cidata 2>/dev/null; then

@@ -45,8 +45,9 @@ def nocloud_data(vmi: dict[str, Any], source: dict[str, Any], read_secret: Secre
         user_data = source["userData"]
     elif "userDataBase64" in source:
         user_data = base64.b64decode(source["userDataBase64"]).decode()
-    elif "userDataSecretRef" in source:
-        name = source["userDataSecretRef"]["name"]
+    elif "secretRef" in source or "userDataSecretRef" in source:
+        # The JSON name is `secretRef` (Go field UserDataSecretRef); the Go name is accepted too.
+        name = (source.get("secretRef") or source["userDataSecretRef"])["name"]
         secret = read_secret(namespace, name)
         if secret is None:
             raise CloudInitError(f'secret "{name}" not found in namespace {namespace}')

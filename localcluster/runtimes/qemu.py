@@ -4,8 +4,8 @@
   `localcluster/qemu/images.py`). A kernel+initramfs image boots directly; a disk image boots from a
   throw-away qcow2 overlay, deleted with the VMI. Unknown reference: `Failed`, reason `ImageNotFound`,
   message "image not found: <ref>; available: ...".
-- cloud-init: a `cloudInitNoCloud` volume becomes a `cidata` ISO disk (`userDataSecretRef` needs the
-  cluster to have set `read_secret`, see base.py).
+- cloud-init: a `cloudInitNoCloud` volume becomes a `cidata` ISO disk; `secretRef` Secrets are read
+  through the cluster's `read_secret` (base.py).
 - Network: the namespace's `vde_switch` (started with its first VMI, stopped with the namespace); the
   address from the cluster's `NamespaceNetwork` goes to the guest as `lab.ip=A/P lab.hostname=H` on
   the kernel command line (only kernel images can read it; disk images get the NIC and must configure

@@ -46,12 +46,16 @@ def demo_vmi(
     image: str = DEMO_REFERENCE,
     memory: str = "128Mi",
     user_data: str | None = None,
+    user_data_secret: str | None = None,
 ) -> dict[str, Any]:
     """A VMI shaped like the ones labs/manifests.py makes: containerDisk, cloud-init, masquerade on pod."""
     volumes: list[dict[str, Any]] = [{"name": "rootdisk", "containerDisk": {"image": image}}]
     disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
-    if user_data is not None:
-        volumes.append({"name": "cloudinit", "cloudInitNoCloud": {"userData": user_data}})
+    if user_data is not None or user_data_secret is not None:
+        source = (
+            {"userData": user_data} if user_data is not None else {"secretRef": {"name": user_data_secret}}
+        )
+        volumes.append({"name": "cloudinit", "cloudInitNoCloud": source})
         disks.append({"name": "cloudinit", "disk": {"bus": "virtio"}})
     return {
         "apiVersion": "kubevirt.io/v1",

@@ -116,7 +116,7 @@ def test_nocloud_from_inline_user_data_and_from_a_secret() -> None:
         ("lab-1", "vm1-userdata"): {"data": {"userdata": base64.b64encode(b"#cloud-config\n").decode()}}
     }
     from_secret = nocloud_data(
-        vmi, {"userDataSecretRef": {"name": "vm1-userdata"}}, lambda ns, name: secrets.get((ns, name))
+        vmi, {"secretRef": {"name": "vm1-userdata"}}, lambda ns, name: secrets.get((ns, name))
     )
     assert from_secret.user_data == "#cloud-config\n"
     with pytest.raises(CloudInitError, match='secret "gone" not found'):

@@ -1,0 +1,148 @@
+"""Boot time and memory of the local cluster's qemu runtime with the demo image.
+
+    .venv/bin/python bench/vm_boot.py [--sizes 1 4] [--idle 10]
+
+For each size N, creates N demo VMIs at once in one namespace through the real API and measures,
+per VM, the time from its create call to the boot banner arriving on its `console` websocket
+(the console is opened as soon as the VMI is Running, i.e. QEMU is up, so the banner is seen live).
+After `--idle` seconds the resident memory (VmRSS) of each QEMU process and of the namespace's
+vde_switch is read from /proc. Says whether QEMU used KVM or TCG. Needs the qemu runtime's Debian
+packages (see localcluster/qemu/host.py) and builds the demo image into var/localcluster/images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kubernetes import client
+
+from localcluster.demoimage import BANNER
+from localcluster.harness import LocalCluster, start_local_cluster
+from tests.localcluster_qemu.qemu_helpers import (
+    Stream,
+    demo_images,
+    demo_vmi,
+    qemu_pids,
+    qemu_switch_dirs,
+    switch_pids,
+)
+
+VMI = ("kubevirt.io", "v1")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def accelerator(pid: int) -> str:
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return args[args.index(b"-accel") + 1].decode() if b"-accel" in args else "?"
+
+
+async def boot_one(cluster: LocalCluster, custom: Any, ns: str, name: str, created: float) -> float:
+    while True:
+        obj = await asyncio.to_thread(
+            custom.get_namespaced_custom_object, *VMI, ns, "virtualmachineinstances", name
+        )
+        phase = (obj.get("status") or {}).get("phase")
+        if phase == "Failed":
+            raise RuntimeError(f"{name} failed: {obj['status']}")
+        if phase == "Running":
+            break
+        await asyncio.sleep(0.05)
+    stream = await Stream.open(
+        cluster.url, cluster.token("admin"), cluster.ssl_context(), ns, name, "console"
+    )
+    try:
+        await stream.read_until(f"{BANNER} {name} ".encode(), 300)
+    finally:
+        await stream.close()
+    return time.monotonic() - created
+
+
+async def warm_up(cluster: LocalCluster) -> None:
+    """One VM up to Running, so the one-off KVM probe of a fresh server is not in the first timing."""
+    api = cluster.api_client("admin")
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    ns = f"bench-warm-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": ns}})
+    custom.create_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", demo_vmi("warm"))
+    while (
+        custom.get_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", "warm").get("status") or {}
+    ).get("phase") not in ("Running", "Failed"):
+        await asyncio.sleep(0.1)
+    core.delete_namespace(ns)
+    await asyncio.sleep(2)
+
+
+async def run_size(cluster: LocalCluster, size: int, idle: float) -> dict[str, Any]:
+    api = cluster.api_client("admin")
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    ns = f"bench-vm-{size}-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": ns}})
+    names = [f"vm{i + 1}" for i in range(size)]
+    try:
+        starts = {}
+        for name in names:
+            starts[name] = time.monotonic()
+            custom.create_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", demo_vmi(name))
+        times = await asyncio.gather(*(boot_one(cluster, custom, ns, n, starts[n]) for n in names))
+        await asyncio.sleep(idle)
+        pids = [pid for n in names for pid in qemu_pids(f"{ns}/{n}")]
+        switches = switch_pids(qemu_switch_dirs(f"{ns}/{names[0]}"))
+        return {
+            "size": size,
+            "boot_s": sorted(times),
+            "rss_mib": [rss_mib(p) for p in pids],
+            "switch_rss_mib": [rss_mib(p) for p in switches],
+            "accel": accelerator(pids[0]) if pids else "?",
+        }
+    finally:
+        core.delete_namespace(ns)
+        await asyncio.sleep(2)
+
+
+def report(result: dict[str, Any]) -> str:
+    boot, rss = result["boot_s"], result["rss_mib"]
+    return (
+        f"{result['size']} VM(s) at once [{result['accel']}]: create→banner "
+        f"median {statistics.median(boot):.1f} s, max {max(boot):.1f} s (all: "
+        f"{', '.join(f'{t:.1f}' for t in boot)}); idle RSS per QEMU median {statistics.median(rss):.0f} MiB "
+        f"(max {max(rss):.0f}); vde_switch {sum(result['switch_rss_mib']):.1f} MiB"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1, 4], help="VMs started at once (default 1 4)"
+    )
+    parser.add_argument(
+        "--idle", type=float, default=10.0, help="seconds idle before reading RSS (default 10)"
+    )
+    args = parser.parse_args()
+    images = demo_images()
+    with (
+        tempfile.TemporaryDirectory(prefix="vm-boot-bench-") as state,
+        start_local_cluster(Path(state), runtime="qemu", images=images) as cluster,
+    ):
+        await warm_up(cluster)
+        for size in args.sizes:
+            print(report(await run_size(cluster, size, args.idle)), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
