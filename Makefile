@@ -30,11 +30,9 @@ static/novnc/.installed: node_modules/.package-lock.json
 
 assets: static/novnc/.installed
 
+# The app, the embedded local cluster (real QEMU VMs when available) and the demo lab.
 run: venv assets
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py ensure_admin
-	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
-	$(BIN)/daphne -b $(HOST) -p $(PORT) laborchestrator.asgi:application
+	$(BIN)/python -m laborchestrator.devserver --host $(HOST) --port $(PORT)
 
 test: venv assets
 	$(BIN)/ruff check .

@@ -1,0 +1,123 @@
+"""`make run`: the app, an embedded local cluster and the demo lab on one machine.
+
+Starts `localcluster` (runtime `qemu` when QEMU and the demo image can be had, `none` otherwise),
+points the app at its kubeconfig, migrates, creates the first administrator and the demo content,
+then runs Daphne plus the housekeeping loops (`expire`, `reconcile`) until Ctrl-C, and stops
+everything it started. Set KUBECONFIG to use a real cluster instead of the embedded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from localcluster.harness import start_local_cluster
+
+REPO = Path(__file__).resolve().parent.parent
+VAR = Path(os.getenv("LABORCHESTRATOR_VAR_DIR", REPO / "var"))
+IMAGES = VAR / "images"
+QEMU_PACKAGES = "qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage"
+HOUSEKEEPING_INTERVAL_SECONDS = "30"
+
+
+def say(message: str) -> None:
+    print(f"[make run] {message}", flush=True)
+
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True)  # noqa: S603
+
+
+def choose_runtime() -> tuple[str, Path | None]:
+    """`qemu` with a built demo image, or `none` with the reason said out loud."""
+    missing = [tool for tool in ("qemu-system-x86_64", "qemu-img", "vde_switch") if not shutil.which(tool)]
+    if missing:
+        say(f"QEMU runtime unavailable ({', '.join(missing)} not found): labs start, but their VMs are")
+        say(f"simulated without consoles. For real VMs: sudo apt-get install {QEMU_PACKAGES}")
+        return "none", None
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "localcluster", "build-image", "--output", str(IMAGES)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        say("Could not build the demo VM image; running without real VMs:")
+        print(result.stderr.strip() or result.stdout.strip(), flush=True)
+        say(f"It needs: sudo apt-get install {QEMU_PACKAGES} (and apt-get download for the kernel).")
+        return "none", None
+    return "qemu", IMAGES
+
+
+def start_processes(commands: Sequence[Sequence[str]], env: dict[str, str]) -> list[subprocess.Popen]:
+    return [subprocess.Popen(list(command), cwd=REPO, env=env) for command in commands]  # noqa: S603
+
+
+def stop_processes(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def serve(host: str, port: int, env: dict[str, str]) -> int:
+    manage("migrate", "--no-input", "--verbosity", "0", env=env)
+    manage("ensure_admin", env=env)
+    manage("load_demo", env=env)
+    python = sys.executable
+    processes = start_processes(
+        [
+            [python, "-m", "daphne", "-b", host, "-p", str(port), "laborchestrator.asgi:application"],
+            [python, "manage.py", "expire", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
+            [python, "manage.py", "reconcile", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
+        ],
+        env,
+    )
+    say(f"Lab Orchestrator is at http://{host}:{port}/ (admin: http://{host}:{port}/admin/). Ctrl-C stops.")
+    try:
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+        say("A process ended; stopping.")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_processes(processes)
+
+
+def raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    # Ctrl-C should stop us in an orderly way, not kill the children mid-write.
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    if env.get("KUBECONFIG") or env.get("KUBE_IN_CLUSTER") == "1":
+        say("Using the cluster from KUBECONFIG / KUBE_IN_CLUSTER; not starting the local cluster.")
+        return serve(args.host, args.port, env)
+    runtime, images = choose_runtime()
+    say(f"Starting the local cluster (runtime {runtime}) ...")
+    with start_local_cluster(VAR / "localcluster", runtime=runtime, images=images) as cluster:
+        env["KUBECONFIG"] = cluster.kubeconfig
+        say(f"Local cluster at {cluster.url}; kubeconfig {cluster.kubeconfig}")
+        return serve(args.host, args.port, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
