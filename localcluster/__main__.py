@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         help=f"memory a VMI's launcher pod requests beyond the guest's, for quota "
         f"(default {DEFAULT_MEMORY_OVERHEAD})",
     )
+    parser.add_argument(
+        "--watch-history",
+        type=int,
+        default=10000,
+        help="watch events kept for resuming; older resourceVersions answer 410 Gone (default 10000)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -77,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         phase_delay=args.phase_delay_ms / 1000,
         finalize_delay=args.finalize_delay_ms / 1000,
         memory_overhead=parse_quantity(args.launcher_memory_overhead),
+        watch_history=args.watch_history,
     )
 
 

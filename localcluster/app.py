@@ -43,6 +43,7 @@ class ServerConfig:
     phase_delay: float = 0.02
     finalize_delay: float = 0.05
     memory_overhead: Fraction = field(default_factory=lambda: parse_quantity(DEFAULT_MEMORY_OVERHEAD))
+    watch_history: int = 10000
 
 
 def _namespaces_in_manifest(path: Path) -> tuple[str, ...]:
@@ -79,6 +80,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             runtime_options=runtime_options,
             finalize_delay=config.finalize_delay,
             memory_overhead=config.memory_overhead,
+            watch_history=config.watch_history,
             extra_namespaces=_namespaces_in_manifest(config.rbac),
         ),
     )

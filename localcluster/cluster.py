@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import copy
+import hashlib
 import ipaddress
 import logging
 import secrets
@@ -75,6 +75,8 @@ class ClusterOptions:
     memory_overhead: Fraction = field(
         default_factory=lambda: quota.parse_quantity(quota.DEFAULT_MEMORY_OVERHEAD)
     )
+    # Watch events kept for resuming from a resourceVersion (older ones answer 410 Gone).
+    watch_history: int = 10000
     # Namespaces that exist from the start besides the system ones (where the app's account lives).
     extra_namespaces: tuple[str, ...] = ()
 
@@ -91,10 +93,11 @@ def _random_suffix(length: int = 5) -> str:
     return "".join(secrets.choice(GENERATE_NAME_ALPHABET) for _ in range(length))
 
 
-def _without_rv(obj: Obj) -> Obj:
-    out = copy.deepcopy(obj)
-    out.get("metadata", {}).pop("resourceVersion", None)
-    return out
+def _launcher_pod_name(vmi: Obj) -> str:
+    """Stable per VMI, so repeated refusals aggregate into one event (count++) as on a real cluster."""
+    digest = hashlib.sha256(vmi["metadata"]["uid"].encode()).digest()
+    suffix = "".join(GENERATE_NAME_ALPHABET[b % len(GENERATE_NAME_ALPHABET)] for b in digest[:5])
+    return f"virt-launcher-{vmi['metadata']['name']}-{suffix}"
 
 
 def _body_without(obj: Obj, *keys: str) -> Obj:
@@ -104,7 +107,7 @@ def _body_without(obj: Obj, *keys: str) -> Obj:
 class Cluster:
     def __init__(self, schemas: Schemas, options: ClusterOptions | None = None) -> None:
         self.options = options or ClusterOptions()
-        self.store = Store()
+        self.store = Store(history=self.options.watch_history)
         self.schemas = schemas
         self.runtime: Runtime = make_runtime(
             self.options.runtime, self._on_phase, **self.options.runtime_options
@@ -281,7 +284,10 @@ class Cluster:
         elif rt is SECRETS:
             self._prepare_secret(obj)
         elif rt is RESOURCE_QUOTAS:
-            obj["status"] = current.get("status", {}) if current else {}
+            # Computed right away (the real quota controller takes a moment) so the response is current.
+            obj["status"] = self._quota_status(
+                obj["metadata"]["namespace"], obj.get("spec", {}).get("hard") or {}
+            )
         elif rt is SERVICES:
             self._prepare_service(obj, current)
         elif rt is NETWORK_POLICIES:
@@ -606,18 +612,20 @@ class Cluster:
             self._retry_blocked(namespace)
 
     def _refresh_quotas(self, namespace: str) -> None:
-        launchers = [p for (ns, _), p in self._launchers.items() if ns == namespace]
         for q in self.store.list(RESOURCE_QUOTAS, namespace):
-            hard = q.get("spec", {}).get("hard") or {}
-            counts = {}
-            for key in hard:
-                for rt in RESOURCE_TYPES:
-                    if key in quota.count_keys(rt):
-                        counts[key] = self.store.count(rt, namespace)
-            status = {"hard": dict(hard), "used": quota.used_status(hard, counts, launchers)}
+            status = self._quota_status(namespace, q.get("spec", {}).get("hard") or {})
             if q.get("status") != status:
                 q["status"] = status
                 self.store.replace(RESOURCE_QUOTAS, q)
+
+    def _quota_status(self, namespace: str, hard: dict[str, Any]) -> Obj:
+        launchers = [p for (ns, _), p in self._launchers.items() if ns == namespace]
+        counts = {}
+        for key in hard:
+            for rt in RESOURCE_TYPES:
+                if key in quota.count_keys(rt):
+                    counts[key] = self.store.count(rt, namespace)
+        return {"hard": dict(hard), "used": quota.used_status(hard, counts, launchers)}
 
     def _retry_blocked(self, namespace: str) -> None:
         for key in [k for k in self._blocked if k[0] == namespace]:
@@ -658,9 +666,7 @@ class Cluster:
         refusal = self._pod_quota_refusal(namespace, pod)
         if refusal:
             self._blocked[key] = None
-            message = (
-                f'Error creating pod: pods "virt-launcher-{name}-{_random_suffix()}" is forbidden: {refusal}'
-            )
+            message = f'Error creating pod: pods "{_launcher_pod_name(vmi)}" is forbidden: {refusal}'
             conditions = [c for c in vmi["status"].get("conditions", []) if c.get("type") != "Synchronized"]
             conditions.append(
                 {
@@ -681,7 +687,7 @@ class Cluster:
             vmi = self._set_vmi_status(vmi, conditions=conditions)
         self._refresh_quotas(namespace)
         self.record_event(
-            vmi, "Normal", "SuccessfulCreate", f"Created virtual machine pod virt-launcher-{name}"
+            vmi, "Normal", "SuccessfulCreate", f"Created virtual machine pod {_launcher_pod_name(vmi)}"
         )
         try:
             await self.runtime.start(vmi, self._network(namespace))

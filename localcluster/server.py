@@ -208,7 +208,12 @@ class ApiServer:
         rt = lookup(info.group, info.version, info.resource)
         if rt is None or info.subresource or (info.namespace and not rt.namespaced and rt is not NAMESPACES):
             raise errors.path_not_found()
-        if info.verb not in rt.verbs:
+        needs_name = info.verb in ("get", "update", "patch", "delete")
+        if (
+            info.verb not in rt.verbs
+            or (info.verb == "create" and info.name)
+            or (needs_name and not info.name)
+        ):
             raise errors.method_not_allowed()
         # Namespaced kinds need a namespace except to list or watch across all of them.
         namespace = info.namespace if rt.namespaced else ""
@@ -284,6 +289,8 @@ class ApiServer:
                 raise errors.bad_request("the body of the request was empty")
             return None
         content_type = request.headers.get("Content-Type", "")
+        if "protobuf" in content_type or "cbor" in content_type:
+            raise ApiError(415, "UnsupportedMediaType", f"localcluster speaks JSON only, not {content_type}")
         try:
             if "yaml" in content_type:
                 return yaml.safe_load(raw)

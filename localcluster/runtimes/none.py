@@ -1,7 +1,9 @@
 """The `none` runtime: no guest at all, phases advance on timers.
 
 For fast orchestration tests: a VMI goes Scheduling → Scheduled → Running `phase_delay` seconds apart
-(default 20 ms) and gets the next free address of its namespace's subnet. Console and VNC are served
+(default 20 ms) and gets the next free address of its namespace's subnet. Stopping is immediate,
+unless the VMI sets `terminationGracePeriodSeconds`: then the guest takes that long (at most 60 s),
+which is how a test holds a namespace in `Terminating`. Console and VNC are served
 by in-process stand-ins (see `fakeguest.py`) over a socketpair, so websocket relays can be tested
 end to end without QEMU.
 """
@@ -35,6 +37,8 @@ class _Guest:
     running: bool = False
     paused: bool = False
     streams: list[asyncio.Task[None]] = field(default_factory=list)
+    # Seconds the stand-in guest takes to shut down (see `stop`).
+    shutdown_seconds: float = 0.0
 
 
 class NoneRuntime(Runtime):
@@ -47,7 +51,11 @@ class NoneRuntime(Runtime):
 
     async def start(self, vmi: dict[str, Any], network: NamespaceNetwork) -> None:
         key = (vmi["metadata"]["namespace"], vmi["metadata"]["name"])
-        guest = _Guest(network)
+        # A VMI that sets terminationGracePeriodSeconds gets a guest that ignores ACPI shutdown, so
+        # stopping it takes the full grace period, as virt-launcher waits before killing QEMU. Unset
+        # means immediate here (KubeVirt's default is 30 s, too slow for tests).
+        grace = vmi["spec"].get("terminationGracePeriodSeconds") or 0
+        guest = _Guest(network, shutdown_seconds=min(float(grace), 60.0))
         self._guests[key] = guest
         guest.boot = asyncio.create_task(self._boot(key, guest))
 
@@ -62,9 +70,12 @@ class NoneRuntime(Runtime):
         self.report(namespace, name, PhaseUpdate("Running", ip=str(ip), mac=mac_for(ip), node=NODE_NAME))
 
     async def stop(self, namespace: str, name: str) -> None:
-        guest = self._guests.pop((namespace, name), None)
+        guest = self._guests.get((namespace, name))
         if guest is None:
             return
+        if guest.running and guest.shutdown_seconds:
+            await asyncio.sleep(guest.shutdown_seconds)
+        self._guests.pop((namespace, name), None)
         for task in [guest.boot, *guest.streams]:
             if task is not None:
                 task.cancel()
