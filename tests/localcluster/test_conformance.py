@@ -41,7 +41,7 @@ def test_kubevirt_examples_are_accepted_and_run(vmis, ns, name):
 
 
 def test_vmi_without_memory_is_rejected(vmis, ns):
-    """Admission rejects a VMI without memory (guest, requests.memory, hugepages): 422 'no memory requested'."""
+    """Admission rejects a VMI without memory (guest, requests.memory, hugepages): 422 'no memory ...'."""
     body = small_vmi("nomem")
     del body["spec"]["domain"]["memory"]
     with pytest.raises(client.ApiException) as err:
