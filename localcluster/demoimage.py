@@ -7,6 +7,9 @@ Everything comes from Debian packages: the kernel is fetched with `apt-get downl
 busybox. The build is idempotent (a finished image is left alone unless its recipe changed) and the
 kernel package is cached under `DIR/.cache`, so a second build is instant and offline.
 
+The kernel is stored uncompressed (`vmlinux`, booted through its PVH entry point) when possible: that
+saves ~10 s of firmware and decompression per boot under TCG, for ~60 MB of disk.
+
 What the VM does when it boots (the `/init` script below):
 - loads the virtio modules Debian builds as modules, in the order they depend on each other;
 - takes its hostname and address from the kernel command line the qemu runtime passes
@@ -31,9 +34,11 @@ import lzma
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,7 +146,7 @@ GROUP = "root:x:0:\nlab:x:1000:\n"
 
 # Anything that changes the built image bumps the recipe hash, so an old build is replaced.
 RECIPE_VERSION = hashlib.sha256(
-    "\0".join((INIT_SCRIPT, PROFILE, PASSWD, SHADOW, GROUP, *MODULES)).encode()
+    "\0".join((INIT_SCRIPT, PROFILE, PASSWD, SHADOW, GROUP, *MODULES, "pvh-vmlinux")).encode()
 ).hexdigest()[:16]
 
 
@@ -211,6 +216,51 @@ def extract_kernel(deb: Path, workdir: Path) -> tuple[Path, dict[str, Path]]:
     if missing:
         raise BuildError(f"kernel {deb.name} lacks modules {', '.join(missing)}")
     return vmlinuz[-1], found
+
+
+def pvh_vmlinux(bzimage: bytes) -> bytes | None:
+    """The uncompressed kernel inside a bzImage, if it can boot directly (PVH); else None.
+
+    Under TCG, SeaBIOS plus the kernel decompressing itself take ~10 s before the first kernel line;
+    QEMU boots an ELF kernel carrying the PVH entry note directly, in under a second. Debian's kernels
+    are xz-compressed and built with CONFIG_PVH, so the builder unpacks them once here.
+    """
+    for magic, decompress in ((b"\xfd7zXZ\x00", lzma.LZMADecompressor), (b"\x1f\x8b\x08", None)):
+        start = bzimage.find(magic)
+        if start < 0:
+            continue
+        try:
+            if decompress is not None:
+                elf = decompress().decompress(bzimage[start:])
+            else:
+                elf = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(bzimage[start:])
+        except (lzma.LZMAError, zlib.error):
+            continue
+        if elf.startswith(b"\x7fELF") and has_pvh_note(elf):
+            return elf
+    return None
+
+
+def has_pvh_note(elf: bytes) -> bool:
+    """Whether a 64-bit ELF has Xen's PHYS32_ENTRY note (type 18), which QEMU needs to boot it as PVH."""
+    if elf[4] != 2:  # ELFCLASS64
+        return False
+    (phoff,) = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for i in range(phnum):
+        p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", elf, phoff + i * phentsize
+        )
+        if p_type != 4:  # PT_NOTE
+            continue
+        pos, end = p_offset, p_offset + p_filesz
+        while pos + 12 <= end:
+            namesz, descsz, note_type = struct.unpack_from("<III", elf, pos)
+            name = elf[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
+            if name == b"Xen" and note_type == 18:
+                return True
+            pos += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return False
 
 
 def read_module(path: Path) -> bytes:
@@ -331,13 +381,18 @@ def build_demo_image(output: Path, cache: Path | None = None, log=print) -> Path
             initrd = build_initramfs(Path(busybox), modules)
             staging = Path(tmp) / DEMO_DIRNAME
             staging.mkdir()
-            shutil.copyfile(vmlinuz, staging / "vmlinuz")
+            vmlinux = pvh_vmlinux(vmlinuz.read_bytes())
+            kernel_name = "vmlinux" if vmlinux is not None else "vmlinuz"
+            if vmlinux is not None:
+                (staging / kernel_name).write_bytes(vmlinux)
+            else:  # boots too, just ~10 s slower under TCG
+                shutil.copyfile(vmlinuz, staging / kernel_name)
             (staging / "initrd.img").write_bytes(initrd)
             (staging / "image.json").write_text(
                 json.dumps(
                     {
                         "reference": DEMO_REFERENCE,
-                        "kernel": "vmlinuz",
+                        "kernel": kernel_name,
                         "initrd": "initrd.img",
                         "description": f"Lab Orchestrator demo VM (busybox, {deb.name.split('_')[0]})",
                         "recipe": RECIPE_VERSION,

@@ -3,7 +3,7 @@
 Layout: one folder per image, each with an `image.json` naming its reference and files:
 
     DIR/localcluster-demo/image.json   {"reference": "localcluster/demo:latest",
-                                        "kernel": "vmlinuz", "initrd": "initrd.img", "cmdline": ""}
+                                        "kernel": "vmlinux", "initrd": "initrd.img", "cmdline": ""}
     DIR/cirros/image.json              {"reference": "quay.io/kubevirt/cirros-container-disk-demo:v1.4.0",
                                         "disk": "disk.qcow2", "format": "qcow2"}
 
