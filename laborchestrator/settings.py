@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "labs",
     "tutorials",
     "vncproxy",
+    "portal",
     "laborchestrator.apps.LabOrchestratorConfig",
 ]
 
@@ -165,6 +166,14 @@ TUTORIAL_MARKDOWN_MAX_BYTES = envint("TUTORIAL_MARKDOWN_MAX_BYTES", 200 * 1024)
 
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", "1" if PRODUCTION else "0")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Inside an iframe on another site (a Moodle course on its own domain) browsers send only cookies
+# marked `SameSite=None; Secure`. With embedding configured and Secure cookies (TLS), the session and
+# CSRF cookies are marked so; without TLS they stay Lax and an embedded page on another site offers
+# a new window instead (portal/README-embed.md). A check warns about the latter (portal.W001).
+EMBED_CROSS_SITE_COOKIES = bool(EMBED_ALLOWED_ORIGINS) and SESSION_COOKIE_SECURE
+if EMBED_CROSS_SITE_COOKIES:
+    SESSION_COOKIE_SAMESITE = "None"
+    CSRF_COOKIE_SAMESITE = "None"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_TLS_PROXY", "0") else None
 X_FRAME_OPTIONS = "DENY"
 

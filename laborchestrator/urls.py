@@ -12,6 +12,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("tutorials/", include("tutorials.urls")),
+    # The student's pages: lab catalog at /, instance pages, embeddable views.
+    path("", include("portal.urls")),
 ]
 
 if settings.DEBUG:
