@@ -11,7 +11,7 @@ The kernel is stored uncompressed (`vmlinux`, booted through its PVH entry point
 saves ~10 s of firmware and decompression per boot under TCG, for ~60 MB of disk.
 
 What the VM does when it boots (the `/init` script below):
-- loads the virtio modules Debian builds as modules, in the order they depend on each other;
+- loads the virtio, ISO 9660 and display (bochs DRM) modules, each after its dependencies;
 - takes its hostname and address from the kernel command line the qemu runtime passes
   (`lab.hostname=vm1 lab.ip=10.0.0.2/24`) and brings up eth0;
 - if a cloud-init NoCloud disk (`cidata`) is attached, sets the `password:` from its user-data for the
@@ -46,20 +46,17 @@ DEMO_REFERENCE = "localcluster/demo:latest"
 DEMO_DIRNAME = "localcluster-demo"
 BANNER = "Welcome to Lab Orchestrator demo VM"
 
-# Load order matters: loading `virtio` before `virtio_ring` fails with unknown symbols (LOCALVM.md).
-NET_MODULES = (
-    "virtio_ring",
-    "virtio",
-    "virtio_pci_modern_dev",
-    "virtio_pci_legacy_dev",
-    "virtio_pci",
-    "failover",
-    "net_failover",
-    "virtio_net",
+# What the guest needs, by purpose; each module's own dependencies (read from its .modinfo) are added
+# and everything is loaded dependencies first, e.g. virtio_ring before virtio (LOCALVM.md's order).
+MODULES = (
+    "virtio_pci",  # the PCI transport of every virtio device
+    "virtio_net",  # eth0 on the lab switch
+    "virtio_blk",  # the cloud-init disk...
+    "isofs",  # ...which is ISO 9660
+    # The screen (VNC): a PVH-booted kernel has no VGA text console, so drive QEMU's std VGA with its
+    # DRM driver; fbcon (built in) then shows tty1 on it.
+    "bochs",
 )
-# Block device and ISO 9660 for the cloud-init disk; loaded after the virtio core above.
-DISK_MODULES = ("virtio_blk", "cdrom", "isofs")
-MODULES = NET_MODULES + DISK_MODULES
 
 INIT_SCRIPT = r"""#!/bin/busybox sh
 # Lab Orchestrator demo VM: PID 1 of a busybox initramfs. Built by localcluster/demoimage.py.
@@ -146,7 +143,7 @@ GROUP = "root:x:0:\nlab:x:1000:\n"
 
 # Anything that changes the built image bumps the recipe hash, so an old build is replaced.
 RECIPE_VERSION = hashlib.sha256(
-    "\0".join((INIT_SCRIPT, PROFILE, PASSWD, SHADOW, GROUP, *MODULES, "pvh-vmlinux")).encode()
+    "\0".join((INIT_SCRIPT, PROFILE, PASSWD, SHADOW, GROUP, *MODULES, "pvh-vmlinux", "modinfo-deps")).encode()
 ).hexdigest()[:16]
 
 
@@ -201,21 +198,51 @@ def fetch_kernel_deb(cache: Path) -> Path:
     return target
 
 
-def extract_kernel(deb: Path, workdir: Path) -> tuple[Path, dict[str, Path]]:
-    """Unpack the kernel package; return vmlinuz and the path of each module we need."""
+def extract_kernel(deb: Path, workdir: Path) -> tuple[Path, list[tuple[str, Path]]]:
+    """Unpack the kernel package; return vmlinuz and the modules to load, in load order."""
     run(["dpkg-deb", "-x", str(deb), str(workdir)])
     vmlinuz = sorted((workdir / "boot").glob("vmlinuz-*"))
     if not vmlinuz:
         raise BuildError(f"{deb.name} holds no boot/vmlinuz-*")
-    found: dict[str, Path] = {}
-    for path in (workdir / "lib" / "modules").rglob("*.ko*"):
-        name = path.name.split(".ko")[0].replace("-", "_")
-        if name in MODULES:
-            found[name] = path
-    missing = [m for m in MODULES if m not in found]
-    if missing:
-        raise BuildError(f"kernel {deb.name} lacks modules {', '.join(missing)}")
-    return vmlinuz[-1], found
+    available = {
+        path.name.split(".ko")[0].replace("-", "_"): path
+        for path in (workdir / "lib" / "modules").rglob("*.ko*")
+    }
+    return vmlinuz[-1], module_load_order(MODULES, available)
+
+
+def module_dependencies(module: bytes) -> list[str]:
+    """The `depends=` list of a module's .modinfo (what depmod would put in modules.dep)."""
+    start = module.find(b"\0depends=")
+    if start < 0:
+        return []
+    value = module[start + len(b"\0depends=") : module.index(b"\0", start + 1)].decode()
+    return [name.replace("-", "_") for name in value.split(",") if name]
+
+
+def module_load_order(wanted: tuple[str, ...], available: dict[str, Path]) -> list[tuple[str, Path]]:
+    """`wanted` plus everything they depend on, each after its dependencies.
+
+    Debian's package ships no modules.dep (depmod makes it at install), so the dependencies come from
+    the modules themselves. Modules built into the kernel are simply not found, and not needed.
+    """
+    order: list[tuple[str, Path]] = []
+    seen: set[str] = set()
+
+    def visit(name: str, needed_by: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        path = available.get(name)
+        if path is None:
+            raise BuildError(f"the kernel lacks module {name} (needed by {needed_by})")
+        for dependency in module_dependencies(read_module(path)):
+            visit(dependency, name)
+        order.append((name, path))
+
+    for name in wanted:
+        visit(name, "the demo image")
+    return order
 
 
 def pvh_vmlinux(bzimage: bytes) -> bytes | None:
@@ -317,7 +344,7 @@ def find_static_busybox() -> Path:
     return Path(path)
 
 
-def build_initramfs(busybox: Path, modules: dict[str, Path]) -> bytes:
+def build_initramfs(busybox: Path, modules: list[tuple[str, Path]]) -> bytes:
     raw = io.BytesIO()
     cpio = CpioWriter(raw)
     for d in (
@@ -339,14 +366,15 @@ def build_initramfs(busybox: Path, modules: dict[str, Path]) -> bytes:
     # The kernel opens /dev/console before running /init, before devtmpfs is mounted.
     cpio.char_device("dev/console", 5, 1)
     cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
-    init = INIT_SCRIPT.replace("__MODULES__", " ".join(MODULES)).replace("__BANNER__", BANNER)
+    names = " ".join(name for name, _ in modules)
+    init = INIT_SCRIPT.replace("__MODULES__", names).replace("__BANNER__", BANNER)
     cpio.file("init", init.encode(), 0o755)
     cpio.file("etc/profile", PROFILE.encode())
     cpio.file("etc/passwd", PASSWD.encode())
     cpio.file("etc/shadow", SHADOW.encode(), 0o600)
     cpio.file("etc/group", GROUP.encode())
-    for name in MODULES:
-        cpio.file(f"lib/modules/{name}.ko", read_module(modules[name]))
+    for name, path in modules:
+        cpio.file(f"lib/modules/{name}.ko", read_module(path))
     cpio.close()
     return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
 

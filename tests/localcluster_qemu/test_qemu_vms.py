@@ -140,9 +140,10 @@ async def test_vnc_shows_a_non_blank_screen(cluster: LocalCluster, labs: dict[st
         width, height, pixels = await rfb_framebuffer(stream)
     finally:
         await stream.close()
-    assert (width, height) == (720, 400), "VGA text mode"
+    # The guest's framebuffer console has taken over from the firmware's 720x400 text mode.
+    assert width > 720 and height > 400, f"still the firmware screen: {width}x{height}"
     lit = sum(1 for i in range(0, len(pixels), 4) if pixels[i : i + 3] != b"\0\0\0")
-    assert lit > 1000, f"only {lit} non-black pixels: blank screen"
+    assert lit > 2000, f"only {lit} non-black pixels: blank screen"
 
 
 def test_screenshot_is_a_png_of_the_text_console(cluster: LocalCluster, labs: dict[str, Any]) -> None:
