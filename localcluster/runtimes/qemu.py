@@ -122,6 +122,8 @@ class QemuRuntime(Runtime):
             else Path(tempfile.gettempdir()) / f"localcluster-qemu-{os.getuid()}" / "pids"
         )
         self.registry = PidRegistry(pid_folder)
+        # Before anything new starts: whatever a crashed server left running goes now.
+        self.registry.reap_stale()
         self._vms: dict[tuple[str, str], _Vm] = {}
         self._switches: dict[str, LabSwitch] = {}
         self._switch_locks: dict[str, asyncio.Lock] = {}
@@ -135,7 +137,6 @@ class QemuRuntime(Runtime):
         if self._tools is None:
             self._tools = host.find_tools()  # raises ToolsMissing naming the Debian packages
         if self._run_dir is None:
-            self.registry.reap_stale()
             # Unix socket paths are limited to 108 bytes, so sockets live under a short /tmp path
             # rather than the (often deep) state dir.
             self._run_dir = Path(tempfile.mkdtemp(prefix="lcq-", dir="/tmp"))

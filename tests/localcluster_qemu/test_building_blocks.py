@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from localcluster.demoimage import BuildError, module_load_order
 from localcluster.qemu.cloudinit import CloudInitError, nocloud_data
 from localcluster.qemu.images import ImageNotFound, ImageStore, normalise_reference
 from localcluster.qemu.png import ppm_to_png
@@ -137,3 +138,22 @@ def test_ppm_screendump_becomes_a_png_with_the_same_pixels() -> None:
     pixels = bytes([0, 0, 0, 255, 255, 255, 10, 20, 30, 0, 0, 0])
     png = ppm_to_png(b"P6\n2 2\n255\n" + pixels)
     assert png_colours(png) == {(0, 0, 0), (255, 255, 255), (10, 20, 30)}
+
+
+def test_demo_image_modules_load_after_their_dependencies(tmp_path: Path) -> None:
+    def module(name: str, depends: str) -> Path:
+        path = tmp_path / f"{name}.ko"
+        path.write_bytes(b"\x7fELF...\0license=GPL\0depends=" + depends.encode() + b"\0vermagic=6.1\0")
+        return path
+
+    available = {
+        "virtio_ring": module("virtio_ring", ""),
+        "virtio": module("virtio", "virtio_ring"),
+        "failover": module("failover", ""),
+        "net_failover": module("net_failover", "failover"),
+        "virtio_net": module("virtio_net", "net_failover,virtio,virtio_ring"),
+    }
+    order = [name for name, _ in module_load_order(("virtio_net",), available)]
+    assert order == ["failover", "net_failover", "virtio_ring", "virtio", "virtio_net"]
+    with pytest.raises(BuildError, match="lacks module bochs"):
+        module_load_order(("bochs",), available)
