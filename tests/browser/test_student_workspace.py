@@ -8,8 +8,10 @@ the time this takes.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from labs.models import InstanceMachine, LabInstance
@@ -175,6 +177,18 @@ def test_student_session(page, server, django_user_model, screenshot):
     wait_for_terminal(page, "alpha", banner(server, "alpha", namespace))
     screenshot(page, "07-tablet")
     page.set_viewport_size({"width": 1366, "height": 820})
+
+    # --- Pause and resume; a warning shortly before the lab runs out of time ----------------------------
+    LabInstance.objects.filter(pk=instance.pk).update(expires_at=timezone.now() + timedelta(minutes=5))
+    page.get_by_role("button", name="Pause every machine of this lab").click()
+    expect(page.locator("#instance-status")).to_have_text("Paused", timeout=30_000)
+    expect(console(page, "alpha", "serial").locator(".console-overlay")).to_contain_text("paused")
+    expect(page.locator("#expiry-warning")).to_have_text(re.compile(r"This lab stops in [45] minutes"))
+    expect(page.locator("#time-left")).to_have_text(re.compile(r"Time left: [45]:\d\d"))
+    screenshot(page, "07b-paused")
+    page.get_by_role("button", name="Resume every machine of this lab").click()
+    expect(page.locator("#instance-status")).to_have_text("Running", timeout=30_000)
+    expect(console(page, "alpha", "serial")).to_have_attribute("data-state", "connected", timeout=30_000)
 
     # --- Stop ---------------------------------------------------------------------------------------------
     page.get_by_role("button", name="Stop this lab and delete its machines").click()
