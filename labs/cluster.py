@@ -168,6 +168,12 @@ def _run_concurrently(calls: list[Callable[[], None]]) -> None:
             raise error
 
 
+# Our manifests must never carry a field the server does not know: by default an API server drops
+# unknown fields silently (a misspelt cloud-init reference would leave a VM without its password),
+# so every create asks it to refuse them instead.
+FIELD_VALIDATION = "Strict"
+
+
 # --- Namespaces ---------------------------------------------------------------------------------------
 
 
@@ -175,7 +181,12 @@ def create_namespace(manifest: dict[str, Any]) -> bool:
     """Create the namespace; False if it already existed (the caller checks whose it is)."""
     name = manifest["metadata"]["name"]
     try:
-        _call(f"create namespace {name}", client.CoreV1Api(api_client()).create_namespace, body=manifest)
+        _call(
+            f"create namespace {name}",
+            client.CoreV1Api(api_client()).create_namespace,
+            body=manifest,
+            field_validation=FIELD_VALIDATION,
+        )
     except ClusterConflict as error:
         if error.reason == "AlreadyExists":
             return False
@@ -240,9 +251,17 @@ def _create_call(manifest: dict[str, Any]) -> Callable[[], None]:
                     namespace=namespace,
                     plural=VMI_PLURAL,
                     body=manifest,
+                    field_validation=FIELD_VALIDATION,
                 )
             else:
-                _call(action, creators[kind](), namespace=namespace, body=manifest)
+                create_typed = creators[kind]()
+                _call(
+                    action,
+                    create_typed,
+                    namespace=namespace,
+                    body=manifest,
+                    field_validation=FIELD_VALIDATION,
+                )
         except ClusterConflict as error:
             if error.reason != "AlreadyExists":
                 raise

@@ -236,7 +236,7 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
                 {"name": "rootdisk", "containerDisk": {"image": machine.image_reference}},
                 {
                     "name": "cloudinit",
-                    "cloudInitNoCloud": {"userDataSecretRef": {"name": secret_name(machine.name)}},
+                    "cloudInitNoCloud": {"secretRef": {"name": secret_name(machine.name)}},
                 },
             ],
         },

@@ -66,6 +66,9 @@ def test_password_is_in_the_secret_for_the_owner_and_never_in_the_vmi(
     assert len(passwords) == 2 and all(len(p) >= 16 for p in passwords)
     for vmi in admin_vmis(instance.namespace):
         assert not any(password in json.dumps(vmi) for password in passwords)
+        # The VMI the cluster stored still points at the Secret (a misspelt field would be dropped).
+        cloud_init = next(v for v in vmi["spec"]["volumes"] if "cloudInitNoCloud" in v)["cloudInitNoCloud"]
+        assert cloud_init == {"secretRef": {"name": f"{vmi['metadata']['name']}-cloudinit"}}
     for machine in machines:
         secret = admin_core.read_namespaced_secret(f"{machine.name}-cloudinit", instance.namespace)
         assert machine.password in base64.b64decode(secret.data["userdata"]).decode()

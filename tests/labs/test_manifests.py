@@ -104,7 +104,7 @@ def test_vmi_is_built_from_the_machine_not_hard_coded():
     }
     assert web["spec"]["volumes"][1] == {
         "name": "cloudinit",
-        "cloudInitNoCloud": {"userDataSecretRef": {"name": "web-cloudinit"}},
+        "cloudInitNoCloud": {"secretRef": {"name": "web-cloudinit"}},
     }
 
 
