@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from localcluster.harness import start_local_cluster
+from localcluster.qemu.host import ToolsMissing, find_tools
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = Path(os.getenv("LABORCHESTRATOR_VAR_DIR", REPO / "var"))
-IMAGES = VAR / "images"
+# The same store the qemu tests use, so the demo image is built once per checkout.
+IMAGES = Path(os.getenv("LOCALCLUSTER_IMAGES", VAR / "localcluster" / "images"))
 QEMU_PACKAGES = "qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage"
 HOUSEKEEPING_INTERVAL_SECONDS = "30"
 
@@ -37,10 +38,11 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 def choose_runtime() -> tuple[str, Path | None]:
     """`qemu` with a built demo image, or `none` with the reason said out loud."""
-    missing = [tool for tool in ("qemu-system-x86_64", "qemu-img", "vde_switch") if not shutil.which(tool)]
-    if missing:
-        say(f"QEMU runtime unavailable ({', '.join(missing)} not found): labs start, but their VMs are")
-        say(f"simulated without consoles. For real VMs: sudo apt-get install {QEMU_PACKAGES}")
+    try:
+        find_tools()
+    except ToolsMissing as missing:
+        say(f"No real VMs: {missing}.")
+        say("Labs still start, with simulated machines (a test pattern and an echo console).")
         return "none", None
     result = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "localcluster", "build-image", "--output", str(IMAGES)],
@@ -52,6 +54,7 @@ def choose_runtime() -> tuple[str, Path | None]:
         say("Could not build the demo VM image; running without real VMs:")
         print(result.stderr.strip() or result.stdout.strip(), flush=True)
         say(f"It needs: sudo apt-get install {QEMU_PACKAGES} (and apt-get download for the kernel).")
+        say("Labs still start, with simulated machines (a test pattern and an echo console).")
         return "none", None
     return "qemu", IMAGES
 
