@@ -193,12 +193,15 @@ LABS_START_TIMEOUT_SECONDS = envint("LABS_START_TIMEOUT_SECONDS", 600)
 # Running instances a (non-staff) user may have across all labs; each lab also sets its own limit.
 LABS_MAX_INSTANCES_PER_USER = envint("LABS_MAX_INSTANCES_PER_USER", 2)
 
-# --- Channels ---------------------------------------------------------------------------------
+# --- Channels and cache ---------------------------------------------------------------------------
+# With several app processes, Redis carries what they must share: console kicks between replicas
+# (channel layer) and API throttle counters (cache). One process needs neither.
 REDIS_URL = os.getenv("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
     }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
