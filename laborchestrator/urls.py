@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from laborchestrator import health
+from tutorials.views import media_file
 
 urlpatterns = [
     # Kubernetes probes (deploy/k8s/deployment.yaml): liveness and readiness.
@@ -12,11 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("tutorials/", include("tutorials.urls")),
+    path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file, name="media"),
     # The student's pages: lab catalog at /, instance pages, embeddable views.
     path("", include("portal.urls")),
 ]
-
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
