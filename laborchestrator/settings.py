@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "tutorials",
     "vncproxy",
     "portal",
+    "lti",
     "laborchestrator.apps.LabOrchestratorConfig",
 ]
 
@@ -216,6 +217,23 @@ CONSOLE_MAX_STREAMS_PROCESS = envint("CONSOLE_MAX_STREAMS_PROCESS", 500)
 CONSOLE_BUFFER_BYTES = envint("CONSOLE_BUFFER_BYTES", 256 * 1024)
 # Seconds to open the machine's websocket on the cluster before answering 4503.
 CONSOLE_UPSTREAM_OPEN_TIMEOUT_SECONDS = float(os.getenv("CONSOLE_UPSTREAM_OPEN_TIMEOUT_SECONDS", "10"))
+
+# --- LTI 1.3 tool (lti/, see lti/README.md) ---------------------------------------------------
+# Seconds a launch may take after its OIDC login; later, the login must start again.
+LTI_LOGIN_STATE_SECONDS = envint("LTI_LOGIN_STATE_SECONDS", 600)
+# Clock difference tolerated with a platform when checking a token's exp and iat.
+LTI_CLOCK_SKEW_SECONDS = envint("LTI_CLOCK_SKEW_SECONDS", 60)
+# Seconds one call to a platform (its keyset, token or score endpoint) may take.
+LTI_HTTP_TIMEOUT_SECONDS = float(os.getenv("LTI_HTTP_TIMEOUT_SECONDS", "10"))
+# Hours a key retired by `manage.py lti_rotate_keys` stays in the tool's JWKS.
+LTI_KEY_GRACE_HOURS = envint("LTI_KEY_GRACE_HOURS", 72)
+# Score delivery (`manage.py send_grades`): first retry delay, longest delay, attempts before giving up.
+LTI_GRADE_RETRY_BASE_SECONDS = envint("LTI_GRADE_RETRY_BASE_SECONDS", 30)
+LTI_GRADE_RETRY_MAX_SECONDS = envint("LTI_GRADE_RETRY_MAX_SECONDS", 3600)
+LTI_GRADE_MAX_ATTEMPTS = envint("LTI_GRADE_MAX_ATTEMPTS", 20)
+# gradingProgress of a score below 100 %. Moodle drops the score of anything but FullyGraded, so the
+# gradebook would stay empty until a tutorial is complete with "Pending" (lti/README.md).
+LTI_PARTIAL_GRADING_PROGRESS = os.getenv("LTI_PARTIAL_GRADING_PROGRESS", "FullyGraded")
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

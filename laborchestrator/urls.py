@@ -13,6 +13,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("tutorials/", include("tutorials.urls")),
+    # LTI 1.3 tool: OIDC login, launch, JWKS, deep linking (lti/README.md).
+    path("lti/", include("lti.urls")),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file, name="media"),
     # The student's pages: lab catalog at /, instance pages, embeddable views.
     path("", include("portal.urls")),

@@ -23,6 +23,7 @@ from laborchestrator.api.permissions import IsStaffOrReadOnly
 from labs import lifecycle
 from labs.exceptions import ClusterError
 from labs.models import LabInstance
+from lti.grades import progress_changed
 from tutorials.api.serializers import (
     PageSerializer,
     ProgressSerializer,
@@ -202,5 +203,7 @@ class TutorialStepViewSet(TutorialChildViewSet):
             _record_activity(user=request.user, tutorial=tutorial)
         else:
             step_untick(user=request.user, step=step)
+        # Queues the new score for LTI gradebooks this tutorial reports to (sent by `send_grades`).
+        progress_changed(user=request.user, tutorial=tutorial)
         data = ProgressSerializer.data_for(request.user, tutorial_progress(request.user, tutorial))
         return Response(ProgressSerializer(data).data)
