@@ -112,13 +112,17 @@ async def test_replacement_and_upstream_drop_over_daphne(daphne, instance, stude
 
 
 async def test_a_browser_that_stops_reading_stops_the_stream_not_the_server(daphne, instance, student):
-    """Backpressure end to end: the client writes 64 MiB into the echo console and reads nothing.
-    The proxy must stop reading it after a bounded amount, and its memory must not grow with it."""
+    """Backpressure end to end: the client writes 128 MiB into the echo console and reads nothing.
+    The proxy must stop reading it after a bounded amount, and its memory must not grow with it.
+
+    The bound is loose on purpose: besides the proxy's own 2 x 256 KiB, four loopback TCP legs
+    (browser-proxy and proxy-cluster, both directions) each buffer up to several MiB through kernel
+    autotuning. What matters is that the writer stalls and stays stalled."""
     rss_before = daphne.rss_bytes()
     cookie = await database_sync_to_async(session_cookie)(student)
     async with ws(daphne, console_path(instance.pk), cookie) as conn:
         assert (await conn.recv(decode=False)).startswith(BANNER_PREFIX)
-        total, chunk = 64 * 1024 * 1024, os.urandom(65536)
+        total, chunk = 128 * 1024 * 1024, os.urandom(65536)
         sent = 0
 
         async def send_all() -> None:
@@ -130,7 +134,9 @@ async def test_a_browser_that_stops_reading_stops_the_stream_not_the_server(daph
         sender = asyncio.create_task(send_all())
         await asyncio.sleep(3)
         stalled_at = sent
-        assert stalled_at < total // 2, "the proxy kept reading from a client that reads nothing"
+        await asyncio.sleep(2)
+        assert sent == stalled_at, "the proxy kept reading from a client that reads nothing"
+        assert stalled_at < total // 2, "the proxy read far more than its buffers hold"
         growth = daphne.rss_bytes() - rss_before
         assert growth < 32 * 1024 * 1024, f"the proxy grew by {growth / 2**20:.0f} MiB"
         # Reading resumes the flow, and every byte arrives.
