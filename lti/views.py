@@ -90,7 +90,10 @@ def launch(request: HttpRequest) -> HttpResponse:
             response = _resource_launch(request, validated)
     except LaunchRefused as error:
         return refused(request, error)
-    response.delete_cookie(state_cookie_name(request.POST["state"]))
+    # Deleted with the attributes it was set with, or browsers keep a SameSite=None cookie.
+    response.delete_cookie(
+        state_cookie_name(request.POST["state"]), samesite="None" if request.is_secure() else "Lax"
+    )
     return allow_framing(response)
 
 
