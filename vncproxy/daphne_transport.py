@@ -22,12 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import socket
+import struct
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from autobahn.exception import Disconnected
+from autobahn.websocket.protocol import WebSocketProtocol
 from django.conf import settings
+from twisted.internet import tcp
 
 from vncproxy.relay import BrowserGone
 
@@ -75,8 +79,13 @@ class DaphneBrowser:
         if self._previous_producer is not None:
             self.transport.unregisterProducer()
         self.transport.bufferSize = self.limit
+        # Twisted leaves Nagle on (asyncio, websockets and aiohttp turn it off): a keystroke's echo
+        # could wait for the browser's delayed ACK behind a previous write.
+        with contextlib.suppress(AttributeError, OSError):
+            self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self, True)
         self._producer_registered = True
+        self._socket = _plain_socket(self.transport)
         # From now on frames bypass the ASGI queue; they wait here until the relay starts.
         protocol.onMessage = self._on_message
 
@@ -93,12 +102,50 @@ class DaphneBrowser:
 
     # -- BrowserSide ---------------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
-        try:
-            self.protocol.sendMessage(data, True)
-        except Disconnected as error:
-            raise BrowserGone from error
+        if not self._send_direct(data):
+            try:
+                self.protocol.sendMessage(data, True)
+            except Disconnected as error:
+                raise BrowserGone from error
         if not self._writable.is_set():
             await self._writable.wait()
+
+    def _send_direct(self, data: bytes) -> bool:
+        """The common case, without copies or a reactor round: one unfragmented binary frame
+        written straight to the socket with `sendmsg` while Twisted's write buffer is empty
+        (so nothing is reordered); what the socket does not take goes to that buffer, where flow
+        control sees it. False when this does not apply (TLS, compression, a closing or busy
+        connection): then autobahn's `sendMessage` does it all."""
+        sock, transport, protocol = self._socket, self.transport, self.protocol
+        if (
+            sock is None
+            or protocol.state != _STATE_OPEN
+            or protocol._perMessageCompress is not None
+            or protocol.send_queue
+            or not transport.connected
+            or transport.disconnecting
+            or transport._tempDataLen
+            or transport.offset != len(transport.dataBuffer)
+        ):
+            return False
+        length = len(data)
+        if length < 126:
+            header = _HEADER_SHORT(0x82, length)
+        elif length < 65536:
+            header = _HEADER_MEDIUM(0x82, 126, length)
+        else:
+            header = _HEADER_LONG(0x82, 127, length)
+        try:
+            sent = sock.sendmsg((header, data))
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return False  # Twisted's own write finds the error and disconnects
+        if sent < len(header):
+            transport.write(header[sent:] + data)
+        elif sent < len(header) + length:
+            transport.write(data[sent - len(header) :])
+        return True
 
     async def close(self, code: int, reason: str) -> None:
         self.protocol.sendClose(code=code, reason=reason)
@@ -149,6 +196,26 @@ class DaphneBrowser:
             self._reading_paused = False
             with contextlib.suppress(Exception):
                 self.transport.resumeProducing()
+
+
+_STATE_OPEN = WebSocketProtocol.STATE_OPEN
+_HEADER_SHORT = struct.Struct("!BB").pack
+_HEADER_MEDIUM = struct.Struct("!BBH").pack
+_HEADER_LONG = struct.Struct("!BBQ").pack
+
+
+def _plain_socket(transport: Any) -> socket.socket | None:
+    """The TCP socket under a plain (not TLS) Twisted TCP transport with the write buffer this
+    module relies on, else None (the direct write is then not used)."""
+    sock = getattr(transport, "socket", None)
+    if (
+        not isinstance(transport, tcp.Connection)
+        or getattr(transport, "TLS", False)
+        or not isinstance(sock, socket.socket)
+        or not all(hasattr(transport, name) for name in ("dataBuffer", "offset", "_tempDataLen"))
+    ):
+        return None
+    return sock
 
 
 def _drain(pending: deque[bytes]) -> list[bytes]:

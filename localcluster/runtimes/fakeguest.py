@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 
 WIDTH, HEIGHT = 320, 200
+ECHO_CHUNK_BYTES = 256 * 1024  # the echo console's read size: large, so a stream costs few wake-ups
 
 
 def test_pattern() -> list[list[tuple[int, int, int]]]:
@@ -68,7 +69,7 @@ async def serve_console(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     try:
         writer.write(f"localcluster none-runtime console {label}\r\n".encode())
         await writer.drain()
-        while data := await reader.read(65536):
+        while data := await reader.read(ECHO_CHUNK_BYTES):
             writer.write(data)
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
