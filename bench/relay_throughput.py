@@ -6,6 +6,8 @@
 (b) websockify 0.13 → a TCP echo server (one hop fewer: the practical ceiling of a Python relay);
 (c) a plain `websockets` websocket-to-websocket relay → the same local cluster console (the 2021
     prototype's design).
+(a') the same proxy (a second Daphne) in front of a bare TLS websocket echo instead of the local
+    cluster: the proxy's own cost, without the local cluster's aiohttp + socketpair + echo guest.
 Everything runs on loopback, in separate processes; every loop is bounded. The client sends 64 KiB
 binary frames while reading the echo (throughput, MB/s of echoed payload), then ping-pongs 64-byte
 frames one at a time per stream (round trip, median and p99). Row (d) talks to the local cluster
@@ -134,6 +136,32 @@ PLAIN_RELAY = textwrap.dedent(
 )
 
 
+# (a') upstream: a bare TLS websocket echo (same certificate, banner and read size as the local
+# cluster's echo console), to tell the proxy's own cost from the local cluster's.
+RAW_UPSTREAM = textwrap.dedent(
+    """
+    import asyncio, ssl, sys
+    from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed
+    port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    async def echo(ws):
+        try:
+            await ws.send(b"raw echo upstream\\r\\n")
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+    async def main():
+        async with serve(echo, "127.0.0.1", port, ssl=context, compression=None, max_size=None,
+                         subprotocols=["plain.kubevirt.io"]) as server:
+            await server.serve_forever()
+    asyncio.run(main())
+    """
+)
+
+
 @contextlib.contextmanager
 def process(args: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
     import socket
@@ -246,7 +274,11 @@ def main() -> None:
         "--megabytes", type=int, default=64, help="echoed per measurement, all streams together"
     )
     parser.add_argument("--rounds", type=int, default=2000, help="round trips per measurement, all streams")
-    parser.add_argument("--only", default="a,b,c,d", help="relays to run (a, b, c; d: no relay, the cluster)")
+    parser.add_argument(
+        "--only",
+        default="a,a2,b,c,d",
+        help="relays: a, b, c; a2: the proxy before a bare TLS websocket echo; d: no relay, the cluster",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.streams.split(",")]
     only = set(args.only.split(","))
@@ -307,6 +339,29 @@ def main() -> None:
                     state / "plain.log",
                 )
             )
+            if "a2" in only:
+                raw_port = free_port()
+                stack.enter_context(
+                    process(
+                        [
+                            sys.executable,
+                            "-c",
+                            RAW_UPSTREAM,
+                            str(raw_port),
+                            str(local.state_dir / "server.crt"),
+                            str(local.state_dir / "server.key"),
+                        ],
+                        raw_port,
+                        state / "raw.log",
+                    )
+                )
+                raw_kubeconfig = state / "raw-kubeconfig"
+                raw_kubeconfig.write_text(
+                    Path(local.kubeconfig).read_text().replace(local.url, f"https://127.0.0.1:{raw_port}")
+                )
+                raw_daphne = stack.enter_context(
+                    run_daphne({**daphne_env, "KUBECONFIG": str(raw_kubeconfig)}, state / "daphne-raw.log")
+                )
             for n in counts:
                 if "a" in only:
                     urls = [
@@ -317,6 +372,14 @@ def main() -> None:
                     results.append(
                         asyncio.run(measure("(a) Daphne+Channels proxy", urls, headers, True, args))
                     )
+                if "a2" in only:
+                    urls = [
+                        f"ws://{raw_daphne.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
+                        for i in range(n)
+                    ]
+                    headers = {"Origin": "http://localhost", "Cookie": cookie}
+                    name = "(a') proxy → bare TLS ws echo"
+                    results.append(asyncio.run(measure(name, urls, headers, True, args)))
                 if "b" in only:
                     urls = [f"ws://127.0.0.1:{ws_port}/" for _ in range(n)]
                     results.append(asyncio.run(measure("(b) websockify → TCP echo", urls, {}, False, args)))
@@ -341,12 +404,16 @@ def main() -> None:
                 for row in results[-len(only) :]:
                     print_row(row)
     print()
-    print("| relay | streams | throughput MB/s | RTT median ms | RTT p99 ms |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    ceiling = {row["streams"]: row for row in results if row["relay"].startswith("(b)")}
+    print("| relay | streams | throughput MB/s | vs (b) | RTT median ms | minus (b) ms | RTT p99 ms |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in results:
+        b = ceiling.get(row["streams"])
+        ratio = f"{row['mbps'] / b['mbps']:.2f}" if b else "-"
+        delta = f"{row['median'] - b['median']:+.3f}" if b else "-"
         print(
-            f"| {row['relay']} | {row['streams']} | {row['mbps']:.0f} "
-            f"| {row['median']:.3f} | {row['p99']:.3f} |"
+            f"| {row['relay']} | {row['streams']} | {row['mbps']:.0f} | {ratio} "
+            f"| {row['median']:.3f} | {delta} | {row['p99']:.3f} |"
         )
 
 
