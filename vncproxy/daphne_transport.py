@@ -70,6 +70,7 @@ class DaphneBrowser:
         self._reading_paused = False
         self._wakeup = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
+        self._relay: Relay | None = None
         self._original_on_message = protocol.onMessage
         # Twisted's HTTPChannel registered itself as the transport's producer before the upgrade;
         # after it, it has nothing left to produce, so this stream takes the place (and gives it
@@ -156,6 +157,8 @@ class DaphneBrowser:
         self.protocol.last_ping = time.time()
         if not is_binary:
             return  # text frames are dropped, as KubeVirt drops them
+        if self._relay is not None and not self._pending and self._relay.to_upstream_now(payload):
+            return
         self._pending.append(payload)
         self._pending_bytes += len(payload)
         if self._pending_bytes > self.limit and not self._reading_paused:
@@ -164,6 +167,7 @@ class DaphneBrowser:
         self._wakeup.set()
 
     def start(self, relay: Relay) -> None:
+        self._relay = relay
         self._pump = asyncio.create_task(self._upstream_pump(relay))
         relay.tasks.add(self._pump)
         self._pump.add_done_callback(relay.tasks.discard)
@@ -184,6 +188,7 @@ class DaphneBrowser:
                     self.transport.resumeProducing()
 
     def stop(self) -> None:
+        self._relay = None
         self.protocol.onMessage = self._original_on_message
         self._pending.clear()
         if self._producer_registered:

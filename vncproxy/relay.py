@@ -19,6 +19,7 @@ from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,30 @@ class Relay:
             await self.upstream.send(data)
         except ConnectionClosed:
             await self.finish(4502, "The connection to the machine was lost; reconnect.")
+
+    def to_upstream_now(self, data: bytes) -> bool:
+        """`to_upstream` without a task hop, for a frame that nothing is queued before: written
+        synchronously when the upstream connection is open and its write buffer below
+        `write_limit`. False when that is not so; the caller then queues the frame for the pump.
+
+        Uses the websockets connection's sans-I/O protocol the way its `send()` does (pinned
+        websockets, tested in tests/vncproxy); a key press saves an event-loop round this way."""
+        upstream = self.upstream
+        if (
+            self.close_code is not None
+            or upstream.protocol.state is not State.OPEN
+            or upstream.paused
+            or upstream.send_in_progress is not None
+        ):
+            return False
+        self.bytes_up += len(data)
+        self.last_activity = self._loop.time()
+        upstream.protocol.send_binary(data)
+        try:
+            upstream.send_data()
+        except Exception:  # as send() does: the connection is broken, the downstream pump ends it
+            upstream.transport.abort()
+        return True
 
     async def _downstream(self) -> None:
         upstream, browser = self.upstream, self.browser
