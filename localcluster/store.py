@@ -7,7 +7,6 @@ reads the log and subscribes in the same step can never miss or repeat an event.
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime
 import uuid
 from collections import deque
@@ -72,13 +71,13 @@ class Store:
     # -- reads: callers get copies so they can never change stored state by accident
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
         obj = self._table(rt).get((namespace, name))
-        return copy.deepcopy(obj) if obj is not None else None
+        return clone(obj) if obj is not None else None
 
     def exists(self, rt: ResourceType, namespace: str, name: str) -> bool:
         return (namespace, name) in self._table(rt)
 
     def list(self, rt: ResourceType, namespace: str | None = None) -> list[Obj]:
-        return [copy.deepcopy(obj) for obj in self._iter(rt, namespace)]
+        return [clone(obj) for obj in self._iter(rt, namespace)]
 
     def _iter(self, rt: ResourceType, namespace: str | None) -> Iterator[Obj]:
         for (ns, _name), obj in sorted(self._table(rt).items()):
@@ -93,10 +92,12 @@ class Store:
         meta = obj["metadata"]
         namespace = meta.get("namespace", "")
         meta["resourceVersion"] = str(self._next_rv())
-        stored = copy.deepcopy(obj)
+        stored = clone(obj)
         self._table(rt)[(namespace, meta["name"])] = stored
-        self._emit(WatchEvent(self._rv, "ADDED", rt, namespace, copy.deepcopy(stored)))
-        return copy.deepcopy(stored)
+        # Stored objects are never changed in place (every write stores a new one), so the
+        # watch event can share the stored snapshot.
+        self._emit(WatchEvent(self._rv, "ADDED", rt, namespace, stored))
+        return clone(stored)
 
     def replace(self, rt: ResourceType, obj: Obj) -> Obj:
         meta = obj["metadata"]
@@ -104,17 +105,18 @@ class Store:
         key = (namespace, meta["name"])
         previous = self._table(rt)[key]
         meta["resourceVersion"] = str(self._next_rv())
-        stored = copy.deepcopy(obj)
+        stored = clone(obj)
         self._table(rt)[key] = stored
-        self._emit(WatchEvent(self._rv, "MODIFIED", rt, namespace, copy.deepcopy(stored), previous))
-        return copy.deepcopy(stored)
+        self._emit(WatchEvent(self._rv, "MODIFIED", rt, namespace, stored, previous))
+        return clone(stored)
 
     def remove(self, rt: ResourceType, namespace: str, name: str) -> Obj:
-        stored = self._table(rt).pop((namespace, name))
-        # The DELETED event carries a fresh resourceVersion, like etcd's delete revision.
-        stored["metadata"]["resourceVersion"] = str(self._next_rv())
-        self._emit(WatchEvent(self._rv, "DELETED", rt, namespace, copy.deepcopy(stored)))
-        return copy.deepcopy(stored)
+        previous = self._table(rt).pop((namespace, name))
+        # The DELETED event carries a fresh resourceVersion, like etcd's delete revision. A new
+        # snapshot, because earlier events share the previous one.
+        stored = {**previous, "metadata": {**previous["metadata"], "resourceVersion": str(self._next_rv())}}
+        self._emit(WatchEvent(self._rv, "DELETED", rt, namespace, stored))
+        return clone(stored)
 
     # -- watches
     def _emit(self, event: WatchEvent) -> None:
@@ -145,3 +147,13 @@ class Store:
     def unsubscribe(self, sub: Subscription) -> None:
         if sub in self._subscriptions:
             self._subscriptions.remove(sub)
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy of a JSON document (dicts, lists, scalars): several times faster than
+    `copy.deepcopy`, which the API server's every read and write would otherwise spend its time in."""
+    if isinstance(obj, dict):
+        return {key: clone(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [clone(value) for value in obj]
+    return obj
