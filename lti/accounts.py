@@ -1,6 +1,6 @@
 """Who a launch is: the local user of a platform's `sub`, and their role in the launch's course.
 
-Decisions (lti/README.md):
+Decisions (README.md, "LTI 1.3"):
 - A `sub` is only meaningful on its platform, so users are found through PlatformIdentity
   (platform + sub), never by `sub` alone.
 - A launch never takes over an existing local account, not even one with the same email address:

@@ -8,7 +8,7 @@ is unreachable, and records the last score sent so the same score is never sent 
 The score is the fraction of steps ticked (scoreGiven 0-1 of scoreMaximum 1), with activityProgress
 Started (nothing ticked), InProgress or Completed (all ticked), and gradingProgress FullyGraded once
 complete; below 100 % it is LTI_PARTIAL_GRADING_PROGRESS, FullyGraded by default because Moodle
-discards the scoreGiven of any other gradingProgress (lti/README.md).
+discards the scoreGiven of any other gradingProgress (README.md, "LTI 1.3").
 """
 
 from __future__ import annotations

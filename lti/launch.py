@@ -2,7 +2,7 @@
 
 pylti1p3 supplies the message rules (required claims per message type), the JWT decoding and the
 registration objects; the checks that decide who gets in are done here, because the library leaves
-gaps we cannot accept (lti/README.md): it never consumes a nonce (an id_token could be replayed), it
+gaps we cannot accept (README.md, "LTI 1.3"): it never consumes a nonce (an id_token could be replayed), it
 does not verify `aud` in the signature check, and it keeps state in the session or a per-process cache.
 
 Here a login stores its `state` and `nonce` in a LoginState row and sets a short cookie named after
