@@ -17,12 +17,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from kubernetes import client, config
+
+from labs import cluster
 
 logger = logging.getLogger(__name__)
 
@@ -53,24 +53,8 @@ def check_database() -> None:
 
 
 def check_cluster_api(timeout: float = CHECK_TIMEOUT) -> None:
-    """Raises unless the Kubernetes API server answers GET /version.
-
-    Loads the connection the way settings describe it (service account in the cluster, otherwise
-    KUBECONFIG and KUBE_CONTEXT). Kept to this one function so it can later call `labs.cluster`.
-    """
-    configuration = client.Configuration()
-    if settings.KUBE_IN_CLUSTER:
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        config.load_kube_config(
-            config_file=settings.KUBECONFIG or None,
-            context=settings.KUBE_CONTEXT or None,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-    configuration.retries = 0  # a probe wants the current answer, not three attempts
-    with client.ApiClient(configuration) as api:
-        client.VersionApi(api).get_code(_request_timeout=timeout)
+    """Raises unless the Kubernetes API server answers GET /version, through labs.cluster."""
+    cluster.check_api_server(timeout=timeout)
 
 
 def _outcome(name: str, future: Future[None], timeout: float) -> str:
@@ -101,10 +85,11 @@ def cluster_status() -> str:
 
 
 def reset_cluster_cache() -> None:
-    """Forget the cached cluster result, e.g. after tests point KUBECONFIG elsewhere."""
+    """Forget the cached cluster result and connection, e.g. after tests point KUBECONFIG elsewhere."""
     global _cluster_cached
     with _cluster_lock:
         _cluster_cached = None
+    cluster.reset_client()
 
 
 @never_cache

@@ -146,10 +146,12 @@ def _translate(action: str, error: ApiException) -> ClusterError:
     return ClusterError(message, status=status)
 
 
-def _call(action: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _call(
+    action: str, function: Callable[..., T], *args: Any, timeout: float | None = None, **kwargs: Any
+) -> T:
     """Run one API call with the timeout, translating every failure into a ClusterError."""
     try:
-        return function(*args, _request_timeout=_timeout(), **kwargs)
+        return function(*args, _request_timeout=timeout or _timeout(), **kwargs)
     except ApiException as error:
         raise _translate(action, error) from error
     except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -166,6 +168,14 @@ def _run_concurrently(calls: list[Callable[[], None]]) -> None:
     for error in errors:
         if error is not None:
             raise error
+
+
+def check_api_server(*, timeout: float) -> None:
+    """Raise a ClusterError unless the API server answers GET /version with our credentials.
+
+    The readiness probe's question; it uses the same connection as every other call.
+    """
+    _call("reach the API server", client.VersionApi(api_client()).get_code, timeout=timeout)
 
 
 # Our manifests must never carry a field the server does not know: by default an API server drops

@@ -5,26 +5,13 @@ Safe to run in several processes at once: each instance is claimed with a condit
 in a cluster, a CronJob running it once a minute does the same.
 """
 
-import time
-
-from django.core.management.base import BaseCommand
-
+from laborchestrator.periodic import PeriodicCommand
 from labs.exceptions import ClusterError
 from labs.lifecycle import instance_expire_due
 
 
-class Command(BaseCommand):
+class Command(PeriodicCommand):
     help = "Stop lab instances whose lifetime or idle timeout has passed."
-
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("--loop", type=float, metavar="SECONDS", help="Repeat every SECONDS seconds.")
-
-    def handle(self, *args, loop: float | None = None, **options) -> None:
-        while True:
-            self.run_once()
-            if not loop:
-                return
-            time.sleep(loop)
 
     def run_once(self) -> None:
         try:

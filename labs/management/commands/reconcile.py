@@ -5,26 +5,13 @@ instances whose namespace vanished, finishes stops and refreshes states. Safe to
 processes at once. `--loop SECONDS` keeps running (development, single-container deployments).
 """
 
-import time
-
-from django.core.management.base import BaseCommand
-
+from laborchestrator.periodic import PeriodicCommand
 from labs.exceptions import ClusterError
 from labs.lifecycle import reconcile
 
 
-class Command(BaseCommand):
+class Command(PeriodicCommand):
     help = "Compare the cluster's lab namespaces with the database and repair the differences."
-
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("--loop", type=float, metavar="SECONDS", help="Repeat every SECONDS seconds.")
-
-    def handle(self, *args, loop: float | None = None, **options) -> None:
-        while True:
-            self.run_once()
-            if not loop:
-                return
-            time.sleep(loop)
 
     def run_once(self) -> None:
         try:

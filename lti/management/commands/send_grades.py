@@ -5,25 +5,12 @@ Safe to run in several processes at once: each score is claimed with a condition
 once a minute does the same. Scores a platform did not take stay queued and are retried with backoff.
 """
 
-import time
-
-from django.core.management.base import BaseCommand
-
+from laborchestrator.periodic import PeriodicCommand
 from lti.grades import deliver_due
 
 
-class Command(BaseCommand):
+class Command(PeriodicCommand):
     help = "Send queued LTI scores to the platforms, retrying those that failed."
-
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("--loop", type=float, metavar="SECONDS", help="Repeat every SECONDS seconds.")
-
-    def handle(self, *args, loop: float | None = None, **options) -> None:
-        while True:
-            self.run_once()
-            if not loop:
-                return
-            time.sleep(loop)
 
     def run_once(self) -> None:
         deliveries = deliver_due()
