@@ -36,6 +36,7 @@ run: venv assets
 
 test: venv assets
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	FAST_PASSWORD_HASHING=1 $(BIN)/pytest $(PYTEST_ARGS)
 

@@ -99,8 +99,9 @@ class Runtime(ABC):
     async def unpause(self, namespace: str, name: str) -> None: ...
 
     @abstractmethod
-    async def open_stream(self, namespace: str, name: str, kind: StreamKind) -> tuple[
-            asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open_stream(
+        self, namespace: str, name: str, kind: StreamKind
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A byte stream to the guest's first serial port (`console`) or its RFB server (`vnc`)."""
 
     @abstractmethod
