@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import logging
-import sys
-from pathlib import Path
+import gc
 
-from localcluster.app import DEFAULT_RBAC, DEFAULT_SCHEMAS, ServerConfig, serve
-from localcluster.quota import DEFAULT_MEMORY_OVERHEAD, parse_quantity
-from localcluster.runtimes import RUNTIMES
+# Start-up time is mostly imports (aiohttp, cryptography, yaml, ...). They allocate a few hundred
+# thousand long-lived objects, which set off dozens of garbage collections, full ones included, that
+# find nothing to free. Collect nothing until the modules are loaded; main() freezes what the imports
+# made (it lives as long as the process) and turns the collector back on.
+gc.disable()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from localcluster.app import DEFAULT_RBAC, DEFAULT_SCHEMAS, ServerConfig, serve  # noqa: E402
+from localcluster.quota import DEFAULT_MEMORY_OVERHEAD, parse_quantity  # noqa: E402
+from localcluster.runtimes import RUNTIMES  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> ServerConfig:
@@ -88,6 +96,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # The imports are done: move their objects out of the collector's way (gc.freeze: later
+    # collections skip them) instead of having the first collections walk them all, then collect
+    # as usual from here on.
+    gc.freeze()
+    gc.enable()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["build-image"]:  # `python -m localcluster build-image --output DIR`: the qemu demo image
         from localcluster.demoimage import main as build_image  # only this subcommand needs it

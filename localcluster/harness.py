@@ -10,22 +10,23 @@ while (benchmarks, `make run`):
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import selectors
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+# ssl, urllib.request and yaml are imported where they are used: only the fault API and the kubeconfig
+# readers need them, and a caller that just starts a cluster should not wait for them (~50 ms).
+if TYPE_CHECKING:
+    import ssl
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_PREFIX = "localcluster listening on "
@@ -36,11 +37,16 @@ class FaultControl:
     """Client of the server's admin-only control API (`/localcluster/v1/...`)."""
 
     def __init__(self, url: str, token: str, ca_file: Path) -> None:
+        import ssl
+
         self._url = url.rstrip("/") + "/localcluster/v1/"
         self._token = token
         self._ssl = ssl.create_default_context(cafile=str(ca_file))
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import urllib.error
+        import urllib.request
+
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
         # The URL is always our own https server's.
@@ -100,16 +106,20 @@ class LocalCluster:
     kubeconfig: str
     state_dir: Path
     process: subprocess.Popen[bytes] | None = None
-    faults: FaultControl = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.faults = FaultControl(self.url, self.token("admin"), self.ca_file)
+    @functools.cached_property
+    def faults(self) -> FaultControl:
+        # Made on first use, not when the cluster is ready: reading the admin token (yaml) and loading
+        # the CA into an SSL context would otherwise add to every start.
+        return FaultControl(self.url, self.token("admin"), self.ca_file)
 
     @property
     def ca_file(self) -> Path:
         return self.state_dir / "ca.crt"
 
     def token(self, identity: str = "laborchestrator") -> str:
+        import yaml
+
         with open(self.kubeconfig) as f:
             config = yaml.safe_load(f)
         for user in config["users"]:
@@ -119,6 +129,8 @@ class LocalCluster:
 
     def ssl_context(self) -> ssl.SSLContext:
         """Verifies the server against the cluster's CA, e.g. for `websockets.connect(ssl=...)`."""
+        import ssl
+
         return ssl.create_default_context(cafile=str(self.ca_file))
 
     def api_client(self, identity: str = "laborchestrator") -> Any:
