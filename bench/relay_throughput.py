@@ -163,7 +163,9 @@ RAW_UPSTREAM = textwrap.dedent(
 
 
 @contextlib.contextmanager
-def process(args: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    args: list[str], port: int, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
     import socket
 
     with open(log, "wb") as out:
@@ -176,7 +178,7 @@ def process(args: list[str], port: int, log: Path, env: dict[str, str] | None = 
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{args[0]} did not start: {log.read_text()}")
             time.sleep(0.05)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -216,7 +218,8 @@ async def throughput(conns, total_bytes: int) -> float:
 
     started = time.perf_counter()
     await asyncio.gather(*(one(c) for c in conns))
-    return per_stream * len(conns) / (time.perf_counter() - started) / 1e6
+    echoed = per_stream * len(conns)
+    return echoed / (time.perf_counter() - started) / 1e6, echoed
 
 
 async def round_trips(conns, rounds: int) -> list[float]:
@@ -236,13 +239,46 @@ async def round_trips(conns, rounds: int) -> list[float]:
     return samples
 
 
+def process_tree(pids: list[int]) -> list[int]:
+    """The processes and all their descendants (websockify forks one process per connection)."""
+    found, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 async def measure(
-    name: str, urls: list[str], headers: dict[str, str], banner: bool, args, ssl_context=None
+    name: str,
+    urls: list[str],
+    headers: dict[str, str],
+    banner: bool,
+    args,
+    ssl_context=None,
+    server_pids: tuple[int, ...] = (),
 ) -> dict:
     conns = [await open_stream(url, headers, banner, ssl_context) for url in urls]
     try:
         await round_trips(conns, 20)  # warm up
-        mbps = await throughput(conns, args.megabytes * 1024 * 1024)
+        pids = process_tree(list(server_pids))
+        cpu_before = cpu_seconds(pids)
+        mbps, echoed = await throughput(conns, args.megabytes * 1024 * 1024)
+        # CPU the relay and its upstream spent per MB echoed: steadier than MB/s on a busy machine.
+        server_ms_per_mb = (cpu_seconds(pids) - cpu_before) * 1000 / (echoed / 1e6)
         rounds = max(20, args.rounds // len(conns))
         samples = sorted(await round_trips(conns, rounds))
     finally:
@@ -254,6 +290,7 @@ async def measure(
         "mbps": mbps,
         "median": statistics.median(samples),
         "p99": p99,
+        "cpu": server_ms_per_mb,
     }
 
 
@@ -278,6 +315,9 @@ def main() -> None:
         "--only",
         default="a,a2,b,c,d",
         help="relays: a, b, c; a2: the proxy before a bare TLS websocket echo; d: no relay, the cluster",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="measurements per relay and stream count, interleaved"
     )
     args = parser.parse_args()
     counts = [int(n) for n in args.streams.split(",")]
@@ -313,18 +353,18 @@ def main() -> None:
         )
         with contextlib.ExitStack() as stack:
             daphne = stack.enter_context(run_daphne(daphne_env, state / "daphne.log"))
-            stack.enter_context(
+            echo = stack.enter_context(
                 process([sys.executable, "-c", ECHO_SERVER, str(echo_port)], echo_port, state / "echo.log")
             )
             websockify = Path(sys.executable).with_name("websockify")
-            stack.enter_context(
+            websockify_process = stack.enter_context(
                 process(
                     [str(websockify), f"127.0.0.1:{ws_port}", f"127.0.0.1:{echo_port}"],
                     ws_port,
                     state / "websockify.log",
                 )
             )
-            stack.enter_context(
+            plain = stack.enter_context(
                 process(
                     [
                         sys.executable,
@@ -341,7 +381,7 @@ def main() -> None:
             )
             if "a2" in only:
                 raw_port = free_port()
-                stack.enter_context(
+                raw_upstream = stack.enter_context(
                     process(
                         [
                             sys.executable,
@@ -362,65 +402,96 @@ def main() -> None:
                 raw_daphne = stack.enter_context(
                     run_daphne({**daphne_env, "KUBECONFIG": str(raw_kubeconfig)}, state / "daphne-raw.log")
                 )
-            for n in counts:
-                if "a" in only:
-                    urls = [
+            cluster_pid = local.process.pid
+            relays = {}
+            if "a" in only:
+                relays["(a) Daphne+Channels proxy"] = lambda n: (
+                    [
                         f"ws://{daphne.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
                         for i in range(n)
-                    ]
-                    headers = {"Origin": "http://localhost", "Cookie": cookie}
-                    results.append(
-                        asyncio.run(measure("(a) Daphne+Channels proxy", urls, headers, True, args))
-                    )
-                if "a2" in only:
-                    urls = [
+                    ],
+                    {"Origin": "http://localhost", "Cookie": cookie},
+                    True,
+                    None,
+                    (daphne.pid, cluster_pid),
+                )
+            if "a2" in only:
+                relays["(a') proxy → bare TLS ws echo"] = lambda n: (
+                    [
                         f"ws://{raw_daphne.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
                         for i in range(n)
-                    ]
-                    headers = {"Origin": "http://localhost", "Cookie": cookie}
-                    name = "(a') proxy → bare TLS ws echo"
-                    results.append(asyncio.run(measure(name, urls, headers, True, args)))
-                if "b" in only:
-                    urls = [f"ws://127.0.0.1:{ws_port}/" for _ in range(n)]
-                    results.append(asyncio.run(measure("(b) websockify → TCP echo", urls, {}, False, args)))
-                if "c" in only:
-                    urls = [f"ws://127.0.0.1:{plain_port}/vm{i}" for i in range(n)]
-                    results.append(asyncio.run(measure("(c) plain websockets relay", urls, {}, True, args)))
-                if "d" in only:
-                    urls = [f"{upstream_base}/vm{i}/console" for i in range(n)]
-                    headers = {"Authorization": f"Bearer {local.token('laborchestrator')}"}
-                    results.append(
-                        asyncio.run(
-                            measure(
-                                "(d) no relay: local cluster",
-                                urls,
-                                headers,
-                                True,
-                                args,
-                                ssl_context=local.ssl_context(),
-                            )
-                        )
-                    )
-                for row in results[-len(only) :]:
-                    print_row(row)
+                    ],
+                    {"Origin": "http://localhost", "Cookie": cookie},
+                    True,
+                    None,
+                    (raw_daphne.pid, raw_upstream.pid),
+                )
+            if "b" in only:
+                relays["(b) websockify → TCP echo"] = lambda n: (
+                    [f"ws://127.0.0.1:{ws_port}/" for _ in range(n)],
+                    {},
+                    False,
+                    None,
+                    (websockify_process.pid, echo.pid),
+                )
+            if "c" in only:
+                relays["(c) plain websockets relay"] = lambda n: (
+                    [f"ws://127.0.0.1:{plain_port}/vm{i}" for i in range(n)],
+                    {},
+                    True,
+                    None,
+                    (plain.pid, cluster_pid),
+                )
+            if "d" in only:
+                relays["(d) no relay: local cluster"] = lambda n: (
+                    [f"{upstream_base}/vm{i}/console" for i in range(n)],
+                    {"Authorization": f"Bearer {local.token('laborchestrator')}"},
+                    True,
+                    local.ssl_context(),
+                    (cluster_pid,),
+                )
+            for n in counts:
+                # Interleaved (a, b, c, ..., a, b, c, ...), so that a slow moment of a shared machine
+                # falls on every relay alike; each relay's row is the median of its repeats.
+                runs: dict[str, list[dict]] = {name: [] for name in relays}
+                for _ in range(args.repeat):
+                    for name, target in relays.items():
+                        urls, headers, banner, ssl_context, pids = target(n)
+                        row = asyncio.run(measure(name, urls, headers, banner, args, ssl_context, pids))
+                        runs[name].append(row)
+                        print_row(row)
+                results.extend(median_row(rows) for rows in runs.values())
     print()
+    print(f"medians of {args.repeat} interleaved runs; load average at the end: {os.getloadavg()[0]:.2f}")
     ceiling = {row["streams"]: row for row in results if row["relay"].startswith("(b)")}
-    print("| relay | streams | throughput MB/s | vs (b) | RTT median ms | minus (b) ms | RTT p99 ms |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| relay | streams | throughput MB/s | vs (b) | RTT median ms | minus (b) ms | RTT p99 ms "
+        "| server CPU ms/MB |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in results:
         b = ceiling.get(row["streams"])
         ratio = f"{row['mbps'] / b['mbps']:.2f}" if b else "-"
         delta = f"{row['median'] - b['median']:+.3f}" if b else "-"
         print(
             f"| {row['relay']} | {row['streams']} | {row['mbps']:.0f} | {ratio} "
-            f"| {row['median']:.3f} | {delta} | {row['p99']:.3f} |"
+            f"| {row['median']:.3f} | {delta} | {row['p99']:.3f} | {row['cpu']:.1f} |"
         )
+
+
+def median_row(rows: list[dict]) -> dict:
+    """One relay's result over its repeats: the median of each measure."""
+    return {
+        "relay": rows[0]["relay"],
+        "streams": rows[0]["streams"],
+        **{key: statistics.median(row[key] for row in rows) for key in ("mbps", "median", "p99", "cpu")},
+    }
 
 
 def print_row(row: dict) -> None:
     print(
         f"{row['relay']:30} streams={row['streams']:3} {row['mbps']:7.0f} MB/s  "
-        f"rtt median {row['median']:.3f} ms  p99 {row['p99']:.3f} ms",
+        f"rtt median {row['median']:.3f} ms  p99 {row['p99']:.3f} ms  server cpu {row['cpu']:.1f} ms/MB",
         flush=True,
     )
 

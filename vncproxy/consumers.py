@@ -35,14 +35,13 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from websockets.asyncio.client import ClientConnection
 
 from labs.lifecycle import instance_touch
 from vncproxy import daphne_transport
 from vncproxy.access import StreamAccess, StreamRefused, authorise_stream
 from vncproxy.limits import LimitReached, StreamKey, stream_limits
 from vncproxy.relay import AsgiBrowser, BrowserSide, Relay
-from vncproxy.upstream import UpstreamNotRunning, UpstreamUnavailable, open_upstream
+from vncproxy.upstream import UpstreamConnection, UpstreamNotRunning, UpstreamUnavailable, open_upstream
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         offered = self.scope.get("subprotocols") or []
         await self.accept("binary" if "binary" in offered else None)
         self.direct = daphne_transport.attach(self)
-        browser: BrowserSide = self.direct or AsgiBrowser(self.base_send)
+        browser: BrowserSide = self.direct or AsgiBrowser(self.base_send, settings.CONSOLE_BUFFER_BYTES)
         try:
             access = await self._authorise()
             self.user_label = f"{access.user.pk}:{access.user.get_username()}"
@@ -93,8 +92,6 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         )
         await self.channel_layer.group_add(self.stream_group, self.channel_name)
         self.groups.append(self.stream_group)
-        if self.direct is not None:
-            self.direct.start(self.relay)
         self.relay.start()
         self._log("accepted", None, "")
         await self._touch()
@@ -134,7 +131,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         kick = {"type": "console.kick", "by": self.channel_name}
         await self.channel_layer.group_send(self.stream_group, kick)
 
-    async def _open_upstream(self, access: StreamAccess) -> ClientConnection:
+    async def _open_upstream(self, access: StreamAccess) -> UpstreamConnection:
         try:
             return await open_upstream(
                 namespace=access.instance.namespace or "", name=self.machine_name, kind=self.kind

@@ -6,11 +6,13 @@ used only ASGI would buffer without limit when the browser (or the machine) is s
 other side, and pays for a dict, a coroutine chain and Channels' per-message dispatch on each frame.
 So, when the consumer runs under Daphne, the relay talks to its autobahn protocol directly:
 
-- to the browser: `sendMessage()`, with a push producer registered on the Twisted transport that
-  Twisted pauses while its write buffer holds more than settings.CONSOLE_BUFFER_BYTES; the relay
-  waits then, and stops calling the upstream's `recv()`;
-- from the browser: the protocol's `onMessage` is replaced by one that queues the frame for the
-  upstream pump and pauses reading the socket while more than CONSOLE_BUFFER_BYTES are queued;
+- to the browser: frames are written straight to the socket (see `_send_direct`), else with
+  `sendMessage()`, with a push producer registered on the Twisted transport that Twisted pauses
+  while its write buffer holds more than settings.CONSOLE_BUFFER_BYTES; the relay then stops
+  reading the machine until Twisted resumes it;
+- from the browser: the protocol's `onMessage` is replaced by one that hands the frame to the relay
+  at once (until the relay starts, frames queue here, and reading pauses above
+  CONSOLE_BUFFER_BYTES); the relay pauses reading the socket while the upstream is full;
 - close: `sendClose(code, reason)`, so the browser gets the reason, which Daphne 4.2 drops.
 
 Under any other server (or Channels' test communicator) `attach()` returns None and the consumer
@@ -19,7 +21,6 @@ uses plain ASGI messages. Tested against the pinned Daphne 4.2 / autobahn in tes
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import socket
@@ -32,8 +33,6 @@ from autobahn.exception import Disconnected
 from autobahn.websocket.protocol import WebSocketProtocol
 from django.conf import settings
 from twisted.internet import tcp
-
-from vncproxy.relay import BrowserGone
 
 if TYPE_CHECKING:
     from vncproxy.relay import Relay
@@ -63,13 +62,10 @@ class DaphneBrowser:
         self.protocol = protocol
         self.transport = protocol.transport
         self.limit = settings.CONSOLE_BUFFER_BYTES
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self._pending: deque[bytes] = deque()
+        self._writable = True
+        self._pending: deque[bytes] = deque()  # frames from the browser before the relay starts
         self._pending_bytes = 0
         self._reading_paused = False
-        self._wakeup = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
         self._relay: Relay | None = None
         self._original_on_message = protocol.onMessage
         # Twisted's HTTPChannel registered itself as the transport's producer before the upgrade;
@@ -92,26 +88,47 @@ class DaphneBrowser:
 
     # -- Twisted push producer: called by the transport as its write buffer fills and drains ----------
     def pauseProducing(self) -> None:
-        self._writable.clear()
+        self._writable = False
 
     def resumeProducing(self) -> None:
-        self._writable.set()
+        self._writable = True
+        if self._relay is not None:
+            self._relay.browser_writable()
 
     def stopProducing(self) -> None:
-        # Connection lost: let the relay go on, find out and end.
-        self._writable.set()
+        # Connection lost: the disconnect event ends the relay.
+        self._writable = True
 
     # -- BrowserSide ---------------------------------------------------------------------------------
-    async def send(self, data: bytes) -> None:
+    def start(self, relay: Relay) -> None:
+        self._relay = relay
+        pending, self._pending = self._pending, deque()
+        self._pending_bytes = 0
+        for payload in pending:
+            relay.from_browser(payload)
+        if relay.upstream.writable:
+            self.resume_reading()
+        return None
+
+    def write(self, data: bytes | memoryview) -> bool:
         if not self._send_direct(data):
             try:
-                self.protocol.sendMessage(data, True)
-            except Disconnected as error:
-                raise BrowserGone from error
-        if not self._writable.is_set():
-            await self._writable.wait()
+                self.protocol.sendMessage(bytes(data), True)
+            except Disconnected:
+                return True  # the browser is gone; its disconnect event ends the relay
+        return self._writable
 
-    def _send_direct(self, data: bytes) -> bool:
+    def pause_reading(self) -> None:
+        if not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    def _send_direct(self, data: bytes | memoryview) -> bool:
         """The common case, without copies or a reactor round: one unfragmented binary frame
         written straight to the socket with `sendmsg` while Twisted's write buffer is empty
         (so nothing is reordered); what the socket does not take goes to that buffer, where flow
@@ -142,10 +159,11 @@ class DaphneBrowser:
             sent = 0
         except OSError:
             return False  # Twisted's own write finds the error and disconnects
+        # Twisted keeps what the socket did not take; it wants bytes, and a view is only lent.
         if sent < len(header):
-            transport.write(header[sent:] + data)
+            transport.write(header[sent:] + bytes(data))
         elif sent < len(header) + length:
-            transport.write(data[sent - len(header) :])
+            transport.write(bytes(data[sent - len(header) :]))
         return True
 
     async def close(self, code: int, reason: str) -> None:
@@ -157,35 +175,13 @@ class DaphneBrowser:
         self.protocol.last_ping = time.time()
         if not is_binary:
             return  # text frames are dropped, as KubeVirt drops them
-        if self._relay is not None and not self._pending and self._relay.to_upstream_now(payload):
+        if self._relay is not None:
+            self._relay.from_browser(payload)
             return
         self._pending.append(payload)
         self._pending_bytes += len(payload)
-        if self._pending_bytes > self.limit and not self._reading_paused:
-            self._reading_paused = True
-            self.transport.pauseProducing()
-        self._wakeup.set()
-
-    def start(self, relay: Relay) -> None:
-        self._relay = relay
-        self._pump = asyncio.create_task(self._upstream_pump(relay))
-        relay.tasks.add(self._pump)
-        self._pump.add_done_callback(relay.tasks.discard)
-
-    async def _upstream_pump(self, relay: Relay) -> None:
-        pending = self._pending
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while pending:
-                # Coalesce what queued up while the last send waited: the upstream is a byte
-                # stream (RFB, serial), so frame boundaries carry no meaning and fewer frames are cheaper.
-                data = pending.popleft() if len(pending) == 1 else b"".join(_drain(pending))
-                self._pending_bytes -= len(data)
-                await relay.to_upstream(data)
-                if self._reading_paused and self._pending_bytes <= self.limit // 2:
-                    self._reading_paused = False
-                    self.transport.resumeProducing()
+        if self._pending_bytes > self.limit:
+            self.pause_reading()
 
     def stop(self) -> None:
         self._relay = None
@@ -198,9 +194,8 @@ class DaphneBrowser:
                     self.transport.registerProducer(self._previous_producer, self._previous_streaming)
             self._producer_registered = False
         if self._reading_paused:
-            self._reading_paused = False
             with contextlib.suppress(Exception):
-                self.transport.resumeProducing()
+                self.resume_reading()
 
 
 _STATE_OPEN = WebSocketProtocol.STATE_OPEN
@@ -221,12 +216,6 @@ def _plain_socket(transport: Any) -> socket.socket | None:
     ):
         return None
     return sock
-
-
-def _drain(pending: deque[bytes]) -> list[bytes]:
-    items = list(pending)
-    pending.clear()
-    return items
 
 
 def attach(consumer: Any) -> DaphneBrowser | None:

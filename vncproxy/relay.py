@@ -1,12 +1,14 @@
 """The byte relay between one browser websocket and one upstream (KubeVirt) websocket.
 
-Data path, per frame: upstream `recv()` → browser `send()`, and browser frame → upstream `send()`.
-No channel layer, no database and no thread hop on it. Buffering is bounded in both directions:
-- upstream → browser: one frame is in flight; while the browser side is not writable (see
-  `BrowserSide.send`), `recv()` is not called, websockets' small receive queue (`max_queue`) fills
-  and it stops reading the socket, so TCP pushes back on the API server;
-- browser → upstream: `send()` waits while websockets' write buffer is above `write_limit`, and the
-  browser side stops reading meanwhile (see `vncproxy/daphne_transport.py`).
+The data path is callbacks, not tasks: a frame from the browser is written to the upstream
+(`from_browser`), and bytes from the machine are written to the browser (`upstream_data`) in the
+same event-loop callback that read them. No channel layer, no database, no thread or task hop.
+Buffering is bounded in both directions by pausing the reading side while the writing side's
+buffer is above CONSOLE_BUFFER_BYTES:
+- machine → browser: the browser side's `write` returns False when full; the upstream stops reading
+  (TCP then pushes back on the API server) until the browser side calls `browser_writable`;
+- browser → machine: the upstream's write buffer is full (`upstream.writable` False); the browser
+  side stops reading until `upstream_writable`.
 """
 
 from __future__ import annotations
@@ -14,50 +16,95 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Protocol
 
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
+from vncproxy.upstream import UpstreamConnection
 
 logger = logging.getLogger(__name__)
 
 # How often the watchdog looks at the stream when nothing else wakes it (idle check, activity).
 ACTIVITY_INTERVAL = 60.0
-
-
-class BrowserGone(Exception):
-    """The browser's connection closed under a send; its disconnect event ends the relay."""
+UPSTREAM_LOST = (4502, "The connection to the machine was lost; reconnect.")
 
 
 class BrowserSide(Protocol):
-    async def send(self, data: bytes) -> None:
-        """Send one binary frame; returns once the browser side can take more."""
+    def start(self, relay: Relay) -> asyncio.Task[None] | None:
+        """Begin relaying (deliver what the browser sent meanwhile); a task the relay owns, if any."""
+
+    def write(self, data: bytes | memoryview) -> bool:
+        """Send one binary frame (the view is only valid during the call). False when the browser
+        side's buffer is full: the relay stops reading the machine until `relay.browser_writable()`."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
 
 
 class AsgiBrowser:
-    """The browser through plain ASGI messages (any server; the Channels test communicator)."""
+    """The browser through plain ASGI messages (any server; the Channels test communicator).
 
-    def __init__(self, send: Callable[[dict], Awaitable[None]]) -> None:
+    ASGI sends are coroutines, so frames for the browser queue here (bounded: `write` reports full
+    above `limit`) and a task sends them. Frames from the browser arrive as consumer messages; the
+    consumer awaits `Relay.to_upstream`, which waits for the upstream to drain, so reading needs no
+    pausing here."""
+
+    def __init__(self, send: Callable[[dict], Awaitable[None]], limit: int) -> None:
         self._send = send
+        self.limit = limit
+        self._queue: deque[bytes] = deque()
+        self._queued = 0
+        self._full = False
+        self._wakeup = asyncio.Event()
+        self._relay: Relay | None = None
 
-    async def send(self, data: bytes) -> None:
-        await self._send({"type": "websocket.send", "bytes": data})
+    def start(self, relay: Relay) -> asyncio.Task[None]:
+        self._relay = relay
+        return asyncio.create_task(self._pump())
+
+    def write(self, data: bytes | memoryview) -> bool:
+        self._queue.append(bytes(data))
+        self._queued += len(data)
+        self._wakeup.set()
+        if self._queued > self.limit:
+            self._full = True
+        return not self._full
+
+    async def _pump(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                data = self._queue.popleft()
+                self._queued -= len(data)
+                await self._send({"type": "websocket.send", "bytes": data})
+                if self._full and self._queued <= self.limit // 2:
+                    self._full = False
+                    if self._relay is not None:
+                        self._relay.browser_writable()
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
 
     async def close(self, code: int, reason: str) -> None:
+        while self._queue:  # what the machine sent before the end goes first
+            await self._send({"type": "websocket.send", "bytes": self._queue.popleft()})
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class Relay:
-    """Runs the upstream→browser pump and a watchdog; the consumer feeds browser frames in."""
+    """Joins an open upstream and a browser side; runs a watchdog (idle timeout, activity)."""
 
     def __init__(
         self,
         *,
-        upstream: ClientConnection,
+        upstream: UpstreamConnection,
         browser: BrowserSide,
         idle_timeout: float,
         on_activity: Callable[[], Awaitable[None]],
@@ -70,64 +117,64 @@ class Relay:
         self.bytes_down = 0  # machine → browser
         self.close_code: int | None = None
         self.close_reason = ""
+        self.upstream_end_cause = ""  # why the machine's side ended, when it did
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self.last_activity = self._loop.time()
         self._reported_activity = self.last_activity
 
     def start(self) -> None:
-        for coroutine in (self._downstream(), self._watchdog()):
-            task = asyncio.create_task(coroutine)
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        browser_task = self.browser.start(self)
+        if browser_task is not None:
+            self._track(browser_task)
+        self._spawn(self._watchdog())
+        self.upstream.attach(self)  # may deliver (or end) at once
+
+    # -- browser → machine ------------------------------------------------------------------------------
+    def from_browser(self, data: bytes | memoryview) -> bool:
+        """One frame from the browser. False when the upstream is full: the browser side has been
+        told to stop reading until `upstream_writable`."""
+        if self.close_code is not None:
+            return True
+        self.bytes_up += len(data)
+        self.last_activity = self._loop.time()
+        self.upstream.send(data)
+        if self.upstream.writable:
+            return True
+        self.browser.pause_reading()
+        return False
 
     async def to_upstream(self, data: bytes) -> None:
-        """One frame from the browser; waits while the upstream write buffer is full."""
+        """`from_browser` for a server that delivers browser frames as messages (plain ASGI)."""
+        if not self.from_browser(data):
+            await self.upstream.drained()
+
+    def upstream_writable(self) -> None:
+        self.browser.resume_reading()
+
+    # -- machine → browser ------------------------------------------------------------------------------
+    def upstream_data(self, data: memoryview) -> None:
         if self.close_code is not None:
             return
-        self.bytes_up += len(data)
+        self.bytes_down += len(data)
         self.last_activity = self._loop.time()
-        try:
-            await self.upstream.send(data)
-        except ConnectionClosed:
-            await self.finish(4502, "The connection to the machine was lost; reconnect.")
+        if not self.browser.write(data):
+            self.upstream.pause_reading()
 
-    def to_upstream_now(self, data: bytes) -> bool:
-        """`to_upstream` without a task hop, for a frame that nothing is queued before: written
-        synchronously when the upstream connection is open and its write buffer below
-        `write_limit`. False when that is not so; the caller then queues the frame for the pump.
+    def browser_writable(self) -> None:
+        self.upstream.resume_reading()
 
-        Uses the websockets connection's sans-I/O protocol the way its `send()` does (pinned
-        websockets, tested in tests/vncproxy); a key press saves an event-loop round this way."""
-        upstream = self.upstream
-        if (
-            self.close_code is not None
-            or upstream.protocol.state is not State.OPEN
-            or upstream.paused
-            or upstream.send_in_progress is not None
-        ):
-            return False
-        self.bytes_up += len(data)
-        self.last_activity = self._loop.time()
-        upstream.protocol.send_binary(data)
-        try:
-            upstream.send_data()
-        except Exception:  # as send() does: the connection is broken, the downstream pump ends it
-            upstream.transport.abort()
-        return True
+    def upstream_closed(self, cause: str) -> None:
+        self.upstream_end_cause = cause
+        self._spawn(self.finish(*UPSTREAM_LOST))
 
-    async def _downstream(self) -> None:
-        upstream, browser = self.upstream, self.browser
-        try:
-            while True:
-                data = await upstream.recv(decode=False)
-                self.bytes_down += len(data)
-                self.last_activity = self._loop.time()
-                await browser.send(data)
-        except ConnectionClosed:
-            await self.finish(4502, "The connection to the machine was lost; reconnect.")
-        except BrowserGone:
-            pass
+    # -- tasks --------------------------------------------------------------------------------------------
+    def _spawn(self, coroutine: Coroutine[None, None, None]) -> None:
+        self._track(self._loop.create_task(coroutine))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _watchdog(self) -> None:
         while self.close_code is None:
@@ -156,7 +203,7 @@ class Relay:
                 task.cancel()
         with contextlib.suppress(Exception):
             await self.browser.close(code, reason)
-        await self._close_upstream()
+        self.upstream.close()
 
     async def stop(self) -> None:
         """The browser went away: cancel every task and wait for them, then close the upstream."""
@@ -166,8 +213,4 @@ class Relay:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._close_upstream()
-
-    async def _close_upstream(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.upstream.close()
+        self.upstream.close()
