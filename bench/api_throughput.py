@@ -167,7 +167,7 @@ def main() -> None:
         }
         tokens = prepare_database(env)
         port = free_port()
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        command = [sys.executable, "-m", "laborchestrator.serve", "-b", "127.0.0.1", "-p", str(port)]
         daphne = subprocess.Popen(
             [*command, "laborchestrator.asgi:application"],
             cwd=ROOT,

@@ -81,7 +81,16 @@ def serve(host: str, port: int, env: dict[str, str]) -> int:
     python = sys.executable
     processes = start_processes(
         [
-            [python, "-m", "daphne", "-b", host, "-p", str(port), "laborchestrator.asgi:application"],
+            [
+                python,
+                "-m",
+                "laborchestrator.serve",
+                "-b",
+                host,
+                "-p",
+                str(port),
+                "laborchestrator.asgi:application",
+            ],
             [python, "manage.py", "expire", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
             [python, "manage.py", "reconcile", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
             [python, "manage.py", "send_grades", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],

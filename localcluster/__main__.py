@@ -13,6 +13,7 @@ gc.disable()
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -95,6 +96,21 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     )
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed, else asyncio's (also with EVENT_LOOP=asyncio).
+
+    Every console and VNC byte passes through this process, over TLS on the API server's side and a
+    socket on the runtime's; uvloop's compiled transports and TLS cost less CPU than asyncio's."""
+    if os.environ.get("EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def main(argv: list[str] | None = None) -> None:
     # The imports are done: move their objects out of the collector's way (gc.freeze: later
     # collections skip them) instead of having the first collections walk them all, then collect
@@ -108,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(build_image(argv[1:]))
     config = parse_args(argv)
     try:
-        asyncio.run(serve(config))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(serve(config))
     except NotImplementedError as exc:
         raise SystemExit(f"localcluster: {exc}") from exc
 

@@ -71,8 +71,9 @@ def run_daphne(env: dict[str, str], log_file: Path) -> Iterator[DaphneProcess]:
     port = free_port()
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "laborchestrator.settings", **env}
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p)
-    daphne = Path(sys.executable).with_name("daphne")
-    args = [str(daphne), "-b", "127.0.0.1", "-p", str(port), "laborchestrator.asgi:application"]
+    # As deployed: Daphne on uvloop (EVENT_LOOP=asyncio in `env` selects asyncio's loop).
+    args = [sys.executable, "-m", "laborchestrator.serve", "-b", "127.0.0.1", "-p", str(port)]
+    args.append("laborchestrator.asgi:application")
     with open(log_file, "wb") as log:
         process = subprocess.Popen(args, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     try:
