@@ -153,11 +153,14 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def attach(self, sink: UpstreamSink) -> None:
         """Start delivering to `sink`, beginning with what arrived since the handshake."""
         self.sink = sink
-        self._read_frames()
+        ended_cause = self._ended_cause  # an end found by _read_frames below reports itself
+        # Resumed first (it only arms the next read): a pause the sink asks for while it is handed
+        # what is already buffered must hold.
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
-        if self._ended_cause is not None:
-            sink.upstream_closed(self._ended_cause)
+        self._read_frames()
+        if ended_cause is not None:
+            sink.upstream_closed(ended_cause)
 
     def send(self, data: bytes | memoryview) -> None:
         """One binary frame to the machine. Check `writable` afterwards (or await `drained()`)."""
