@@ -161,7 +161,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             self.direct.stop()
         if self.relay is not None:
             await self.relay.stop()
-            self._log("closed", self.relay.close_code, self.relay.close_reason)
+            cause = self.relay.close_reason
+            if self.relay.upstream_end_cause:
+                cause = f"{cause} ({self.relay.upstream_end_cause})"
+            self._log("closed", self.relay.close_code, cause)
         self._release_limit()
 
     async def _touch(self) -> None:

@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 # How often the watchdog looks at the stream when nothing else wakes it (idle check, activity).
 ACTIVITY_INTERVAL = 60.0
 UPSTREAM_LOST = (4502, "The connection to the machine was lost; reconnect.")
+# KubeVirt ends the older stream of a console when a newer one opens, and the newer consumer's kick
+# (4001, through the channel layer, possibly from another process) can arrive just after that. The
+# end of the upstream waits this long for it, so that the older browser is told the real reason
+# (and does not reconnect and kick the newer one in turn).
+REPLACEMENT_GRACE_SECONDS = 1.0
 
 
 class BrowserSide(Protocol):
@@ -166,7 +171,11 @@ class Relay:
 
     def upstream_closed(self, cause: str) -> None:
         self.upstream_end_cause = cause
-        self._spawn(self.finish(*UPSTREAM_LOST))
+        self._spawn(self._finish_upstream_lost())
+
+    async def _finish_upstream_lost(self) -> None:
+        await asyncio.sleep(REPLACEMENT_GRACE_SECONDS)
+        await self.finish(*UPSTREAM_LOST)
 
     # -- tasks --------------------------------------------------------------------------------------------
     def _spawn(self, coroutine: Coroutine[None, None, None]) -> None:
