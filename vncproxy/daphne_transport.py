@@ -10,9 +10,12 @@ So, when the consumer runs under Daphne, the relay talks to its autobahn protoco
   `sendMessage()`, with a push producer registered on the Twisted transport that Twisted pauses
   while its write buffer holds more than settings.CONSOLE_BUFFER_BYTES; the relay then stops
   reading the machine until Twisted resumes it;
-- from the browser: the protocol's `onMessage` is replaced by one that hands the frame to the relay
-  at once (until the relay starts, frames queue here, and reading pauses above
-  CONSOLE_BUFFER_BYTES); the relay pauses reading the socket while the upstream is full;
+- from the browser: data frames are read here (`_data_received`, in place of autobahn's reader):
+  what one socket read brings goes to the relay at once as one piece (until the relay starts, it
+  queues here, and reading pauses above CONSOLE_BUFFER_BYTES); the relay pauses reading the socket
+  while the upstream is full. Control frames go to autobahn, which answers pings and runs the close
+  handshake; anything unusual (a protocol error, compression) makes autobahn the reader again for
+  good, and its `onMessage` is replaced by one that hands frames to the relay the same way;
 - close: `sendClose(code, reason)`, so the browser gets the reason, which Daphne 4.2 drops.
 
 Under any other server (or Channels' test communicator) `attach()` returns None and the consumer
@@ -33,6 +36,7 @@ from autobahn.exception import Disconnected
 from autobahn.websocket.protocol import WebSocketProtocol
 from django.conf import settings
 from twisted.internet import tcp
+from websockets.frames import apply_mask
 
 if TYPE_CHECKING:
     from vncproxy.relay import Relay
@@ -56,7 +60,7 @@ def _daphne_protocol(send: Any) -> Any | None:
 
 
 class DaphneBrowser:
-    """Implements `relay.BrowserSide`, plus the browser→upstream pump."""
+    """Implements `relay.BrowserSide` on Daphne's protocol and transport."""
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
@@ -85,6 +89,20 @@ class DaphneBrowser:
         self._socket = _plain_socket(self.transport)
         # From now on frames bypass the ASGI queue; they wait here until the relay starts.
         protocol.onMessage = self._on_message
+        # Frames from the browser: read here while they are plain data frames (see `_data_received`).
+        self._partial = b""  # an incomplete frame header (or control frame) from the last read
+        self._payload_left = 0  # bytes of the current data frame's payload still to come
+        self._payload_kept = False  # binary (relayed) or text (dropped)
+        self._in_message = False  # a fragmented message has begun and not ended
+        self._mask = b""
+        self._mask_offset = 0
+        if (
+            protocol.state == _STATE_OPEN
+            and protocol._perMessageCompress is None
+            and protocol.current_frame is None
+            and not protocol.data
+        ):
+            protocol.dataReceived = self._data_received
 
     # -- Twisted push producer: called by the transport as its write buffer fills and drains ----------
     def pauseProducing(self) -> None:
@@ -110,10 +128,10 @@ class DaphneBrowser:
             self.resume_reading()
         return None
 
-    def write(self, data: bytes | memoryview) -> bool:
-        if not self._send_direct(data):
+    def write(self, chunks: list[memoryview]) -> bool:
+        if not self._send_direct(chunks):
             try:
-                self.protocol.sendMessage(bytes(data), True)
+                self.protocol.sendMessage(b"".join(chunks), True)
             except Disconnected:
                 return True  # the browser is gone; its disconnect event ends the relay
         return self._writable
@@ -128,9 +146,9 @@ class DaphneBrowser:
             self._reading_paused = False
             self.transport.resumeProducing()
 
-    def _send_direct(self, data: bytes | memoryview) -> bool:
-        """The common case, without copies or a reactor round: one unfragmented binary frame
-        written straight to the socket with `sendmsg` while Twisted's write buffer is empty
+    def _send_direct(self, chunks: list[memoryview]) -> bool:
+        """The common case, without copies or a reactor round: the chunks as one unfragmented
+        binary frame written straight to the socket with `sendmsg` while Twisted's write buffer is empty
         (so nothing is reordered); what the socket does not take goes to that buffer, where flow
         control sees it. False when this does not apply (TLS, compression, a closing or busy
         connection): then autobahn's `sendMessage` does it all."""
@@ -146,7 +164,9 @@ class DaphneBrowser:
             or transport.offset != len(transport.dataBuffer)
         ):
             return False
-        length = len(data)
+        if len(chunks) > _MAX_CHUNKS:
+            chunks = [memoryview(b"".join(chunks))]
+        length = sum(map(len, chunks))
         if length < 126:
             header = _HEADER_SHORT(0x82, length)
         elif length < 65536:
@@ -154,38 +174,114 @@ class DaphneBrowser:
         else:
             header = _HEADER_LONG(0x82, 127, length)
         try:
-            sent = sock.sendmsg((header, data))
+            sent = sock.sendmsg([header, *chunks])
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
             return False  # Twisted's own write finds the error and disconnects
-        # Twisted keeps what the socket did not take; it wants bytes, and a view is only lent.
-        if sent < len(header):
-            transport.write(header[sent:] + bytes(data))
-        elif sent < len(header) + length:
-            transport.write(bytes(data[sent - len(header) :]))
+        if sent < len(header) + length:
+            # Twisted keeps what the socket did not take; it wants bytes, and the views are lent.
+            transport.write(b"".join((header, *chunks))[sent:])
         return True
 
     async def close(self, code: int, reason: str) -> None:
         self.protocol.sendClose(code=code, reason=reason)
 
     # -- browser → upstream --------------------------------------------------------------------------
-    def _on_message(self, payload: bytes, is_binary: bool) -> None:
-        # Daphne's own onMessage does this; its keepalive pings are scheduled from it.
-        self.protocol.last_ping = time.time()
-        if not is_binary:
-            return  # text frames are dropped, as KubeVirt drops them
-        if self._relay is not None:
-            self._relay.from_browser(payload)
+    def _data_received(self, data: bytes) -> None:
+        """Bytes from the browser's socket, in place of autobahn's reader (see the module docstring).
+        Data frames from a browser are masked: each payload piece is unmasked with the mask turned
+        to its offset in the frame."""
+        protocol = self.protocol
+        protocol.last_ping = time.time()  # as Daphne's onMessage does; its keepalive pings rely on it
+        if self._partial:
+            data, self._partial = self._partial + data, b""
+        view, position, end = memoryview(data), 0, len(data)
+        payload: list[bytes] = []
+        while position < end:
+            if self._payload_left:
+                size = min(self._payload_left, end - position)
+                if self._payload_kept:
+                    shift = self._mask_offset % 4
+                    mask = self._mask[shift:] + self._mask[:shift]
+                    payload.append(apply_mask(view[position : position + size], mask))
+                self._mask_offset += size
+                self._payload_left -= size
+                position += size
+                continue
+            available = end - position
+            if available < 2:
+                break
+            first, second = data[position], data[position + 1]
+            opcode, length, header = first & 0x0F, second & 0x7F, 6
+            if length == 126:
+                header = 8
+            elif length == 127:
+                header = 14
+            if available < header:
+                break
+            if length == 126:
+                (length,) = _MEDIUM_LENGTH(data, position + 2)
+            elif length == 127:
+                (length,) = _LONG_LENGTH(data, position + 2)
+            data_frame = opcode in (_OP_BINARY, _OP_TEXT) and not self._in_message
+            data_frame = data_frame or (opcode == _OP_CONTINUATION and self._in_message)
+            if data_frame and not first & 0x70 and second & 0x80:
+                if opcode != _OP_CONTINUATION:
+                    self._payload_kept = opcode == _OP_BINARY  # text frames are dropped, as KubeVirt does
+                self._in_message = not first & 0x80
+                self._mask = data[position + header - 4 : position + header]
+                self._mask_offset = 0
+                self._payload_left = length
+                position += header
+                continue
+            # A control frame or something unusual: autobahn's reader deals with it.
+            self._deliver(payload)
+            payload = []
+            if opcode in (_OP_PING, _OP_PONG) and first & 0x80 and second & 0x80 and length <= 125:
+                if available < header + length:
+                    break  # lent to autobahn whole, once it is all here
+                protocol.__class__.dataReceived(protocol, data[position : position + header + length])
+                position += header + length
+                if protocol.state == _STATE_OPEN:
+                    continue
+            self._give_reading_back(data[position:])
             return
-        self._pending.append(payload)
-        self._pending_bytes += len(payload)
+        self._partial = data[position:]
+        self._deliver(payload)
+
+    def _give_reading_back(self, data: bytes) -> None:
+        """Autobahn reads from here on (close, protocol errors); its messages come to `_on_message`."""
+        self._partial = b""
+        protocol = self.protocol
+        with contextlib.suppress(AttributeError):
+            del protocol.dataReceived
+        if data:
+            protocol.dataReceived(data)
+
+    def _deliver(self, payload: list[bytes]) -> None:
+        if not payload:
+            return
+        data = payload[0] if len(payload) == 1 else b"".join(payload)
+        if self._relay is not None:
+            self._relay.from_browser(data)
+            return
+        self._pending.append(data)
+        self._pending_bytes += len(data)
         if self._pending_bytes > self.limit:
             self.pause_reading()
+
+    def _on_message(self, payload: bytes, is_binary: bool) -> None:
+        """A whole message, when autobahn reads (see `_give_reading_back`)."""
+        self.protocol.last_ping = time.time()
+        if is_binary:  # text frames are dropped, as KubeVirt drops them
+            self._deliver([payload])
 
     def stop(self) -> None:
         self._relay = None
         self.protocol.onMessage = self._original_on_message
+        if "dataReceived" in vars(self.protocol):
+            self._give_reading_back(b"")
         self._pending.clear()
         if self._producer_registered:
             with contextlib.suppress(Exception):
@@ -202,6 +298,10 @@ _STATE_OPEN = WebSocketProtocol.STATE_OPEN
 _HEADER_SHORT = struct.Struct("!BB").pack
 _HEADER_MEDIUM = struct.Struct("!BBH").pack
 _HEADER_LONG = struct.Struct("!BBQ").pack
+_MEDIUM_LENGTH = struct.Struct("!H").unpack_from
+_LONG_LENGTH = struct.Struct("!Q").unpack_from
+_OP_CONTINUATION, _OP_TEXT, _OP_BINARY, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x9, 0xA
+_MAX_CHUNKS = 64  # more pieces than this are joined before sendmsg (the kernel takes at most 1024)
 
 
 def _plain_socket(transport: Any) -> socket.socket | None:

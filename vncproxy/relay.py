@@ -38,9 +38,10 @@ class BrowserSide(Protocol):
     def start(self, relay: Relay) -> asyncio.Task[None] | None:
         """Begin relaying (deliver what the browser sent meanwhile); a task the relay owns, if any."""
 
-    def write(self, data: bytes | memoryview) -> bool:
-        """Send one binary frame (the view is only valid during the call). False when the browser
-        side's buffer is full: the relay stops reading the machine until `relay.browser_writable()`."""
+    def write(self, chunks: list[memoryview]) -> bool:
+        """Send the chunks as one binary frame (the views are only valid during the call). False
+        when the browser side's buffer is full: the relay stops reading the machine until
+        `relay.browser_writable()`."""
 
     def pause_reading(self) -> None: ...
 
@@ -70,8 +71,9 @@ class AsgiBrowser:
         self._relay = relay
         return asyncio.create_task(self._pump())
 
-    def write(self, data: bytes | memoryview) -> bool:
-        self._queue.append(bytes(data))
+    def write(self, chunks: list[memoryview]) -> bool:
+        data = b"".join(chunks)
+        self._queue.append(data)
         self._queued += len(data)
         self._wakeup.set()
         if self._queued > self.limit:
@@ -158,12 +160,12 @@ class Relay:
         self.browser.resume_reading()
 
     # -- machine → browser ------------------------------------------------------------------------------
-    def upstream_data(self, data: memoryview) -> None:
+    def upstream_data(self, chunks: list[memoryview]) -> None:
         if self.close_code is not None:
             return
-        self.bytes_down += len(data)
+        self.bytes_down += sum(map(len, chunks))
         self.last_activity = self._loop.time()
-        if not self.browser.write(data):
+        if not self.browser.write(chunks):
             self.upstream.pause_reading()
 
     def browser_writable(self) -> None:

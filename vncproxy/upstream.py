@@ -72,8 +72,10 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamSink(Protocol):
     """Where an open upstream delivers (the relay)."""
 
-    def upstream_data(self, data: memoryview) -> None:
-        """Bytes from the machine. The view is only valid during the call."""
+    def upstream_data(self, chunks: list[memoryview]) -> None:
+        """Bytes from the machine, in order: the payloads of the frames one read brought (the
+        console and RFB are byte streams, so they may go on as one). Views into the read buffer,
+        valid only during the call."""
 
     def upstream_writable(self) -> None:
         """The upstream's write buffer drained after `writable` was False."""
@@ -243,11 +245,13 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def _read_frames(self) -> None:
         buffer, view, sink = self._buffer, self._view, self.sink
         start, end = self._start, self._end
+        chunks: list[memoryview] = []
+        error = ""
         while start < end and not self.closed:
             if self._payload_left:
                 size = min(self._payload_left, end - start)
-                if self._payload_kept and sink is not None:
-                    sink.upstream_data(view[start : start + size])
+                if self._payload_kept:
+                    chunks.append(view[start : start + size])
                 self._payload_left -= size
                 start += size
                 continue
@@ -257,7 +261,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             first, second = buffer[start], buffer[start + 1]
             opcode, length, header = first & 0x0F, second & 0x7F, 2
             if first & 0x70 or second & 0x80:
-                self._protocol_error("reserved bits or a masked frame from the server")
+                error = "reserved bits or a masked frame from the server"
                 break
             if length == 126:
                 if available < 4:
@@ -274,13 +278,20 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 start += header
                 continue
             if opcode not in (OP_CLOSE, OP_PING, OP_PONG) or length > 125 or not first & 0x80:
-                self._protocol_error(f"unexpected frame (opcode {opcode})")
+                error = f"unexpected frame (opcode {opcode})"
                 break
             if available < header + length:
                 break  # a control frame is handled whole
             payload = bytes(buffer[start + header : start + header + length])
             start += header + length
+            if opcode == OP_CLOSE and chunks and sink is not None:
+                sink.upstream_data(chunks)  # what came before the close goes first
+                chunks = []
             self._control_frame(opcode, payload)
+        if chunks and sink is not None:
+            sink.upstream_data(chunks)
+        if error:
+            self._protocol_error(error)
         # What is left is at most an incomplete header or control frame: move it to the front.
         if start == end:
             self._start = self._end = 0

@@ -191,8 +191,9 @@ class Sink:
     def data(self) -> bytes:
         return b"".join(self.chunks)
 
-    def upstream_data(self, data: memoryview) -> None:
-        self.chunks.append(bytes(data))
+    def upstream_data(self, chunks: list[memoryview]) -> None:
+        data = b"".join(chunks)
+        self.chunks.append(data)
         self.size += len(data)
         if self.on_data is not None:
             self.on_data()
