@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from pathlib import Path
+
+from localcluster.pipes import stream_pipe
 
 BACKLOG_BYTES = 16 * 1024
 # Terminal queries in replayed output would make the viewer's terminal answer them again, and the
@@ -56,8 +57,7 @@ class SerialConsole:
     async def attach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A new viewer's end of the console; the previous viewer is disconnected."""
         self._detach()
-        ours, theirs = socket.socketpair()
-        reader, writer = await asyncio.open_connection(sock=ours)
+        (reader, writer), theirs = stream_pipe()
         replay = bytes(self.backlog)
         for query in REPLAY_STRIP:
             replay = replay.replace(query, b"")
@@ -65,7 +65,7 @@ class SerialConsole:
         self._viewer = writer
         self._viewer_task = asyncio.create_task(self._to_guest(reader))
         self._viewer_task.add_done_callback(lambda _t, w=writer: self._viewer_gone(w))
-        return await asyncio.open_connection(sock=theirs)
+        return theirs
 
     def _viewer_gone(self, writer: asyncio.StreamWriter) -> None:
         if self._viewer is writer:

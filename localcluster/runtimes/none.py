@@ -4,18 +4,18 @@ For fast orchestration tests: a VMI goes Scheduling → Scheduled → Running `p
 (default 20 ms) and gets the next free address of its namespace's subnet. Stopping is immediate,
 unless the VMI sets `terminationGracePeriodSeconds`: then the guest takes that long (at most 60 s),
 which is how a test holds a namespace in `Terminating`. Console and VNC are served
-by in-process stand-ins (see `fakeguest.py`) over a socketpair, so websocket relays can be tested
-end to end without QEMU.
+by in-process stand-ins (see `fakeguest.py`) over an in-memory stream pair (`localcluster/pipes.py`),
+so websocket relays can be tested end to end without QEMU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from localcluster.pipes import stream_pipe
 from localcluster.runtimes import fakeguest
 from localcluster.runtimes.base import (
     NamespaceNetwork,
@@ -99,12 +99,11 @@ class NoneRuntime(Runtime):
         self, namespace: str, name: str, kind: StreamKind
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         guest = self._guest(namespace, name)
-        ours, theirs = socket.socketpair()
+        ours, (guest_reader, guest_writer) = stream_pipe()
         serve = fakeguest.serve_console if kind == "console" else fakeguest.serve_vnc
-        guest_reader, guest_writer = await asyncio.open_connection(sock=theirs)
         task = asyncio.create_task(serve(guest_reader, guest_writer, f"{namespace}/{name}"))
         guest.streams = [t for t in guest.streams if not t.done()] + [task]
-        return await asyncio.open_connection(sock=ours)
+        return ours
 
     async def screenshot(self, namespace: str, name: str) -> bytes:
         self._guest(namespace, name)
