@@ -1,0 +1,347 @@
+"""End to end through a real Daphne process: the browser-side frame reader (vncproxy/daphne_transport.py).
+
+A raw websocket client on a plain TCP connection writes handcrafted frames, split across TCP reads
+or packed into one, to the echo console of the local cluster's `none` runtime, and decodes what the
+server sends back: binary data must come back byte for byte, text frames must be dropped, pings
+answered, and close frames and protocol errors handled as autobahn handles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import re
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings as django_settings
+
+from .conftest import BANNER_PREFIX, console_path, session_cookie
+from .daphne_server import database_url, run_daphne, use_file_sqlite_test_database
+
+# Collected before any test runs, so before the test database is created.
+use_file_sqlite_test_database(Path(os.environ.get("TMPDIR", "/tmp")) / f"vncproxy-test-{os.getpid()}.sqlite3")
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 10
+TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+RSV1 = 0x40
+
+
+@pytest.fixture(scope="module")
+def daphne_log(tmp_path_factory) -> Path:
+    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    print(f"daphne log: {log}")
+    return log
+
+
+@pytest.fixture(scope="module")
+def daphne(django_db_setup, django_db_blocker, local_cluster, daphne_log):
+    with django_db_blocker.unblock():
+        url = database_url()
+    env = {
+        "DATABASE_URL": url,
+        "SECRET_KEY": django_settings.SECRET_KEY,
+        "KUBECONFIG": str(local_cluster.kubeconfig),
+        "KUBE_CONTEXT": "laborchestrator",
+        "CONSOLE_IDLE_TIMEOUT_SECONDS": "60",
+        "LOG_LEVEL": "INFO",
+    }
+    with run_daphne(env, daphne_log) as server:
+        yield server
+
+
+def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, masked: bool = True) -> bytes:
+    """One client frame, masked with a fresh key unless `masked` is False."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    mask_bit = 0x80 if masked else 0
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", first, mask_bit | size)
+    elif size < 65536:
+        header = struct.pack("!BBH", first, mask_bit | 126, size)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, size)
+    if not masked:
+        return header + payload
+    key = os.urandom(4)
+    keystream = (key * (size // 4 + 1))[:size]
+    masked_payload = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(size, "big")
+    return header + key + masked_payload
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    return frame(CLOSE, struct.pack("!H", code) + reason.encode())
+
+
+class RawWebSocket:
+    """A websocket client that writes whatever bytes it is given and decodes the server's frames."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.data = bytearray()  # binary payload bytes received and not yet taken
+        self.pongs: list[bytes] = []
+        self.texts: list[bytes] = []
+        self.close: tuple[int, str] | None = None
+        self.ended: str | None = None  # "eof" or "reset" once the server has ended the connection
+
+    @classmethod
+    async def connect(cls, address: str, path: str, cookie: bytes) -> RawWebSocket:
+        host, port = address.rsplit(":", 1)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), TIMEOUT)
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {path} HTTP/1.1\r\n"
+            f"Host: {address}\r\n"
+            "Upgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "Origin: http://localhost\r\n"
+            f"Cookie: {cookie.decode()}\r\n"
+            "\r\n"
+        )
+        writer.write(request.encode())
+        response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        status, *header_lines = response.decode("latin-1").split("\r\n")
+        assert status.startswith("HTTP/1.1 101 "), response
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in header_lines if line)
+        }
+        guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        accept = base64.b64encode(hashlib.sha1(key.encode() + guid).digest()).decode()
+        assert headers["sec-websocket-accept"] == accept
+        assert headers["upgrade"].lower() == "websocket"
+        return cls(reader, writer)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send_in_pieces(self, data: bytes, size: int) -> None:
+        """`data` in writes of `size` bytes, each given time to arrive in a TCP read of its own."""
+        for offset in range(0, len(data), size):
+            await self.send(data[offset : offset + size])
+            await asyncio.sleep(0.002)
+
+    async def _read_frame(self) -> bool:
+        """Decode one server frame into this client's state; False once the connection has ended."""
+        try:
+            first, second = await self.reader.readexactly(2)
+            assert not second & 0x80, "the server masked a frame"
+            assert not first & 0x70, "the server set RSV bits"
+            size = second & 0x7F
+            if size == 126:
+                (size,) = struct.unpack("!H", await self.reader.readexactly(2))
+            elif size == 127:
+                (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
+            payload = await self.reader.readexactly(size)
+        except asyncio.IncompleteReadError as error:
+            assert not error.partial, f"the connection ended inside a frame: {error.partial!r}"
+            self.ended = "eof"
+            return False
+        except ConnectionResetError:
+            self.ended = "reset"
+            return False
+        opcode = first & 0x0F
+        assert first & 0x80, "the server fragmented a message"
+        if opcode == BINARY:
+            self.data += payload
+        elif opcode == TEXT:
+            self.texts.append(payload)
+        elif opcode == PONG:
+            self.pongs.append(payload)
+        elif opcode == PING:
+            await self.send(frame(PONG, payload))
+        elif opcode == CLOSE:
+            assert self.close is None, "a second close frame"
+            code = struct.unpack("!H", payload[:2])[0] if payload else 1005  # 1005: no code given
+            self.close = (code, payload[2:].decode())
+        else:
+            pytest.fail(f"unexpected opcode {opcode:#x}")
+        return True
+
+    async def read_until(self, done: Callable[[], bool]) -> None:
+        """Read frames until `done()` is true; fails if the connection ends first."""
+        async with asyncio.timeout(TIMEOUT):
+            while not done():
+                assert await self._read_frame(), f"the connection ended ({self.ended}), close={self.close}"
+
+    async def read_to_end(self) -> None:
+        """Read frames until the server ends the connection."""
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while await self._read_frame():
+                    pass
+        except TimeoutError:
+            pytest.fail(f"still open after {TIMEOUT}s; received {bytes(self.data)!r}, close={self.close}")
+
+    async def take(self, size: int) -> bytes:
+        await self.read_until(lambda: len(self.data) >= size)
+        taken = bytes(self.data[:size])
+        del self.data[:size]
+        return taken
+
+    async def read_banner(self) -> None:
+        await self.read_until(lambda: b"\r\n" in self.data)
+        line, _, rest = bytes(self.data).partition(b"\r\n")
+        assert line.startswith(BANNER_PREFIX), line
+        self.data[:] = rest
+
+    async def expect_echo(self, expected: bytes) -> None:
+        echoed = await self.take(len(expected))
+        assert echoed == expected
+        assert self.texts == []
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+
+@pytest.fixture
+async def console(daphne, instance, student):
+    """Opens raw connections to `student`'s console on `instance`, the banner already read."""
+    cookie = await database_sync_to_async(session_cookie)(student)
+    opened: list[RawWebSocket] = []
+
+    async def open_console() -> RawWebSocket:
+        client = await RawWebSocket.connect(daphne.address, console_path(instance.pk), cookie)
+        opened.append(client)
+        await client.read_banner()
+        return client
+
+    yield open_console
+    for client in opened:
+        client.abort()
+
+
+async def test_frames_split_across_reads_are_echoed_exactly(console):
+    client = await console()
+    one_byte_writes = os.urandom(41)
+    await client.send_in_pieces(frame(BINARY, one_byte_writes), 1)
+    await client.expect_echo(one_byte_writes)
+
+    large = os.urandom(200 * 1024)  # a 64-bit length
+    await asyncio.gather(client.send_in_pieces(frame(BINARY, large), 1000), client.expect_echo(large))
+
+    medium = os.urandom(300)  # a 16-bit length
+    await client.send_in_pieces(frame(BINARY, medium), 7)
+    await client.expect_echo(medium)
+
+
+async def test_many_frames_in_one_write_are_echoed_in_order(console):
+    client = await console()
+    payloads = [os.urandom(7) for _ in range(500)]
+    await client.send(b"".join(frame(BINARY, payload) for payload in payloads))
+    await client.expect_echo(b"".join(payloads))
+
+
+FRAGMENTED_AND_TEXT = (
+    [
+        frame(BINARY, b"first "),
+        frame(TEXT, b"a text frame"),
+        frame(BINARY, b"fragmented ", fin=False),
+        frame(CONTINUATION, b"binary ", fin=False),
+        frame(CONTINUATION, b"message "),
+        frame(TEXT, b"fragmented ", fin=False),
+        frame(CONTINUATION, b"text ", fin=False),
+        frame(CONTINUATION, b"message"),
+        frame(BINARY, b"last"),
+    ],
+    b"first fragmented binary message last",
+)
+
+
+@pytest.mark.parametrize("piece_size", [None, 3], ids=["one-write", "three-byte-writes"])
+async def test_fragmented_binary_is_echoed_whole_and_text_is_dropped(console, piece_size):
+    client = await console()
+    frames, expected = FRAGMENTED_AND_TEXT
+    if piece_size is None:
+        await client.send(b"".join(frames))
+    else:
+        await client.send_in_pieces(b"".join(frames), piece_size)
+    # The echo is read to its last byte: text that had been relayed would have shifted it.
+    await client.expect_echo(expected)
+
+
+@pytest.mark.parametrize("piece_size", [None, 1], ids=["one-write", "one-byte-writes"])
+async def test_pings_inside_and_between_messages_get_pongs(console, piece_size):
+    client = await console()
+    data = (
+        frame(BINARY, b"begun ", fin=False)
+        + frame(PING, b"inside a message")
+        + frame(CONTINUATION, b"and ended ")
+        + frame(PING, b"between frames")
+        + frame(BINARY, b"after")
+    )
+    if piece_size is None:
+        await client.send(data)
+    else:
+        await client.send_in_pieces(data, piece_size)
+    await client.expect_echo(b"begun and ended after")
+    await client.read_until(lambda: len(client.pongs) == 2)
+    assert client.pongs == [b"inside a message", b"between frames"]
+
+
+@pytest.mark.parametrize("piece_size", [None, 1], ids=["one-write", "one-byte-writes"])
+async def test_close_frame_gets_a_close_frame_back(console, piece_size):
+    client = await console()
+    await client.send(frame(BINARY, b"before closing"))
+    await client.expect_echo(b"before closing")
+    if piece_size is None:
+        await client.send(close_frame(1000, "bye"))
+    else:
+        await client.send_in_pieces(close_frame(1000, "bye"), piece_size)
+    await client.read_to_end()
+    assert client.close == (1000, "")
+    assert client.ended == "eof"
+    assert client.data == bytearray()
+
+
+# Each bad frame, with the data it follows in its write that reaches the machine before the error.
+PROTOCOL_ERRORS = {
+    "unmasked": (frame(BINARY, b"not masked", masked=False), b""),
+    "rsv1": (frame(BINARY, b"compressed?", rsv=RSV1), b""),
+    "opcode-3": (frame(0x3, b"reserved"), b""),
+    "continuation-without-message": (frame(CONTINUATION, b"of nothing"), b""),
+    "ping-over-125-bytes": (frame(PING, bytes(126)), b""),
+    "fragmented-ping": (frame(PING, b"ping", fin=False), b""),
+    "binary-frame-inside-a-message": (
+        frame(BINARY, b"begun", fin=False) + frame(BINARY, b"a new message"),
+        b"begun",
+    ),
+    "text-frame-inside-a-message": (
+        frame(BINARY, b"begun", fin=False) + frame(TEXT, b"a new message"),
+        b"begun",
+    ),
+}
+
+
+async def console_closed_bytes_up(log: Path, instance_id: int) -> int:
+    """`bytes_up` of the server's "console closed" log line for the instance's (only) connection."""
+    pattern = re.compile(rf"console closed: .* instance={instance_id} .* bytes_up=(\d+) ")
+    async with asyncio.timeout(TIMEOUT):
+        while not (match := pattern.search(log.read_text())):
+            await asyncio.sleep(0.02)
+    return int(match[1])
+
+
+@pytest.mark.parametrize(("bad_frame", "relayed_first"), PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
+async def test_protocol_error_drops_the_connection(console, daphne_log, instance, bad_frame, relayed_first):
+    client = await console()
+    await client.send(frame(BINARY, b"sent before"))
+    await client.expect_echo(b"sent before")
+    await client.send(frame(BINARY, b"same write") + bad_frame)
+    await client.read_to_end()
+    # Daphne keeps autobahn's failByDrop: a protocol error aborts the TCP connection (an RST), with
+    # no close frame, so the echo of what came before the bad frame has nowhere to go. That it still
+    # reached the machine shows in the server's count of bytes relayed up.
+    assert (client.close, client.ended, bytes(client.data)) == (None, "reset", b"")
+    relayed = b"sent before" + b"same write" + relayed_first
+    assert await console_closed_bytes_up(daphne_log, instance.pk) == len(relayed)
