@@ -238,6 +238,13 @@ class DaphneBrowser:
             # A control frame or something unusual: autobahn's reader deals with it.
             self._deliver(payload)
             payload = []
+            if self._in_message and opcode in (_OP_BINARY, _OP_TEXT):
+                # Autobahn never saw this message begin, so it would take the frame for a new one.
+                self._give_reading_back(b"")
+                protocol._protocol_violation(
+                    "received non-continuation data frame while inside fragmented message"
+                )
+                return
             if opcode in (_OP_PING, _OP_PONG) and first & 0x80 and second & 0x80 and length <= 125:
                 if available < header + length:
                     break  # lent to autobahn whole, once it is all here
