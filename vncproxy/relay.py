@@ -172,6 +172,8 @@ class Relay:
         self.upstream.resume_reading()
 
     def upstream_closed(self, cause: str) -> None:
+        if self.close_code is not None:
+            return  # the relay ended first and closed the upstream itself
         self.upstream_end_cause = cause
         self._spawn(self._finish_upstream_lost())
 
