@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import socket
-import struct
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,8 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from django.conf import settings
 from twisted.internet import tcp
 from websockets.frames import apply_mask
+
+from vncproxy.frames import OP_BINARY, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, frame_header, read_header
 
 if TYPE_CHECKING:
     from vncproxy.relay import Relay
@@ -167,12 +168,7 @@ class DaphneBrowser:
         if len(chunks) > _MAX_CHUNKS:
             chunks = [memoryview(b"".join(chunks))]
         length = sum(map(len, chunks))
-        if length < 126:
-            header = _HEADER_SHORT(0x82, length)
-        elif length < 65536:
-            header = _HEADER_MEDIUM(0x82, 126, length)
-        else:
-            header = _HEADER_LONG(0x82, 127, length)
+        header = frame_header(OP_BINARY, length)
         try:
             sent = sock.sendmsg([header, *chunks])
         except (BlockingIOError, InterruptedError):
@@ -209,47 +205,42 @@ class DaphneBrowser:
                 self._payload_left -= size
                 position += size
                 continue
-            available = end - position
-            if available < 2:
+            header = read_header(data, position, end)
+            if header is None:
                 break
-            first, second = data[position], data[position + 1]
-            opcode, length, header = first & 0x0F, second & 0x7F, 6
-            if length == 126:
-                header = 8
-            elif length == 127:
-                header = 14
-            if available < header:
-                break
-            if length == 126:
-                (length,) = _MEDIUM_LENGTH(data, position + 2)
-            elif length == 127:
-                (length,) = _LONG_LENGTH(data, position + 2)
-            data_frame = opcode in (_OP_BINARY, _OP_TEXT) and not self._in_message
-            data_frame = data_frame or (opcode == _OP_CONTINUATION and self._in_message)
-            if data_frame and not first & 0x70 and second & 0x80:
-                if opcode != _OP_CONTINUATION:
-                    self._payload_kept = opcode == _OP_BINARY  # text frames are dropped, as KubeVirt does
-                self._in_message = not first & 0x80
-                self._mask = data[position + header - 4 : position + header]
+            opcode = header.opcode
+            if (
+                header.masked
+                and not header.rsv
+                and (
+                    (opcode in (OP_BINARY, OP_TEXT) and not self._in_message)
+                    or (opcode == OP_CONTINUATION and self._in_message)
+                )
+            ):
+                if opcode != OP_CONTINUATION:
+                    self._payload_kept = opcode == OP_BINARY  # text frames are dropped, as KubeVirt does
+                self._in_message = not header.fin
+                self._mask = data[position + header.size - 4 : position + header.size]
                 self._mask_offset = 0
-                self._payload_left = length
-                position += header
+                self._payload_left = header.length
+                position += header.size
                 continue
             # A control frame or something unusual: autobahn's reader deals with it.
             self._deliver(payload)
             payload = []
-            if self._in_message and opcode in (_OP_BINARY, _OP_TEXT):
+            if self._in_message and opcode in (OP_BINARY, OP_TEXT):
                 # Autobahn never saw this message begin, so it would take the frame for a new one.
                 self._give_reading_back(b"")
                 protocol._protocol_violation(
                     "received non-continuation data frame while inside fragmented message"
                 )
                 return
-            if opcode in (_OP_PING, _OP_PONG) and first & 0x80 and second & 0x80 and length <= 125:
-                if available < header + length:
+            if opcode in (OP_PING, OP_PONG) and header.fin and header.masked and header.length <= 125:
+                frame_end = position + header.size + header.length
+                if frame_end > end:
                     break  # lent to autobahn whole, once it is all here
-                protocol.__class__.dataReceived(protocol, data[position : position + header + length])
-                position += header + length
+                protocol.__class__.dataReceived(protocol, data[position:frame_end])
+                position = frame_end
                 if protocol.state == _STATE_OPEN:
                     continue
             self._give_reading_back(data[position:])
@@ -302,12 +293,6 @@ class DaphneBrowser:
 
 
 _STATE_OPEN = WebSocketProtocol.STATE_OPEN
-_HEADER_SHORT = struct.Struct("!BB").pack
-_HEADER_MEDIUM = struct.Struct("!BBH").pack
-_HEADER_LONG = struct.Struct("!BBQ").pack
-_MEDIUM_LENGTH = struct.Struct("!H").unpack_from
-_LONG_LENGTH = struct.Struct("!Q").unpack_from
-_OP_CONTINUATION, _OP_TEXT, _OP_BINARY, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x9, 0xA
 _MAX_CHUNKS = 64  # more pieces than this are joined before sendmsg (the kernel takes at most 1024)
 
 

@@ -38,6 +38,16 @@ from websockets.uri import parse_uri
 
 from labs import cluster
 from labs.exceptions import ClusterError
+from vncproxy.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    frame_header,
+    read_header,
+)
 
 KUBEVIRT_SUBPROTOCOL = Subprotocol("plain.kubevirt.io")
 UPSTREAM_KIND = {"vnc": "vnc", "serial": "console"}  # route kind → KubeVirt subresource
@@ -46,12 +56,6 @@ USER_AGENT = "laborchestrator-console-proxy"
 # of the handshake must fit too.
 READ_BUFFER_BYTES = 256 * 1024
 
-OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_HEADER_SHORT = struct.Struct("!BB").pack
-_HEADER_MEDIUM = struct.Struct("!BBH").pack
-_HEADER_LONG = struct.Struct("!BBQ").pack
-_MEDIUM_LENGTH = struct.Struct("!H").unpack_from
-_LONG_LENGTH = struct.Struct("!Q").unpack_from
 _CLOSE_CODE = struct.Struct("!H").unpack_from
 
 
@@ -255,35 +259,26 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 self._payload_left -= size
                 start += size
                 continue
-            available = end - start
-            if available < 2:
+            header = read_header(buffer, start, end)
+            if header is None:
                 break
-            first, second = buffer[start], buffer[start + 1]
-            opcode, length, header = first & 0x0F, second & 0x7F, 2
-            if first & 0x70 or second & 0x80:
+            opcode, length = header.opcode, header.length
+            if header.rsv or header.masked:
                 error = "reserved bits or a masked frame from the server"
                 break
-            if length == 126:
-                if available < 4:
-                    break
-                (length,), header = _MEDIUM_LENGTH(buffer, start + 2), 4
-            elif length == 127:
-                if available < 10:
-                    break
-                (length,), header = _LONG_LENGTH(buffer, start + 2), 10
             if opcode in (OP_BINARY, OP_TEXT, OP_CONTINUATION):
                 if opcode != OP_CONTINUATION:
                     self._payload_kept = opcode == OP_BINARY  # text is dropped, as virt-api does
                 self._payload_left = length
-                start += header
+                start += header.size
                 continue
-            if opcode not in (OP_CLOSE, OP_PING, OP_PONG) or length > 125 or not first & 0x80:
+            if opcode not in (OP_CLOSE, OP_PING, OP_PONG) or length > 125 or not header.fin:
                 error = f"unexpected frame (opcode {opcode})"
                 break
-            if available < header + length:
+            if end - start < header.size + length:
                 break  # a control frame is handled whole
-            payload = bytes(buffer[start + header : start + header + length])
-            start += header + length
+            payload = bytes(buffer[start + header.size : start + header.size + length])
+            start += header.size + length
             if opcode == OP_CLOSE and chunks and sink is not None:
                 sink.upstream_data(chunks)  # what came before the close goes first
                 chunks = []
@@ -330,15 +325,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def _send_frame(self, opcode: int, data: bytes | memoryview) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        length = len(data)
-        if length < 126:
-            header = _HEADER_SHORT(0x80 | opcode, 0x80 | length)
-        elif length < 65536:
-            header = _HEADER_MEDIUM(0x80 | opcode, 0x80 | 126, length)
-        else:
-            header = _HEADER_LONG(0x80 | opcode, 0x80 | 127, length)
         mask = os.urandom(4)  # a client masks every frame with a fresh unpredictable key
-        self.transport.write(b"".join((header, mask, apply_mask(data, mask))))
+        self.transport.write(b"".join((frame_header(opcode, len(data), mask), apply_mask(data, mask))))
 
 
 async def open_upstream(*, namespace: str, name: str, kind: str) -> UpstreamConnection:

@@ -92,3 +92,22 @@ def run_daphne(env: dict[str, str], log_file: Path) -> Iterator[DaphneProcess]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def run_console_daphne(django_db_blocker, local_cluster, log_file: Path) -> Iterator[DaphneProcess]:
+    """Daphne for the console tests: this test database, the test's local cluster, INFO logs."""
+    from django.conf import settings
+
+    with django_db_blocker.unblock():
+        url = database_url()
+    env = {
+        "DATABASE_URL": url,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "KUBECONFIG": str(local_cluster.kubeconfig),
+        "KUBE_CONTEXT": "laborchestrator",
+        "CONSOLE_IDLE_TIMEOUT_SECONDS": "60",
+        "LOG_LEVEL": "INFO",
+    }
+    with run_daphne(env, log_file) as server:
+        yield server

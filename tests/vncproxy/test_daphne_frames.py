@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
-from django.conf import settings as django_settings
 
 from .conftest import BANNER_PREFIX, console_path, session_cookie
-from .daphne_server import database_url, run_daphne, use_file_sqlite_test_database
+from .daphne_server import run_console_daphne, use_file_sqlite_test_database
 
 # Collected before any test runs, so before the test database is created.
 use_file_sqlite_test_database(Path(os.environ.get("TMPDIR", "/tmp")) / f"vncproxy-test-{os.getpid()}.sqlite3")
@@ -43,17 +42,7 @@ def daphne_log(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def daphne(django_db_setup, django_db_blocker, local_cluster, daphne_log):
-    with django_db_blocker.unblock():
-        url = database_url()
-    env = {
-        "DATABASE_URL": url,
-        "SECRET_KEY": django_settings.SECRET_KEY,
-        "KUBECONFIG": str(local_cluster.kubeconfig),
-        "KUBE_CONTEXT": "laborchestrator",
-        "CONSOLE_IDLE_TIMEOUT_SECONDS": "60",
-        "LOG_LEVEL": "INFO",
-    }
-    with run_daphne(env, daphne_log) as server:
+    with run_console_daphne(django_db_blocker, local_cluster, daphne_log) as server:
         yield server
 
 
