@@ -1,6 +1,7 @@
 """Console relay benchmark: throughput and small-frame round trips, three relays side by side.
 
     .venv/bin/python bench/relay_throughput.py [--streams 1,10,100] [--megabytes 64] [--rounds 2000]
+                                               [--repeat 3] [--only a,a2,b,c,d]
 
 (a) Daphne + Channels console proxy (vncproxy) → local cluster `console` websocket (echo guest);
 (b) websockify 0.13 → a TCP echo server (one hop fewer: the practical ceiling of a Python relay);
@@ -12,6 +13,9 @@ Everything runs on loopback, in separate processes; every loop is bounded. The c
 binary frames while reading the echo (throughput, MB/s of echoed payload), then ping-pongs 64-byte
 frames one at a time per stream (round trip, median and p99). Row (d) talks to the local cluster
 directly, without any relay: the ceiling of (a) and (c), whose upstream it is.
+The relays take turns, `--repeat` times per stream count, and each row is the median of its runs.
+"server CPU" is the CPU time (user + system, from /proc) the relay and its upstream processes spent
+per MB echoed during the throughput phase.
 """
 
 from __future__ import annotations
