@@ -95,7 +95,9 @@ def run_daphne(env: dict[str, str], log_file: Path) -> Iterator[DaphneProcess]:
 
 
 @contextlib.contextmanager
-def run_console_daphne(django_db_blocker, local_cluster, log_file: Path) -> Iterator[DaphneProcess]:
+def run_console_daphne(
+    django_db_blocker, local_cluster, log_file: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[DaphneProcess]:
     """Daphne for the console tests: this test database, the test's local cluster, INFO logs."""
     from django.conf import settings
 
@@ -108,6 +110,7 @@ def run_console_daphne(django_db_blocker, local_cluster, log_file: Path) -> Iter
         "KUBE_CONTEXT": "laborchestrator",
         "CONSOLE_IDLE_TIMEOUT_SECONDS": "60",
         "LOG_LEVEL": "INFO",
+        **(extra_env or {}),
     }
     with run_daphne(env, log_file) as server:
         yield server

@@ -134,3 +134,22 @@ async def test_a_browser_that_stops_reading_stops_the_stream_not_the_server(daph
             received += len(await asyncio.wait_for(conn.recv(decode=False), 10))
         await sender
         assert received == total
+
+
+async def test_the_relay_on_asyncios_own_loop(django_db_blocker, local_cluster, tmp_path, instance, student):
+    """EVENT_LOOP=asyncio, the fallback when uvloop is missing: same bytes, same close reasons."""
+    log = tmp_path / "daphne-asyncio.log"
+    with run_console_daphne(django_db_blocker, local_cluster, log, {"EVENT_LOOP": "asyncio"}) as server:
+        cookie = await database_sync_to_async(session_cookie)(student)
+        async with ws(server, console_path(instance.pk), cookie) as conn:
+            assert (await conn.recv(decode=False)).startswith(BANNER_PREFIX)
+            payload = os.urandom(1024 * 1024)
+            sender = asyncio.create_task(
+                conn.send([payload[i : i + 50_000] for i in range(0, len(payload), 50_000)])
+            )
+            assert await recv_exactly(conn, len(payload)) == payload
+            await sender
+        async with ws(server, console_path(instance.pk, machine="nope"), cookie) as conn:
+            with pytest.raises(ConnectionClosed) as closed:
+                await conn.recv()
+        assert closed.value.rcvd.code == 4404
