@@ -142,5 +142,10 @@ class TutorialMedia(models.Model):
         return is_image_name(self.file.name)
 
     @property
+    def kind(self) -> str:
+        """Images are shown inline where they are referenced; every other file is a download."""
+        return "image" if self.is_image else "file"
+
+    @property
     def markdown(self) -> str:
         return markdown_snippet(self.title, self.file.url, self.file.name)

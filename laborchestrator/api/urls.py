@@ -7,7 +7,12 @@ from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts.api.views import MeView, TokenObtainView
 from labs.api.views import InstanceViewSet, LabMachineViewSet, LabViewSet, VMImageViewSet
-from tutorials.api.views import TutorialPageViewSet, TutorialStepViewSet, TutorialViewSet
+from tutorials.api.views import (
+    TutorialMediaViewSet,
+    TutorialPageViewSet,
+    TutorialStepViewSet,
+    TutorialViewSet,
+)
 
 router = DefaultRouter()
 router.include_root_view = False
@@ -15,6 +20,7 @@ router.register("images", VMImageViewSet, basename="image")
 router.register("labs", LabViewSet, basename="lab")
 router.register("instances", InstanceViewSet, basename="instance")
 router.register("tutorials", TutorialViewSet, basename="tutorial")
+router.register("media", TutorialMediaViewSet, basename="tutorial-media")
 
 SLUG = "[-a-zA-Z0-9_]+"
 nested_router = SimpleRouter()

@@ -32,6 +32,13 @@ def fresh_throttles():
     cache.clear()
 
 
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """Uploads go to a directory of this test's own (as in tests/tutorials/test_media_serving.py)."""
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
+
+
 def bearer(user) -> str:
     return f"Bearer {AccessToken.for_user(user)}"
 

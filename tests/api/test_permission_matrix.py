@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import resolve
 from drf_spectacular.generators import SchemaGenerator
 
 from labs.models import Lab, LabInstance, LabMachine, VMImage
-from tutorials.models import Step, StepCompletion, Tutorial, TutorialPage
+from tutorials.models import Step, StepCompletion, Tutorial, TutorialMedia, TutorialPage
 from vncproxy.models import ConsoleTicket
 
 pytestmark = pytest.mark.django_db
@@ -30,15 +31,25 @@ class Case:
     url: str  # formatted with the world's ids
     expected: tuple[int, int, int, int]  # anonymous, A, B, staff
     data: dict[str, Any] | None = None
+    format: str = "json"
 
     @property
     def id(self) -> str:
         return f"{self.method} {self.url}"
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file sent as multipart form data, made anew for every request (a file is read only once)."""
+
+    name: str
+    content: bytes
+
+
 NEW_IMAGE = {"name": "New", "container_disk_image": "a/b:1", "default_username": "u"}
 PUB_LAB = {"name": "Pub", "slug": "pub", "namespace_prefix": "pub"}
 STEP = {"page": "{page}", "text_markdown": "y"}
+NEW_MEDIA = {"title": "Notes", "file": Upload("notes.txt", b"Hello")}
 CASES = [
     Case("get", "/api/me/", (401, 200, 200, 200)),
     Case("get", "/api/images/", (401, 200, 200, 200)),
@@ -97,13 +108,19 @@ CASES = [
     Case("post", "/api/tutorials/draft/steps/{draft_step}/tick/", (401, 404, 404, 200)),
     Case("get", "/api/tutorials/tut/progress/", (401, 200, 200, 200)),
     Case("get", "/api/tutorials/tut/progress/?user={student_a}", (401, 200, 403, 200)),
+    Case("get", "/api/media/", (401, 403, 403, 200)),
+    Case("post", "/api/media/", (401, 403, 403, 201), NEW_MEDIA, format="multipart"),
+    Case("get", "/api/media/{media}/", (401, 403, 403, 200)),
+    Case("patch", "/api/media/{media}/", (401, 403, 403, 200), {"title": "Renamed"}),
+    Case("put", "/api/media/{media}/", (401, 403, 403, 405), {"title": "Renamed"}),
+    Case("delete", "/api/media/{spare_media}/", (401, 403, 403, 204)),
     Case("get", "/api/schema/", (200, 200, 200, 200)),
     Case("get", "/api/docs/", (200, 200, 200, 200)),
 ]  # fmt: skip
 
 
 @pytest.fixture
-def world(student, other_student, instructor, make_instance) -> dict[str, Any]:
+def world(student, other_student, instructor, make_instance, media_root) -> dict[str, Any]:
     image = VMImage.objects.create(
         name="Cirros", container_disk_image="a/cirros:1", default_username="cirros"
     )
@@ -121,6 +138,10 @@ def world(student, other_student, instructor, make_instance) -> dict[str, Any]:
     draft_step = Step.objects.create(
         page=TutorialPage.objects.create(tutorial=draft, title="P"), text_markdown="S"
     )
+    media, spare_media = (
+        TutorialMedia.objects.create(title=name, file=SimpleUploadedFile(f"{name}.txt", b"Hi"))
+        for name in ("media", "spare")
+    )
     return {
         "users": {"anonymous": None, "student_a": student, "student_b": other_student, "staff": instructor},
         "image": image.pk,
@@ -128,6 +149,8 @@ def world(student, other_student, instructor, make_instance) -> dict[str, Any]:
         "page": page.pk,
         "step": step.pk,
         "draft_step": draft_step.pk,
+        "media": media.pk,
+        "spare_media": spare_media.pk,
         "student_a": student.pk,
         "stopped": make_instance(owner=student, lab=pub, status=Status.STOPPED).pk,
         "running": make_instance(owner=student, lab=pub, status=Status.RUNNING).pk,
@@ -135,6 +158,8 @@ def world(student, other_student, instructor, make_instance) -> dict[str, Any]:
 
 
 def fill(value: Any, world: dict[str, Any]) -> Any:
+    if isinstance(value, Upload):
+        return SimpleUploadedFile(value.name, value.content)
     if isinstance(value, str):
         filled = value.format(**world)
         return int(filled) if filled.isdigit() and value != filled else filled
@@ -150,7 +175,7 @@ def test_status_codes(case: Case, role: str, world, client_for):
     url = case.url.format(**world)
     data = fill(case.data, world) if case.data is not None else None
 
-    response = getattr(client, case.method)(url, data, format="json")
+    response = getattr(client, case.method)(url, data, format=case.format)
 
     assert response.status_code == case.expected[ROLES.index(role)], response.content
 

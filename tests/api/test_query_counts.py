@@ -1,11 +1,12 @@
 """Lists cost the same number of queries for 1 item as for 20."""
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from labs.models import Lab, LabInstance, LabMachine, VMImage
-from tutorials.models import Tutorial
+from tutorials.models import Tutorial, TutorialMedia
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +62,18 @@ def test_image_list_queries_do_not_grow(client_for, student, image):
         VMImage.objects.create(name=f"img {index}", container_disk_image="x/y:1", default_username="u")
 
     assert queries_for(client, "/api/images/") == one
+
+
+def test_media_list_queries_do_not_grow(client_for, instructor, media_root):
+    client = client_for(instructor)
+
+    def add_media(count: int) -> None:
+        for index in range(count):
+            file = SimpleUploadedFile(f"notes{index}.txt", b"Hello")
+            TutorialMedia.objects.create(title=f"Notes {index}", file=file, uploaded_by=instructor)
+
+    add_media(1)
+    one = queries_for(client, "/api/media/")
+    add_media(19)
+
+    assert queries_for(client, "/api/media/") == one

@@ -9,6 +9,7 @@ import pytest
 import schemathesis
 from django.contrib.staticfiles import finders
 from django.core import signals
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given, settings
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from laborchestrator.wsgi import application
 from labs.models import Lab, LabInstance, LabMachine, VMImage
 from tests.api.conftest import bearer
-from tutorials.models import Step, Tutorial, TutorialPage
+from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 
 # Per operation and per user (student, staff): about 30 operations x 2 users x this many examples.
 EXAMPLES_PER_OPERATION = 4
@@ -68,7 +69,7 @@ def connections_kept_open():
 
 
 @pytest.fixture
-def populated(student, other_student, instructor, make_instance) -> None:
+def populated(student, other_student, instructor, make_instance, media_root) -> None:
     """Something behind most routes, so generated requests reach more than 404s."""
     image = VMImage.objects.create(
         name="Cirros", container_disk_image="a/cirros:1", default_username="cirros"
@@ -80,6 +81,7 @@ def populated(student, other_student, instructor, make_instance) -> None:
     tutorial = Tutorial.objects.create(title="Tut", slug="tut", published=True)
     tutorial.labs.add(lab)
     Step.objects.create(page=TutorialPage.objects.create(tutorial=tutorial, title="P"), text_markdown="S")
+    TutorialMedia.objects.create(title="Notes", file=SimpleUploadedFile("notes.txt", b"Hello"))
 
 
 @pytest.mark.django_db

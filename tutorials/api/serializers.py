@@ -1,17 +1,19 @@
 """Tutorials as the API shows them: HTML rendered when saved (tutorials.models), variables filled
-in per request (tutorials.variables), and the Markdown source for instructors only."""
+in per request (tutorials.variables), and the Markdown source for instructors only; uploaded media."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.api.serializers import UserSummarySerializer
 from laborchestrator.api.serializers import ModelCleanMixin
 from labs.models import Lab
-from tutorials.models import Step, Tutorial, TutorialPage
+from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import Progress
 from tutorials.variables import TutorialContext, fill_variables
 
@@ -140,3 +142,54 @@ class LabTutorialProgressSerializer(serializers.Serializer):
 class LabProgressSerializer(serializers.Serializer):
     user = UserSummarySerializer()
     tutorials = LabTutorialProgressSerializer(many=True)
+
+
+class TutorialMediaSerializer(serializers.ModelSerializer):
+    """An upload as instructors see it; only the title can change (PATCH).
+
+    Without ModelCleanMixin on purpose: a rename must not re-check the stored file against today's
+    upload rules (a lower size limit, or a file gone from disk, would block it).
+    """
+
+    url = serializers.SerializerMethodField(help_text="Absolute URL the file is served at.")
+    kind = serializers.ChoiceField(
+        choices=["image", "file"],
+        read_only=True,
+        help_text="`image` is shown inline where it is referenced; a `file` is downloaded.",
+    )
+    size = serializers.SerializerMethodField(help_text="Bytes; null if the stored file is missing.")
+    markdown = serializers.CharField(read_only=True, help_text="What to paste into a page or step.")
+    uploaded_by = UserSummarySerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = TutorialMedia
+        fields = ["id", "title", "url", "kind", "size", "markdown", "uploaded_by", "uploaded_at"]
+        read_only_fields = ["id", "uploaded_at"]
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # Pages may already refer to the stored file's URL; it never changes under them silently.
+        if self.instance is not None and isinstance(data, Mapping) and "file" in data:
+            raise serializers.ValidationError(
+                {"file": ["An uploaded file cannot be replaced. Upload the new file and delete this one."]}
+            )
+        return super().to_internal_value(data)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, media: TutorialMedia) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(media.file.url) if request is not None else media.file.url
+
+    def get_size(self, media: TutorialMedia) -> int | None:
+        try:
+            return media.file.size
+        except OSError:
+            return None
+
+
+class TutorialMediaUploadSerializer(ModelCleanMixin, TutorialMediaSerializer):
+    """A new upload: the file is checked by the model's validator (type, content, size) before it
+    is stored, so a refused upload leaves nothing behind."""
+
+    class Meta(TutorialMediaSerializer.Meta):
+        fields = [*TutorialMediaSerializer.Meta.fields, "file"]
+        extra_kwargs = {"file": {"write_only": True}}

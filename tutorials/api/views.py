@@ -1,6 +1,6 @@
-"""REST views of tutorials, their pages and steps, and progress. Thin: rendering happens when a page
-is saved (tutorials.models), variables come from tutorials.variables, progress from
-tutorials.progress."""
+"""REST views of tutorials, their pages and steps, progress, and uploaded media. Thin: rendering
+happens when a page is saved (tutorials.models), variables come from tutorials.variables, progress
+from tutorials.progress, upload rules and deletion from tutorials.media."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from laborchestrator.api.permissions import IsStaffOrReadOnly
+from laborchestrator.api.permissions import IsStaff, IsStaffOrReadOnly
 from labs import lifecycle
 from labs.exceptions import ClusterError
 from labs.models import LabInstance
@@ -32,9 +32,12 @@ from tutorials.api.serializers import (
     StaffTutorialDetailSerializer,
     StepSerializer,
     TutorialDetailSerializer,
+    TutorialMediaSerializer,
+    TutorialMediaUploadSerializer,
     TutorialSerializer,
 )
-from tutorials.models import Step, Tutorial, TutorialPage
+from tutorials.media import media_delete
+from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import step_tick, step_untick, tutorial_progress
 from tutorials.variables import TutorialContext
 
@@ -207,3 +210,34 @@ class TutorialStepViewSet(TutorialChildViewSet):
         progress_changed(user=request.user, tutorial=tutorial)
         data = ProgressSerializer.data_for(request.user, tutorial_progress(request.user, tutorial))
         return Response(ProgressSerializer(data).data)
+
+
+@extend_schema_view(
+    create=extend_schema(
+        description="Multipart form data: `title` and `file` (at most `TUTORIAL_MEDIA_MAX_BYTES`, "
+        "10 MB by default). A refused file is not stored.",
+        request={"multipart/form-data": TutorialMediaUploadSerializer},
+        responses={201: TutorialMediaSerializer},
+    ),
+    partial_update=extend_schema(description="Changes the title only; a file is never replaced (400)."),
+    destroy=extend_schema(description="Deletes the upload and its stored file."),
+)
+class TutorialMediaViewSet(viewsets.ModelViewSet):
+    """Images and files for tutorials, newest first; instructors only. Upload `title` and `file` as
+    multipart form data, then paste `markdown` into a page or step."""
+
+    permission_classes = [IsStaff]
+    # No PUT: a whole replacement would mean replacing the file, which PATCH refuses too.
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[TutorialMedia]:
+        return TutorialMedia.objects.select_related("uploaded_by").order_by("-uploaded_at", "-id")
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        return TutorialMediaUploadSerializer if self.action == "create" else TutorialMediaSerializer
+
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        serializer.save(uploaded_by=self.request.user)
+
+    def perform_destroy(self, instance: TutorialMedia) -> None:
+        media_delete(media=instance)
