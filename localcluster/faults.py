@@ -17,6 +17,7 @@ optionally with a subresource (`virtualmachineinstances/pause`); `*` matches any
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,6 +57,11 @@ class DropRule:
     times: int | None = 1
 
 
+# The call log keeps the most recent calls only: `make run` serves for days, and tests look at the
+# calls of one test (they clear the log first).
+CALL_LOG_LIMIT = 10_000
+
+
 @dataclass
 class Faults:
     latency_ms: float = 0.0
@@ -64,7 +70,7 @@ class Faults:
     hangs: list[CallRule] = field(default_factory=list)
     watch_drops: list[DropRule] = field(default_factory=list)
     websocket_drops: list[DropRule] = field(default_factory=list)
-    calls: list[dict[str, Any]] = field(default_factory=list)
+    calls: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=CALL_LOG_LIMIT))
 
     def clear(self) -> None:
         self.latency_ms = self.jitter_ms = 0.0

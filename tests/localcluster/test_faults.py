@@ -9,6 +9,7 @@ import pytest
 import urllib3
 from kubernetes import client, watch
 
+from localcluster.faults import CALL_LOG_LIMIT, Faults
 from tests.localcluster.lc_helpers import small_vmi, status_of
 from tests.localcluster.test_websockets import connect
 
@@ -135,3 +136,12 @@ def test_the_control_api_is_for_admin_only(local_cluster):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request, context=local_cluster.ssl_context())
     assert err.value.code == 403
+
+
+def test_the_call_log_keeps_the_most_recent_calls_only():
+    faults = Faults()
+    for index in range(CALL_LOG_LIMIT + 5):
+        faults.calls.append({"verb": "get", "name": str(index)})
+    assert len(faults.calls) == CALL_LOG_LIMIT
+    assert faults.calls[0]["name"] == "5"
+    assert faults.calls[-1]["name"] == str(CALL_LOG_LIMIT + 4)
