@@ -52,9 +52,10 @@ from vncproxy.frames import (
 KUBEVIRT_SUBPROTOCOL = Subprotocol("plain.kubevirt.io")
 UPSTREAM_KIND = {"vnc": "vnc", "serial": "console"}  # route kind → KubeVirt subresource
 USER_AGENT = "laborchestrator-console-proxy"
-# Bytes decrypted per read. Large, so that a busy stream costs few wake-ups; the response headers
-# of the handshake must fit too.
-READ_BUFFER_BYTES = 256 * 1024
+# Bytes decrypted per read: large enough that a busy stream costs few wake-ups (64 KiB relays as
+# fast as 256 KiB did in bench/relay_throughput.py), small enough for CONSOLE_MAX_STREAMS_PROCESS
+# streams per process. The handshake's response headers must fit too.
+READ_BUFFER_BYTES = 64 * 1024
 
 _CLOSE_CODE = struct.Struct("!H").unpack_from
 

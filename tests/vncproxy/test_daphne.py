@@ -153,3 +153,34 @@ async def test_the_relay_on_asyncios_own_loop(django_db_blocker, local_cluster, 
             with pytest.raises(ConnectionClosed) as closed:
                 await conn.recv()
         assert closed.value.rcvd.code == 4404
+
+
+async def test_streams_leave_no_file_descriptor_behind(daphne, instance, student):
+    """Thirty rounds of all three consoles of the instance opened and ended (a third of the browsers
+    vanishing without a close frame): Daphne ends up with the file descriptors it had, so no upstream
+    connection or socket is left open (the last round's would not even be replaced by a newer one)."""
+    descriptors = Path(f"/proc/{daphne.pid}/fd")
+    cookie = await database_sync_to_async(session_cookie)(student)
+    streams = [("vm0", "serial"), ("vm0", "vnc"), ("text", "serial")]
+
+    async def one(machine: str, kind: str, abort: bool) -> None:
+        async with ws(daphne, console_path(instance.pk, machine=machine, kind=kind), cookie) as conn:
+            if kind == "vnc":
+                assert await recv_exactly(conn, 12) == b"RFB 003.008\n"
+            else:
+                assert (await conn.recv(decode=False)).startswith(BANNER_PREFIX)
+                await conn.send(b"ping")
+                assert await recv_exactly(conn, 4) == b"ping"
+            if abort:
+                conn.transport.abort()
+
+    await one("vm0", "serial", False)  # warm: Daphne's own descriptors (database, ...) are open from here
+    before = len(list(descriptors.iterdir()))
+    for round_ in range(30):
+        await asyncio.gather(*(one(m, k, (round_ + i) % 3 == 0) for i, (m, k) in enumerate(streams)))
+    for _ in range(100):
+        after = len(list(descriptors.iterdir()))
+        if after <= before:
+            break
+        await asyncio.sleep(0.1)
+    assert after <= before, f"{after - before} descriptors more than before"
