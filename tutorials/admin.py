@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from accounts.admin_access import InstructorAdmin, InstructorInline
+from tutorials.media import media_delete
 from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import progress_by_user
 from tutorials.rendering import render_markdown
@@ -158,9 +159,17 @@ class TutorialMediaAdmin(InstructorAdmin):
             obj.uploaded_by = request.user
         super().save_model(request, obj, form, change)
 
+    # Deleting here deletes the stored file too, as the REST API does (tutorials.media.media_delete).
+    def delete_model(self, request, obj: TutorialMedia) -> None:
+        media_delete(media=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for media in queryset:
+            media_delete(media=media)
+
     @admin.display(description="type")
     def kind(self, media: TutorialMedia) -> str:
-        return "image" if media.is_image else "file"
+        return media.kind
 
     @admin.display(description="size")
     def size(self, media: TutorialMedia) -> str:

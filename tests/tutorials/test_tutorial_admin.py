@@ -1,6 +1,7 @@
 """Authoring tutorials in the admin, as an instructor does with a browser."""
 
 import json
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -257,3 +258,25 @@ def test_progress_view_without_ticks_says_so(instructor_client, make_tutorial):
     tutorial = make_tutorial("ospf")
     page = instructor_client.get(reverse("admin:tutorials_tutorial_progress", args=[tutorial.pk]))
     assert "No student has ticked a step" in page.content.decode()
+
+
+def test_deleting_media_in_the_admin_deletes_the_stored_file(
+    instructor_client, django_capture_on_commit_callbacks
+):
+    one, two = upload_image(instructor_client, "One"), upload_image(instructor_client, "Two")
+    paths = [Path(one.file.path), Path(two.file.path)]
+    assert all(path.exists() for path in paths)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = instructor_client.post(
+            reverse("admin:tutorials_tutorialmedia_delete", args=[one.pk]), {"post": "yes"}
+        )
+    assert response.status_code == 302
+    assert not paths[0].exists() and paths[1].exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = instructor_client.post(
+            reverse("admin:tutorials_tutorialmedia_changelist"),
+            {"action": "delete_selected", "_selected_action": [two.pk], "post": "yes"},
+        )
+    assert response.status_code == 302
+    assert not paths[1].exists()
+    assert not TutorialMedia.objects.exists()
