@@ -242,10 +242,12 @@ class Workspace {
     for (const machine of data.machines) this.machines.get(machine.name)?.update(data.status, machine);
     if (data.status === "failed") this.showMessage(data.last_error || "The lab failed to start.", "error");
     else this.showMessage(this.describe(), "");
-    // Addresses arrived or changed: the tutorial's {{ vm.NAME.ip }} can be filled in now.
+    // Addresses arrived or changed: the tutorial's {{ vm.NAME.ip }} can be filled in now. The first
+    // answer reloads it too if it has any address: the tutorial's first load may have been answered
+    // before the machines had theirs.
     const addresses = data.machines.map((m) => `${m.name}=${m.ip_address || ""}`).join(",");
-    // (The first answer only records them: the tutorial was loaded with the addresses of then.)
-    if (this.addresses !== null && addresses !== this.addresses) this.tutorial?.load();
+    const first = this.addresses === null;
+    if (first ? data.machines.some((m) => m.ip_address) : addresses !== this.addresses) this.tutorial?.load();
     this.addresses = addresses;
     this.tick();
   }

@@ -23,6 +23,7 @@ export class TutorialPane {
     this.slug = tutorials[0]?.slug || null;
     this.data = null;
     this.pageIndex = 0;
+    this.loads = 0; // requests made; only the newest one's answer is shown
     this.prevButton.addEventListener("click", () => this.showPage(this.pageIndex - 1, true));
     this.nextButton.addEventListener("click", () => this.showPage(this.pageIndex + 1, true));
     this.select?.addEventListener("change", () => {
@@ -40,13 +41,16 @@ export class TutorialPane {
   async load() {
     if (!this.slug) return;
     const url = `${this.tutorialsUrl}${encodeURIComponent(this.slug)}/?instance=${this.instanceId}`;
+    const request = ++this.loads;
     let data;
     try {
       data = await api("GET", url);
     } catch (error) {
-      if (!this.data) this.showError(`The tutorial cannot be loaded: ${error.message}`);
+      if (!this.data && request === this.loads) this.showError(`The tutorial cannot be loaded: ${error.message}`);
       return;
     }
+    // An older request answering last (it may predate the machines' addresses) must not win.
+    if (request !== this.loads) return;
     const first = this.data === null;
     this.data = data;
     const saved = Number.parseInt(sessionStorage.getItem(this.storageKey) || "0", 10);
