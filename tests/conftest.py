@@ -25,6 +25,17 @@ def require_tool(executable: str, debian_package: str) -> str:
     pytest.skip(message)
 
 
+def require_service(check, name: str, debian_package: str) -> None:
+    """Skip (fail in CI, as `require_tool`) when a local service a test needs does not answer."""
+    try:
+        check()
+    except Exception as error:
+        message = f"needs {name} running locally ({error}): apt-get install {debian_package}"
+        if os.getenv("LABORCHESTRATOR_REQUIRE_ALL_TESTS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture
 def student(django_user_model):
     return django_user_model.objects.create_user(

@@ -35,11 +35,12 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from labs.lifecycle import instance_touch
 from vncproxy import daphne_transport
 from vncproxy.access import StreamAccess, StreamRefused, authorise_stream
-from vncproxy.limits import LimitReached, StreamKey, stream_limits
+from vncproxy.limits import LimitReached, StreamKey, shared_user_streams, stream_limits
 from vncproxy.relay import AsgiBrowser, BrowserSide, Relay
 from vncproxy.upstream import UpstreamConnection, UpstreamNotRunning, UpstreamUnavailable, open_upstream
 
@@ -65,6 +66,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.user_label = "anonymous"
         self.relay: Relay | None = None
         self.limit_key: tuple[int, StreamKey] | None = None
+        self.shared_lease: str | None = None  # this stream's place in the count across processes
         # noVNC may offer "binary"; echo it. Anything else offered and not accepted fails in the browser.
         offered = self.scope.get("subprotocols") or []
         await self.accept("binary" if "binary" in offered else None)
@@ -73,13 +75,13 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         try:
             access = await self._authorise()
             self.user_label = f"{access.user.pk}:{access.user.get_username()}"
-            self._acquire_limit(access)
+            await self._acquire_limit(access)
             await self._replace_others()
             upstream = await self._open_upstream(access)
         except StreamRefused as refusal:
             self._log("refused", refusal.code, refusal.cause)
             await browser.close(refusal.code, refusal.reason)
-            self._release_limit()
+            await self._release_limit()
             if self.direct is not None:
                 self.direct.stop()
             return
@@ -89,6 +91,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             browser=browser,
             idle_timeout=settings.CONSOLE_IDLE_TIMEOUT_SECONDS,
             on_activity=self._touch,
+            on_tick=self._refresh_lease,
         )
         await self.channel_layer.group_add(self.stream_group, self.channel_name)
         self.groups.append(self.stream_group)
@@ -107,19 +110,44 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             kind=self.kind,
         )
 
-    def _acquire_limit(self, access: StreamAccess) -> None:
+    async def _acquire_limit(self, access: StreamAccess) -> None:
         key: StreamKey = (self.instance_id, self.machine_name, self.kind)
         try:
             stream_limits.acquire(user_id=access.user.pk, key=key)
         except LimitReached as error:
             raise StreamRefused(4429, error.message, cause=f"{error.scope} limit") from error
         self.limit_key = (access.user.pk, key)
+        shared = shared_user_streams()
+        if shared is None:
+            return
+        try:
+            self.shared_lease = await shared.acquire(
+                user_id=access.user.pk, key=key, limit=settings.CONSOLE_MAX_STREAMS_PER_USER
+            )
+        except LimitReached as error:
+            raise StreamRefused(4429, error.message, cause="user limit (all processes)") from error
+        except (RedisError, OSError) as error:
+            # A console must not fail because Redis hiccups: this process's own count still holds.
+            logger.warning("Console limits across processes unavailable (%s); counting here only", error)
 
-    def _release_limit(self) -> None:
-        if self.limit_key is not None:
-            user_id, key = self.limit_key
-            stream_limits.release(user_id=user_id, key=key)
-            self.limit_key = None
+    async def _refresh_lease(self) -> None:
+        shared = shared_user_streams()
+        if shared is not None and self.shared_lease is not None and self.limit_key is not None:
+            await shared.refresh(user_id=self.limit_key[0], lease=self.shared_lease)
+
+    async def _release_limit(self) -> None:
+        if self.limit_key is None:
+            return
+        user_id, key = self.limit_key
+        stream_limits.release(user_id=user_id, key=key)
+        self.limit_key = None
+        lease, self.shared_lease = self.shared_lease, None
+        shared = shared_user_streams()
+        if lease is not None and shared is not None:
+            try:
+                await shared.release(user_id=user_id, lease=lease)
+            except (RedisError, OSError) as error:  # the lease expires by itself
+                logger.warning("Could not release a console lease (%s); it expires by itself", error)
 
     @property
     def stream_group(self) -> str:
@@ -165,7 +193,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             if self.relay.upstream_end_cause:
                 cause = f"{cause} ({self.relay.upstream_end_cause})"
             self._log("closed", self.relay.close_code, cause)
-        self._release_limit()
+        await self._release_limit()
 
     async def _touch(self) -> None:
         now = time.monotonic()

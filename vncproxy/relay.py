@@ -115,11 +115,13 @@ class Relay:
         browser: BrowserSide,
         idle_timeout: float,
         on_activity: Callable[[], Awaitable[None]],
+        on_tick: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.upstream = upstream
         self.browser = browser
         self.idle_timeout = idle_timeout
         self.on_activity = on_activity
+        self.on_tick = on_tick  # called at least every ACTIVITY_INTERVAL while the stream is open
         self.bytes_up = 0  # browser → machine
         self.bytes_down = 0  # machine → browser
         self.close_code: int | None = None
@@ -198,6 +200,11 @@ class Relay:
                     await self.on_activity()
                 except Exception:  # recording activity must never end the stream
                     logger.exception("Recording console activity failed")
+            if self.on_tick is not None:
+                try:
+                    await self.on_tick()
+                except Exception:  # neither may bookkeeping
+                    logger.exception("Console stream bookkeeping failed")
             deadline = self.last_activity + self.idle_timeout
             if now >= deadline:
                 minutes = max(1, round(self.idle_timeout / 60))
