@@ -118,6 +118,21 @@ def markdown_snippet(title: str, url: str, name: str) -> str:
     return f"![{label}]({url})" if is_image_name(name) else f"[{label}]({url})"
 
 
+def media_references(media: TutorialMedia) -> list[str]:
+    """The pages and steps whose Markdown refers to the upload's URL, as the author knows them, so that
+    deleting it does not silently break them. A reference by absolute URL contains the path too."""
+    from tutorials.models import Step, TutorialPage
+
+    if not media.file:
+        return []
+    path = media.file.url
+    pages = TutorialPage.objects.filter(body_markdown__contains=path).select_related("tutorial")
+    steps = Step.objects.filter(text_markdown__contains=path).select_related("page__tutorial")
+    places = [f'"{page.tutorial.title}", page "{page.title}"' for page in pages]
+    places += [f'"{step.page.tutorial.title}", a step on page "{step.page.title}"' for step in steps]
+    return sorted(set(places))
+
+
 def media_delete(*, media: TutorialMedia) -> None:
     """Delete an upload and its stored file.
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from drf_spectacular.generators import SchemaGenerator
 
-from tutorials.models import TutorialMedia
+from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 
 pytestmark = pytest.mark.django_db
 
@@ -217,3 +217,25 @@ def test_the_schema_describes_the_upload_as_multipart_form_data():
     assert upload_schema["properties"]["file"]["format"] == "binary"
     assert set(upload_schema["required"]) == {"title", "file"}
     assert set(schema["paths"]["/api/media/{id}/"]) == {"get", "patch", "delete"}
+
+
+def test_media_a_page_refers_to_is_not_deleted_without_force(
+    staff, media_root, django_capture_on_commit_callbacks
+):
+    body = upload(staff, "topology.png", PNG).json()
+    tutorial = Tutorial.objects.create(title="Networking", slug="networking")
+    page = TutorialPage.objects.create(tutorial=tutorial, title="Topology", body_markdown=body["markdown"])
+    Step.objects.create(page=page, text_markdown=f"Compare with [the picture]({body['url']}).")
+
+    response = staff.delete(f"/api/media/{body['id']}/")
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        'Still referred to by "Networking", a step on page "Topology"; "Networking", page "Topology". '
+        "Edit them first, or delete with force=true."
+    )
+    assert TutorialMedia.objects.exists() and len(stored_files(media_root)) == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.delete(f"/api/media/{body['id']}/?force=true")
+    assert response.status_code == 204
+    assert not TutorialMedia.objects.exists() and stored_files(media_root) == []

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from laborchestrator.api.exceptions import InUseError
 from laborchestrator.api.permissions import IsStaff, IsStaffOrReadOnly
 from labs import lifecycle
 from labs.exceptions import ClusterError
@@ -36,7 +37,7 @@ from tutorials.api.serializers import (
     TutorialMediaUploadSerializer,
     TutorialSerializer,
 )
-from tutorials.media import media_delete
+from tutorials.media import media_delete, media_references
 from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import step_tick, step_untick, tutorial_progress
 from tutorials.variables import TutorialContext
@@ -220,7 +221,16 @@ class TutorialStepViewSet(TutorialChildViewSet):
         responses={201: TutorialMediaSerializer},
     ),
     partial_update=extend_schema(description="Changes the title only; a file is never replaced (400)."),
-    destroy=extend_schema(description="Deletes the upload and its stored file."),
+    destroy=extend_schema(
+        description="Deletes the upload and its stored file. While a page or step still refers to "
+        "its URL the answer is 409 naming them, unless `force=true`.",
+        parameters=[
+            OpenApiParameter(
+                "force", OpenApiTypes.BOOL, description="Delete even if pages still refer to the file."
+            )
+        ],
+        responses={204: None, 409: OpenApiResponse(description="Still referred to by pages or steps.")},
+    ),
 )
 class TutorialMediaViewSet(viewsets.ModelViewSet):
     """Images and files for tutorials, newest first; instructors only. Upload `title` and `file` as
@@ -240,4 +250,10 @@ class TutorialMediaViewSet(viewsets.ModelViewSet):
         serializer.save(uploaded_by=self.request.user)
 
     def perform_destroy(self, instance: TutorialMedia) -> None:
+        force = self.request.query_params.get("force", "").lower() in ("1", "true", "yes")
+        places = [] if force else media_references(instance)
+        if places:
+            raise InUseError(
+                f"Still referred to by {'; '.join(places)}. Edit them first, or delete with force=true."
+            )
         media_delete(media=instance)
