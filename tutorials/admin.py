@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from accounts.admin_access import InstructorAdmin, InstructorInline
-from tutorials.media import media_delete
+from tutorials.media import media_delete, media_references
 from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import progress_by_user
 from tutorials.rendering import render_markdown
@@ -159,7 +159,14 @@ class TutorialMediaAdmin(InstructorAdmin):
             obj.uploaded_by = request.user
         super().save_model(request, obj, form, change)
 
-    # Deleting here deletes the stored file too, as the REST API does (tutorials.media.media_delete).
+    # Deleting here deletes the stored file too, as the REST API does (tutorials.media.media_delete),
+    # and, as there, not while pages or steps still refer to it: the admin lists them as protected.
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, permissions, protected = super().get_deleted_objects(objs, request)
+        for media in objs:
+            protected += [f"{place} refers to “{media.title}”" for place in media_references(media)]
+        return deleted, counts, permissions, protected
+
     def delete_model(self, request, obj: TutorialMedia) -> None:
         media_delete(media=obj)
 

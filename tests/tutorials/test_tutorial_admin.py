@@ -280,3 +280,17 @@ def test_deleting_media_in_the_admin_deletes_the_stored_file(
     assert response.status_code == 302
     assert not paths[1].exists()
     assert not TutorialMedia.objects.exists()
+
+
+def test_media_a_page_refers_to_cannot_be_deleted_in_the_admin(instructor_client):
+    media = upload_image(instructor_client, "Used")
+    tutorial = Tutorial.objects.create(title="Networking", slug="networking")
+    TutorialPage.objects.create(tutorial=tutorial, title="Topology", body_markdown=media.markdown)
+    url = reverse("admin:tutorials_tutorialmedia_delete", args=[media.pk])
+    page = instructor_client.get(url).content.decode()
+    assert "&quot;Networking&quot;, page &quot;Topology&quot; refers to “Used”" in page
+    response = instructor_client.post(url, {"post": "yes"})  # refused: the page is shown again
+    assert response.status_code == 200
+    assert "refers to “Used”" in response.content.decode()
+    assert TutorialMedia.objects.filter(pk=media.pk).exists()
+    assert Path(media.file.path).exists()
