@@ -149,6 +149,14 @@ def test_student_session(page, server, django_user_model, screenshot):
     expect(type_buttons.nth(0)).to_have_text("Typed into beta")
     wait_for_terminal(page, "beta", SERIAL_RESULT if server.runtime == "qemu" else "echo typed-$((6*7))")
     screenshot(page, "05-beta")
+    # Typing again within the 2.5 s a "Typed into" message stays: the earlier click's reset must not
+    # cut the later message short (it once did, and a quick second click showed "Type into VM").
+    type_buttons.nth(0).click()
+    expect(type_buttons.nth(0)).to_have_text("Typed into beta")
+    page.wait_for_timeout(2000)
+    type_buttons.nth(0).click()
+    page.wait_for_timeout(1000)  # past the first click's reset, well before the second's
+    expect(type_buttons.nth(0)).to_have_text("Typed into beta", timeout=300)
 
     # --- Steps: ticked at once, the progress bar follows, and it all survives a reload ------------------
     expect(page.locator("#tutorial-progress-text")).to_have_text("0 of 3 steps (0%)")

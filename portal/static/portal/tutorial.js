@@ -178,6 +178,8 @@ export class TutorialPane {
 
   async type(pre, button) {
     const text = pre.textContent;
+    // A previous click's "back to Type into VM" must not cut this one's message short.
+    clearTimeout(button.resetTimer);
     button.disabled = true;
     const target = this.describeTarget();
     button.textContent = `Typing into ${target}…`;
@@ -189,7 +191,7 @@ export class TutorialPane {
       this.flash(button.parentElement, error.message);
     } finally {
       button.disabled = false;
-      setTimeout(() => {
+      button.resetTimer = setTimeout(() => {
         button.textContent = "Type into VM";
       }, 2500);
     }
