@@ -25,12 +25,10 @@ import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,29 +164,11 @@ RAW_UPSTREAM = textwrap.dedent(
 )
 
 
-@contextlib.contextmanager
-def process(
-    args: list[str], port: int, log: Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen]:
-    import socket
+def process(args: list[str], port: int, log: Path):
+    """A helper server (echo, websockify, relays) that listens on `port`, stopped afterwards."""
+    from tests.vncproxy.daphne_server import listening_process
 
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{args[0]} did not start: {log.read_text()}")
-            time.sleep(0.05)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return listening_process(args, port, log, dict(os.environ))
 
 
 async def open_stream(url: str, headers: dict[str, str], banner: bool, ssl_context=None):
@@ -298,14 +278,6 @@ async def measure(
     }
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -327,7 +299,7 @@ def main() -> None:
     counts = [int(n) for n in args.streams.split(",")]
     only = set(args.only.split(","))
     from localcluster.harness import start_local_cluster
-    from tests.vncproxy.daphne_server import run_daphne
+    from tests.vncproxy.daphne_server import free_port, run_daphne
 
     results = []
     with (

@@ -2,9 +2,9 @@
 
 Daphne runs Twisted's asyncio reactor on an event loop it creates when `daphne.server` is first
 imported, so the loop implementation has to be chosen before that import; `daphne` itself cannot
-be told. uvloop's transports and TLS are compiled, where asyncio's are Python: the console proxy
-(vncproxy/) relays every byte of every console through this loop, over TLS to the API server, and
-spends about a fifth less CPU per byte on uvloop (README, "Performance").
+be told. uvloop's transports and TLS are compiled, where asyncio's are Python, and the console
+proxy (vncproxy/) relays every byte of every console through this loop, over TLS to the API server
+(README, "Performance").
 
 EVENT_LOOP=asyncio keeps Python's own loop (a diagnosis aid; the tests run both). Without uvloop
 installed (a platform with no wheel) the same happens, with a warning.

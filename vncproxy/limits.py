@@ -113,8 +113,10 @@ class SharedUserStreams:
 
     async def refresh(self, *, user_id: int, lease: str) -> None:
         key = self._key(user_id)
-        await self.client.zadd(key, {lease: time.time() + self.lease_seconds}, xx=True)
-        await self.client.expire(key, self.lease_seconds)
+        async with self.client.pipeline(transaction=False) as both:  # one round trip
+            both.zadd(key, {lease: time.time() + self.lease_seconds}, xx=True)
+            both.expire(key, self.lease_seconds)
+            await both.execute()
 
     async def release(self, *, user_id: int, lease: str) -> None:
         await self.client.zrem(self._key(user_id), lease)

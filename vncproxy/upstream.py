@@ -98,7 +98,6 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
         self.sink: UpstreamSink | None = None
-        self.writable = True
         self.closed = False  # no more frames either way (close frame sent or received, or lost)
         self._close_sent = False
         self._ended_cause: str | None = None  # set when the stream ended before a sink was attached
@@ -109,7 +108,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._payload_left = 0  # bytes of the current data frame's payload still to come
         self._payload_kept = False  # whether they go to the sink (binary) or are dropped (text)
         self._response_started = False  # an error response's headers were read; its body follows
-        self._drained: asyncio.Event = asyncio.Event()
+        self._drained = asyncio.Event()  # clear while the transport asks us to pause writing
         self._drained.set()
 
     # -- asyncio protocol ------------------------------------------------------------------------------
@@ -143,15 +142,12 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             self.opened.set_exception(ConnectionError(f"connection closed during the handshake ({exc})"))
             return
         self._end_stream("the connection to the API server was lost" if exc else "the API server closed it")
-        self.writable = True
         self._drained.set()
 
     def pause_writing(self) -> None:
-        self.writable = False
         self._drained.clear()
 
     def resume_writing(self) -> None:
-        self.writable = True
         self._drained.set()
         if self.sink is not None:
             self.sink.upstream_writable()
@@ -174,6 +170,11 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         if not self.closed:
             self._send_frame(OP_BINARY, data)
 
+    @property
+    def writable(self) -> bool:
+        """False while the write buffer is above `write_limit` (until `upstream_writable`)."""
+        return self._drained.is_set()
+
     async def drained(self) -> None:
         await self._drained.wait()
 
@@ -187,9 +188,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
 
     def close(self, code: int = 1000) -> None:
         """Send a close frame (if none was exchanged yet) and close the connection."""
-        if not self._close_sent and not self.closed:
-            self._send_frame(OP_CLOSE, struct.pack("!H", code))
-            self._close_sent = True
+        if not self.closed:
+            self._send_close(struct.pack("!H", code))
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -301,20 +301,22 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             self._send_frame(OP_PONG, payload)
         elif opcode == OP_CLOSE:
             code = _CLOSE_CODE(payload)[0] if len(payload) >= 2 else 1005
-            if not self._close_sent:
-                self._send_frame(OP_CLOSE, payload[:2])
-                self._close_sent = True
+            self._send_close(payload[:2])
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
             self._end_stream(f"the machine's side closed the stream (code {code})")
 
     def _protocol_error(self, cause: str) -> None:
-        if not self._close_sent:
-            self._send_frame(OP_CLOSE, struct.pack("!H", 1002))
-            self._close_sent = True
+        self._send_close(struct.pack("!H", 1002))
         self.abort()
         self._end_stream(f"websocket protocol error from the API server: {cause}")
+
+    def _send_close(self, payload: bytes) -> None:
+        """The one close frame this side sends (RFC 6455: after it, no more frames)."""
+        if not self._close_sent:
+            self._send_frame(OP_CLOSE, payload)
+            self._close_sent = True
 
     def _end_stream(self, cause: str) -> None:
         if self._ended_cause is not None:

@@ -66,6 +66,32 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def listening_process(
+    args: list[str], port: int, log_file: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
+    """Start a server process and wait (30 s at most) until it accepts connections on `port`;
+    stop it afterwards. Its output goes to `log_file`, which the error quotes if it never listens."""
+    with open(log_file, "wb") as log:
+        process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{args[0]} did not start: {log_file.read_text()}")
+            time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
 def run_daphne(env: dict[str, str], log_file: Path) -> Iterator[DaphneProcess]:
     """Serve laborchestrator.asgi under Daphne on a free loopback port."""
     port = free_port()
@@ -74,24 +100,8 @@ def run_daphne(env: dict[str, str], log_file: Path) -> Iterator[DaphneProcess]:
     # As deployed: Daphne on uvloop (EVENT_LOOP=asyncio in `env` selects asyncio's loop).
     args = [sys.executable, "-m", "laborchestrator.serve", "-b", "127.0.0.1", "-p", str(port)]
     args.append("laborchestrator.asgi:application")
-    with open(log_file, "wb") as log:
-        process = subprocess.Popen(args, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start: {log_file.read_text()}")
-            time.sleep(0.05)
+    with listening_process(args, port, log_file, full_env) as process:
         yield DaphneProcess(address=f"127.0.0.1:{port}", pid=process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextlib.contextmanager

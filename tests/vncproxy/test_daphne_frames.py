@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import os
 import re
 import struct
@@ -22,6 +21,7 @@ from channels.db import database_sync_to_async
 
 from .conftest import BANNER_PREFIX, console_path, session_cookie
 from .daphne_server import run_console_daphne, use_file_sqlite_test_database
+from .wire import accept_key, encode_frame, read_frame
 
 # Collected before any test runs, so before the test database is created.
 use_file_sqlite_test_database(Path(os.environ.get("TMPDIR", "/tmp")) / f"vncproxy-test-{os.getpid()}.sqlite3")
@@ -48,21 +48,7 @@ def daphne(django_db_setup, django_db_blocker, local_cluster, daphne_log):
 
 def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, masked: bool = True) -> bytes:
     """One client frame, masked with a fresh key unless `masked` is False."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    mask_bit = 0x80 if masked else 0
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", first, mask_bit | size)
-    elif size < 65536:
-        header = struct.pack("!BBH", first, mask_bit | 126, size)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, size)
-    if not masked:
-        return header + payload
-    key = os.urandom(4)
-    keystream = (key * (size // 4 + 1))[:size]
-    masked_payload = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(size, "big")
-    return header + key + masked_payload
+    return encode_frame(opcode, payload, fin=fin, rsv=rsv, mask=os.urandom(4) if masked else None)
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
@@ -104,9 +90,7 @@ class RawWebSocket:
             name.strip().lower(): value.strip()
             for name, _, value in (line.partition(":") for line in header_lines if line)
         }
-        guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-        accept = base64.b64encode(hashlib.sha1(key.encode() + guid).digest()).decode()
-        assert headers["sec-websocket-accept"] == accept
+        assert headers["sec-websocket-accept"] == accept_key(key)
         assert headers["upgrade"].lower() == "websocket"
         return cls(reader, writer)
 
@@ -123,15 +107,7 @@ class RawWebSocket:
     async def _read_frame(self) -> bool:
         """Decode one server frame into this client's state; False once the connection has ended."""
         try:
-            first, second = await self.reader.readexactly(2)
-            assert not second & 0x80, "the server masked a frame"
-            assert not first & 0x70, "the server set RSV bits"
-            size = second & 0x7F
-            if size == 126:
-                (size,) = struct.unpack("!H", await self.reader.readexactly(2))
-            elif size == 127:
-                (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
-            payload = await self.reader.readexactly(size)
+            received = await read_frame(self.reader)
         except asyncio.IncompleteReadError as error:
             assert not error.partial, f"the connection ended inside a frame: {error.partial!r}"
             self.ended = "eof"
@@ -139,8 +115,10 @@ class RawWebSocket:
         except ConnectionResetError:
             self.ended = "reset"
             return False
-        opcode = first & 0x0F
-        assert first & 0x80, "the server fragmented a message"
+        assert received.mask is None, "the server masked a frame"
+        assert not received.rsv, "the server set RSV bits"
+        assert received.fin, "the server fragmented a message"
+        opcode, payload = received.opcode, received.payload
         if opcode == BINARY:
             self.data += payload
         elif opcode == TEXT:

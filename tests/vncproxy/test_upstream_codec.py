@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import NamedTuple
 
 import pytest
-from websockets.frames import apply_mask
 
 from labs import cluster
 from labs.exceptions import ClusterUnavailable
@@ -31,45 +28,18 @@ from vncproxy.upstream import (
     open_upstream,
 )
 
+from .wire import Frame, accept_key, read_frame
+from .wire import encode_frame as frame
+
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TOKEN = "Bearer upstream-test-token"
 SUBRESOURCES = "/apis/subresources.kubevirt.io/v1"
 QUERY = "?follow=true"
 MIB = 1 << 20
 
 
-def frame(
-    opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bytes | None = None
-) -> bytes:
-    """A frame as the server writes it (unmasked unless `mask`), with the shortest length header."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    mask_bit = 0x80 if mask else 0
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", first, mask_bit | length)
-    elif length < 65536:
-        header = struct.pack("!BBH", first, mask_bit | 126, length)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, length)
-    if mask:
-        return header + mask + apply_mask(payload, mask)
-    return header + payload
-
-
 def close_payload(code: int, reason: bytes = b"") -> bytes:
     return struct.pack("!H", code) + reason
-
-
-class Frame(NamedTuple):
-    """A client frame as read off the wire, unmasked."""
-
-    fin: bool
-    rsv: int
-    opcode: int
-    payload: bytes
-    mask: bytes | None
-    length_field: int  # 7, 16 or 64: which length header the client chose
 
 
 class Peer:
@@ -87,7 +57,7 @@ class Peer:
 
     def accept_value(self) -> str:
         (key,) = self.header("Sec-WebSocket-Key")
-        return base64.b64encode(hashlib.sha1(key.encode() + ACCEPT_GUID).digest()).decode()
+        return accept_key(key)
 
     def upgrade_response(self, accept: str | None = None) -> bytes:
         return (
@@ -112,17 +82,7 @@ class Peer:
 
     async def read_frame(self) -> Frame:
         async with asyncio.timeout(5):
-            first, second = await self.reader.readexactly(2)
-            length, length_field = second & 0x7F, 7
-            if length == 126:
-                (length,), length_field = struct.unpack("!H", await self.reader.readexactly(2)), 16
-            elif length == 127:
-                (length,), length_field = struct.unpack("!Q", await self.reader.readexactly(8)), 64
-            mask = await self.reader.readexactly(4) if second & 0x80 else None
-            payload = await self.reader.readexactly(length)
-        if mask:
-            payload = apply_mask(payload, mask)
-        return Frame(bool(first & 0x80), first & 0x70, first & 0x0F, payload, mask, length_field)
+            return await read_frame(self.reader)
 
     async def at_eof(self) -> bool:
         """Whether the client closed the connection (after anything still unread)."""
