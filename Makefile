@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format venv assets system-deps bench clean
+.PHONY: run test lint format venv assets system-deps bench clean kubevirt-schemas
 
 # Python environment, rebuilt when the project's dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -61,3 +61,14 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) node_modules static/novnc static/xterm var/staticfiles
+
+# Refresh the vendored KubeVirt schema and examples (localcluster/schemas/README.md).
+KUBEVIRT_RAW = https://raw.githubusercontent.com/kubevirt/kubevirt/$(KUBEVIRT_REF)
+kubevirt-schemas:
+	@test -n "$(KUBEVIRT_REF)" || { echo "usage: make kubevirt-schemas KUBEVIRT_REF=<tag or commit>"; exit 2; }
+	curl -fsSL -o localcluster/schemas/kubevirt-v1-swagger.json $(KUBEVIRT_RAW)/api/openapi-spec/swagger.json
+	curl -fsSL -o localcluster/schemas/KUBEVIRT-LICENSE $(KUBEVIRT_RAW)/LICENSE
+	for f in vmi-ephemeral vmi-fedora vmi-fedora-isolated vmi-masquerade vmi-nocloud; do \
+		curl -fsSL -o localcluster/schemas/kubevirt-examples/$$f.yaml $(KUBEVIRT_RAW)/examples/$$f.yaml || exit 1; \
+	done
+	@echo "Now update the commit in localcluster/schemas/README.md and run make test."

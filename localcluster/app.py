@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RBAC = REPO_ROOT / "deploy" / "k8s" / "rbac.yaml"
-DEFAULT_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas"
+# KubeVirt's OpenAPI document, vendored with its licence (localcluster/schemas/README.md).
+DEFAULT_SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 
 @dataclass

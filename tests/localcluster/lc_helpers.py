@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "kubevirt-examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "localcluster" / "schemas" / "kubevirt-examples"
 KV = ("kubevirt.io", "v1")
 
 

@@ -1,4 +1,5 @@
-"""Conformance: each behaviour of ../shared/KUBEVIRT.md the local cluster reproduces, checked through
+"""Conformance: each behaviour of a real cluster (from KubeVirt's and Kubernetes' sources) that the
+local cluster reproduces, checked through
 the official `kubernetes` client over real HTTPS (CA verified) against the session's server.
 
 Most calls are made as `admin` so these tests state the server's semantics independently of the
