@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 # Lab Orchestrator image: `docker build -t ghcr.io/OWNER/laborchestrator:VERSION .`
-# Three stages, so neither npm nor a compiler ends up in what runs in the cluster.
+# Two stages, so npm does not end up in what runs in the cluster.
 
 ARG PYTHON_VERSION=3.11
 ARG NODE_VERSION=20
@@ -14,19 +14,6 @@ RUN mkdir -p static/novnc static/xterm \
  && cp -r node_modules/@novnc/novnc/core node_modules/@novnc/novnc/vendor node_modules/@novnc/novnc/LICENSE.txt static/novnc/ \
  && cp node_modules/@xterm/xterm/lib/xterm.mjs node_modules/@xterm/xterm/css/xterm.css node_modules/@xterm/xterm/LICENSE static/xterm/ \
  && cp node_modules/@xterm/addon-fit/lib/addon-fit.mjs static/xterm/
-
-# --- Wheels for every pinned dependency in pyproject.toml (built here if a package has no wheel) ---
-FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential \
- && rm -rf /var/lib/apt/lists/*
-WORKDIR /build
-COPY pyproject.toml ./
-# The dependency list alone: the application code is copied as source into the runtime stage.
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > requirements.txt \
- && pip wheel --wheel-dir /wheels -r requirements.txt
 
 # --- Runtime ---
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
@@ -42,10 +29,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # A fixed numeric UID/GID, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
 RUN groupadd --system --gid 10001 laborchestrator \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin laborchestrator
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    --mount=type=bind,from=builder,source=/build/requirements.txt,target=/tmp/requirements.txt \
+# Every package from the hashed lock file (requirements.lock: production's, without the test tools);
+# all of them ship wheels, so no compiler is needed and nothing unpinned can slip in.
+RUN --mount=type=bind,source=requirements.lock,target=/tmp/requirements.lock \
     python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /tmp/requirements.txt
+ && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements.lock
 WORKDIR /app
 # Code and static files stay owned by root: the app user can read them, not change them.
 COPY . .

@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format venv assets system-deps bench clean kubevirt-schemas
+.PHONY: run test lint format venv assets system-deps bench clean kubevirt-schemas lock
 
-# Python environment, rebuilt when the project's dependencies change.
-$(VENV)/.installed: pyproject.toml
+# Python environment, from the hashed lock file (every package, direct and transitive, pinned with
+# its hashes): rebuilt when the lock changes. The project itself is not installed: everything runs
+# from this checkout.
+$(VENV)/.installed: requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes --no-deps --only-binary=:all: -r requirements-dev.lock
 	touch $@
 
 venv: $(VENV)/.installed
@@ -39,6 +40,16 @@ test: venv assets
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	FAST_PASSWORD_HASHING=1 $(BIN)/pytest $(PYTEST_ARGS)
+
+# Re-resolve the lock files after editing pyproject.toml's dependencies (needs PyPI). requirements.lock
+# is what production installs (the Dockerfile); requirements-dev.lock adds the test tools, at the same
+# versions, and is what make run / make test / CI install. Pins already in the files are kept unless
+# `make lock UPGRADE=1`.
+LOCK = $(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 --quiet \
+	$(if $(UPGRADE),--upgrade)
+lock: venv
+	$(LOCK) -o requirements.lock
+	$(LOCK) --extra dev --constraint requirements.lock -o requirements-dev.lock
 
 lint: venv
 	$(BIN)/ruff check .

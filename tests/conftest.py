@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-pytest_plugins = ["localcluster.pytest_plugin"]
+# The boundary guard fails the session if anything reads beside the checkout (tests/repository/).
+pytest_plugins = ["localcluster.pytest_plugin", "tests.repository.boundary"]
 
 
 def require_tool(executable: str, debian_package: str) -> str:

@@ -40,10 +40,19 @@ def stages() -> list[list[tuple[str, str]]]:
 
 def test_multi_stage_with_a_slim_python_runtime_last() -> None:
     froms = [args for keyword, args in instructions() if keyword == "FROM"]
-    assert len(froms) >= 3
-    assert [f.split(" AS ")[-1] for f in froms] == ["assets", "builder", "runtime"]
+    assert [f.split(" AS ")[-1] for f in froms] == ["assets", "runtime"]
     assert froms[0].startswith("node:")
     assert froms[-1].startswith("python:") and "slim" in froms[-1]
+
+
+def test_python_packages_come_from_the_hashed_production_lock_only() -> None:
+    installs = [args for keyword, args in stages()[-1] if keyword == "RUN" and "pip install" in args]
+    assert len(installs) == 1
+    (install,) = installs
+    assert "--require-hashes" in install and "--no-deps" in install
+    assert "-r /tmp/requirements.lock" in install and "source=requirements.lock" in install
+    # The development lock (test tools) never enters the image.
+    assert "requirements-dev.lock" not in " ".join(args for _, args in instructions())
 
 
 def test_runtime_runs_as_a_numeric_non_root_user() -> None:
