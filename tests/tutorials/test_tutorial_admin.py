@@ -294,3 +294,28 @@ def test_media_a_page_refers_to_cannot_be_deleted_in_the_admin(instructor_client
     assert "refers to “Used”" in response.content.decode()
     assert TutorialMedia.objects.filter(pk=media.pk).exists()
     assert Path(media.file.path).exists()
+
+
+def test_a_refused_upload_offers_no_markdown_or_link_to_a_file_never_stored(instructor_client, settings):
+    settings.TUTORIAL_MEDIA_MAX_BYTES = 1024
+    huge = SimpleUploadedFile("huge.png", PNG + b"\x00" * 2048, content_type="image/png")
+    response = instructor_client.post(
+        reverse("admin:tutorials_tutorialmedia_add"), {"title": "Huge", "file": huge}
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "uploads may be at most 1.0\xa0KB" in page
+    assert "huge.png" not in page.replace('value="huge.png"', "")  # no snippet, URL or preview
+    assert "/media/" not in page
+    assert not TutorialMedia.objects.exists()
+
+
+def test_a_refused_replacement_keeps_showing_the_stored_file(instructor_client, settings):
+    media = upload_image(instructor_client)
+    settings.TUTORIAL_MEDIA_MAX_BYTES = 1024
+    huge = SimpleUploadedFile("huge.png", PNG + b"\x00" * 2048, content_type="image/png")
+    url = reverse("admin:tutorials_tutorialmedia_change", args=[media.pk])
+    page = instructor_client.post(url, {"title": "Topology", "file": huge}).content.decode()
+    assert "uploads may be at most 1.0\xa0KB" in page
+    assert f"![Topology]({media.file.url})" in page
+    assert "/media/huge.png" not in page
