@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from labs import cluster, manifests
 from labs.exceptions import (
@@ -141,15 +142,24 @@ def _check_limits(*, user: Any, lab: Lab) -> None:
     mine = LabInstance.objects.active().filter(owner=user)
     if mine.filter(lab=lab).count() >= lab.instances_per_user:
         raise InstanceLimitReached(
-            f"You may run {lab.instances_per_user} instance(s) of {lab.name!r} at a time; "
-            "stop one before starting another.",
+            ngettext(
+                "You may run %(count)d instance of %(lab)r at a time; stop it before starting another.",
+                "You may run %(count)d instances of %(lab)r at a time; stop one before starting another.",
+                lab.instances_per_user,
+            )
+            % {"count": lab.instances_per_user, "lab": lab.name},
             scope="lab",
             limit=lab.instances_per_user,
         )
     limit = settings.LABS_MAX_INSTANCES_PER_USER
     if not user.is_staff and mine.count() >= limit:
         raise InstanceLimitReached(
-            f"You may run {limit} lab instance(s) at a time across all labs; stop one first.",
+            ngettext(
+                "You may run %(count)d lab instance at a time across all labs; stop it first.",
+                "You may run %(count)d lab instances at a time across all labs; stop one first.",
+                limit,
+            )
+            % {"count": limit},
             scope="user",
             limit=limit,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import ProtectedError
+from django.utils.translation import ngettext
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
@@ -81,7 +82,8 @@ def ticket_api_error_for(error: tickets.TicketError) -> APIException:
 def protected_api_error_for(error: ProtectedError) -> APIException:
     names = sorted({str(obj) for obj in error.protected_objects})
     shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-    return InUseError(f"Still used by {len(names)} object(s): {shown}.")
+    count = ngettext("%(count)d object", "%(count)d objects", len(names)) % {"count": len(names)}
+    return InUseError(f"Still used by {count}: {shown}.")
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
