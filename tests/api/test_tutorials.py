@@ -49,15 +49,26 @@ def test_detail_has_ordered_pages_and_steps_with_variables_filled(tutorial, stud
 def test_instance_variables_are_filled_for_the_owner_only(
     tutorial, lab, student, other_student, client_for, make_instance
 ):
-    instance = make_instance(owner=student, lab=lab, status=LabInstance.Status.STOPPED)
+    instance = make_instance(owner=student, lab=lab, status=LabInstance.Status.STARTING)
 
     body = client_for(student).get(f"/api/tutorials/intro/?instance={instance.pk}").json()
 
     assert body["pages"][0]["steps"][1]["text_html"] == "<p>Log in as <code>cirros</code></p>"
-    # A stopped instance has no address: the variable stays as written.
+    # No address yet while it starts: the variable stays as written.
     assert "{{ vm.vm0.ip }}" in body["pages"][1]["steps"][0]["text_html"]
     assert client_for(other_student).get(f"/api/tutorials/intro/?instance={instance.pk}").status_code == 404
     assert client_for(student).get("/api/tutorials/intro/?instance=x").status_code == 400
+
+
+def test_a_stopped_instance_fills_in_no_machine_variable(tutorial, lab, student, client_for, make_instance):
+    # One rule for all of them: once the machines are gone, neither addresses nor logins are shown.
+    instance = make_instance(owner=student, lab=lab, status=LabInstance.Status.STOPPED)
+
+    body = client_for(student).get(f"/api/tutorials/intro/?instance={instance.pk}").json()
+
+    assert body["pages"][0]["body_html"] == "<p>Hello <strong>alice</strong></p>"
+    assert body["pages"][0]["steps"][1]["text_html"] == "<p>Log in as <code>{{ vm.vm0.user }}</code></p>"
+    assert body["pages"][1]["steps"][0]["text_html"] == "<p>Ping {{ vm.vm0.ip }}</p>"
 
 
 def test_tick_untick_and_progress(tutorial, student, other_student, client_for):

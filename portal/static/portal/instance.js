@@ -267,9 +267,9 @@ class Workspace {
       case "paused":
         return "Paused: the machines keep their state until you resume them.";
       case "stopped":
-        return "This lab is stopped; its machines were deleted.";
+        return "This lab is stopped; its machines were deleted, so the tutorial no longer shows their addresses and logins.";
       case "expired":
-        return "This lab ran out of time and was stopped.";
+        return "This lab ran out of time and was stopped; the tutorial no longer shows its machines' addresses and logins.";
       default:
         return "";
     }
