@@ -3,7 +3,7 @@ a Markdown preview and each student's progress."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from accounts.admin_access import InstructorAdmin, InstructorInline
+from tutorials.authoring import located_warnings, tutorial_machine_names, tutorial_warnings
 from tutorials.media import is_image_name, markdown_snippet, media_delete, media_references
 from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import progress_by_user
@@ -26,6 +27,18 @@ from tutorials.widgets import MarkdownTextarea
 
 MARKDOWN_WIDGETS = {models.TextField: {"widget": MarkdownTextarea}}
 NOT_STORED_YET = "(shown once the upload is saved)"
+
+
+# More warnings than this after one save are summed up in a last message.
+MAX_WARNING_MESSAGES = 20
+
+
+def warn_author(request: HttpRequest, warnings: list[str]) -> None:
+    """Show what to check in the saved Markdown; the save itself went through."""
+    for warning in warnings[:MAX_WARNING_MESSAGES]:
+        messages.warning(request, warning)
+    if len(warnings) > MAX_WARNING_MESSAGES:
+        messages.warning(request, f"... and {len(warnings) - MAX_WARNING_MESSAGES} more warnings.")
 
 
 def saved_rendering(html: str) -> str:
@@ -57,6 +70,10 @@ class TutorialAdmin(InstructorAdmin):
     def get_queryset(self, request):
         queryset = super().get_queryset(request).prefetch_related("labs")
         return queryset.annotate(_page_count=Count("pages"))
+
+    def save_related(self, request, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # the pages and the linked labs
+        warn_author(request, tutorial_warnings(form.instance))
 
     @admin.display(description="pages", ordering="_page_count")
     def page_count(self, tutorial: Tutorial) -> int:
@@ -121,6 +138,11 @@ class TutorialPageAdmin(InstructorAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_step_count=Count("steps"))
+
+    def save_related(self, request, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # the steps
+        page = form.instance
+        warn_author(request, located_warnings(page, machine_names=tutorial_machine_names(page.tutorial)))
 
     @admin.display(description="steps", ordering="_step_count")
     def step_count(self, page: TutorialPage) -> int:

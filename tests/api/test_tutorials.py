@@ -188,3 +188,43 @@ def test_authoring_errors_are_field_errors(tutorial, instructor, client_for, set
     assert duplicate.status_code == 400 and list(duplicate.json()) == ["slug"]
     foreign = client.post("/api/tutorials/intro/steps/", {"page": foreign_page.pk, "text_markdown": "x"})
     assert foreign.status_code == 400 and list(foreign.json()) == ["page"]
+
+
+def test_unknown_variables_and_unclosed_fences_are_saved_with_warnings(tutorial, lab, instructor, client_for):
+    client = client_for(instructor)
+    body = "Ping {{ vm.nosuch.ip }} and {{ vm.VM0.ip }}, shout {{ x | upper }}.\n\n```\nls"
+    page = client.post("/api/tutorials/intro/pages/", {"title": "Typos", "body_markdown": body})
+
+    assert page.status_code == 201, page.content  # warnings never refuse a save
+    assert TutorialPage.objects.get(pk=page.json()["id"]).body_markdown == body
+    assert page.json()["warnings"] == [
+        'Unknown variable {{ vm.nosuch.ip }}: no machine of this tutorial\'s labs is named "nosuch". '
+        "Students would see it as written.",
+        "Unknown variable {{ vm.VM0.ip }}: machine names are lower-case: did you mean {{ vm.vm0.ip }}? "
+        "Students would see it as written.",
+        "{{ x | upper }} is not a variable: only plain names are filled in (no filters or expressions). "
+        "Students would see it as written.",
+        "Variables you can use here: {{ user.username }}, {{ vm.vm0.ip }}, {{ vm.vm0.user }}, "
+        "{{ vm.vm0.password }}.",
+        "The code block opened with ``` on line 3 is never closed, so it shows as plain text. "
+        "End it with a line of exactly ```.",
+    ]
+    step = client.post(
+        "/api/tutorials/intro/steps/", {"page": page.json()["id"], "text_markdown": "{{ vm.vm0.mac }}"}
+    )
+    assert step.status_code == 201
+    assert step.json()["warnings"][0] == (
+        "Unknown variable {{ vm.vm0.mac }}: a machine has ip, user, password, not mac. "
+        "Students would see it as written."
+    )
+    fixed = client.patch(
+        f"/api/tutorials/intro/steps/{step.json()['id']}/", {"text_markdown": "{{ vm.vm0.ip }}"}
+    )
+    assert fixed.json()["warnings"] == []
+    detail = client.get("/api/tutorials/intro/").json()
+    assert sorted(len(p["warnings"]) for p in detail["pages"]) == [0, 0, 5]
+
+
+def test_students_get_no_warnings(tutorial, student, client_for):
+    page = client_for(student).get("/api/tutorials/intro/").json()["pages"][0]
+    assert "warnings" not in page and "warnings" not in page["steps"][0]
