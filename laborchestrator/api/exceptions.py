@@ -11,10 +11,11 @@ from typing import Any
 from django.db.models import ProtectedError
 from django.utils.translation import ngettext
 from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from laborchestrator.ratelimit import RateLimited
 from labs import exceptions as lab_errors
 from vncproxy import tickets
 
@@ -93,6 +94,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = ticket_api_error_for(exc)
     elif isinstance(exc, ProtectedError):
         exc = protected_api_error_for(exc)
+    elif isinstance(exc, RateLimited):  # a throttled sign-in
+        exc = Throttled(wait=exc.wait, detail=exc.reason)  # DRF adds the wait
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, DomainError):
         response.data["code"] = exc.get_codes()
