@@ -386,7 +386,7 @@ def main() -> None:
                         f"ws://{daphne.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
                         for i in range(n)
                     ],
-                    {"Origin": "http://localhost", "Cookie": cookie},
+                    {"Origin": f"http://{daphne.address}", "Cookie": cookie},
                     True,
                     None,
                     (daphne.pid, cluster_pid),
@@ -397,7 +397,7 @@ def main() -> None:
                         f"ws://{raw_daphne.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
                         for i in range(n)
                     ],
-                    {"Origin": "http://localhost", "Cookie": cookie},
+                    {"Origin": f"http://{raw_daphne.address}", "Cookie": cookie},
                     True,
                     None,
                     (raw_daphne.pid, raw_upstream.pid),

@@ -11,13 +11,13 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from vncproxy.origin import ConsoleOriginValidator  # noqa: E402
 from vncproxy.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # ALLOWED_HOSTS plus the embedding origins (EMBED_ALLOWED_ORIGINS).
-        "websocket": ConsoleOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # No origin validator in front: the consumer checks the whole origin (scheme, host, port)
+        # and refuses with a close code and a reason a script can read (vncproxy/origin.py).
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

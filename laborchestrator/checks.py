@@ -4,6 +4,8 @@ from django.conf import settings
 from django.core.checks import Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 
+from laborchestrator.ratelimit import Rate
+
 # A key shorter than this, or with few distinct characters, is guessable.
 MIN_SECRET_KEY_LENGTH = 50
 MIN_SECRET_KEY_UNIQUE_CHARACTERS = 5
@@ -53,4 +55,26 @@ def check_production_settings(app_configs, **kwargs) -> list[Error]:
                 id="laborchestrator.E004",
             )
         )
+    return errors
+
+
+@register()
+def check_rate_settings(app_configs, **kwargs) -> list[Error]:
+    """Every rate limit must parse: a malformed one would fail each request it guards."""
+    rates = {
+        f'REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["{scope}"]': text
+        for scope, text in settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).items()
+    }
+    rates["SIGNIN_THROTTLE_USERNAME"] = settings.SIGNIN_THROTTLE_USERNAME
+    rates["SIGNIN_THROTTLE_ADDRESS"] = settings.SIGNIN_THROTTLE_ADDRESS
+    errors = []
+    for name, text in rates.items():
+        if not text:
+            continue  # switched off
+        try:
+            Rate.parse(text)
+        except ValueError as error:
+            errors.append(
+                Error(f"{name} is not a rate: {text!r}.", hint=str(error), id="laborchestrator.E005")
+            )
     return errors

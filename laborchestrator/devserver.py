@@ -4,6 +4,12 @@ Starts `localcluster` (runtime `qemu` when QEMU and the demo image can be had, `
 points the app at its kubeconfig, migrates, creates the first administrator and the demo content,
 then runs Daphne plus the housekeeping loops (`expire`, `reconcile`) until Ctrl-C, and stops
 everything it started. Set KUBECONFIG to use a real cluster instead of the embedded one.
+
+The embedded cluster keeps its objects in memory: its labs end with it. So on Ctrl-C the app stops
+first, then its running labs are stopped and recorded as such, with the reason, while the cluster
+still answers; then the cluster stops. The children run in sessions of their own, so the
+terminal's Ctrl-C reaches only this process, which stops them in that order (and they die with it
+if it is killed). After a crash the same happens at the next start, before anything else runs.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from localcluster.harness import start_local_cluster
+from localcluster.harness import die_with_parent, start_local_cluster
 from localcluster.qemu.host import ToolsMissing, find_tools
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,6 +32,9 @@ VAR = Path(os.getenv("LABORCHESTRATOR_VAR_DIR", REPO / "var"))
 IMAGES = Path(os.getenv("LOCALCLUSTER_IMAGES", VAR / "localcluster" / "images"))
 QEMU_PACKAGES = "qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage"
 HOUSEKEEPING_INTERVAL_SECONDS = "30"
+LOCAL_CLUSTER_SHUTDOWN = "Stopped because the local cluster shut down (make run ended)."
+# Seconds to wait for the stopped labs' namespaces (and VMs) to be gone at shutdown.
+STOP_LABS_WAIT_SECONDS = "60"
 
 
 def say(message: str) -> None:
@@ -36,8 +45,14 @@ def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True)  # noqa: S603
 
 
-def choose_runtime() -> tuple[str, Path | None]:
-    """`qemu` with a built demo image, or `none` with the reason said out loud."""
+def choose_runtime(requested: str = "") -> tuple[str, Path | None]:
+    """`qemu` with a built demo image, or `none` with the reason said out loud.
+
+    LOCALCLUSTER_RUNTIME=none asks for simulated machines even where QEMU is installed.
+    """
+    if requested == "none":
+        say("Simulated machines (LOCALCLUSTER_RUNTIME=none): a test pattern and an echo console.")
+        return "none", None
     try:
         find_tools()
     except ToolsMissing as missing:
@@ -60,7 +75,20 @@ def choose_runtime() -> tuple[str, Path | None]:
 
 
 def start_processes(commands: Sequence[Sequence[str]], env: dict[str, str]) -> list[subprocess.Popen]:
-    return [subprocess.Popen(list(command), cwd=REPO, env=env) for command in commands]  # noqa: S603
+    return [
+        subprocess.Popen(  # noqa: S603
+            list(command), cwd=REPO, env=env, start_new_session=True, preexec_fn=die_with_parent
+        )
+        for command in commands
+    ]
+
+
+def stop_labs(env: dict[str, str], wait_seconds: str) -> None:
+    """Record the embedded cluster's labs as stopped (deleting what is left of them), with the reason."""
+    try:
+        manage("stop_instances", "--reason", LOCAL_CLUSTER_SHUTDOWN, "--wait", wait_seconds, env=env)
+    except subprocess.CalledProcessError as error:
+        say(f"Could not stop the running labs (exit code {error.returncode}); the next start will.")
 
 
 def stop_processes(processes: list[subprocess.Popen]) -> None:
@@ -74,10 +102,12 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
             process.kill()
 
 
-def serve(host: str, port: int, env: dict[str, str]) -> int:
+def serve(host: str, port: int, env: dict[str, str], *, embedded_cluster: bool) -> int:
     manage("migrate", "--no-input", "--verbosity", "0", env=env)
     manage("ensure_admin", env=env)
     manage("load_demo", env=env)
+    if embedded_cluster:
+        stop_labs(env, "0")  # left over from a run that ended without stopping them (a crash)
     python = sys.executable
     processes = start_processes(
         [
@@ -107,6 +137,9 @@ def serve(host: str, port: int, env: dict[str, str]) -> int:
         return 0
     finally:
         stop_processes(processes)
+        if embedded_cluster:
+            say("Stopping the running labs: the local cluster stops with make run ...")
+            stop_labs(env, STOP_LABS_WAIT_SECONDS)
 
 
 def raise_keyboard_interrupt(signum, frame) -> None:
@@ -123,13 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     if env.get("KUBECONFIG") or env.get("KUBE_IN_CLUSTER") == "1":
         say("Using the cluster from KUBECONFIG / KUBE_IN_CLUSTER; not starting the local cluster.")
-        return serve(args.host, args.port, env)
-    runtime, images = choose_runtime()
+        return serve(args.host, args.port, env, embedded_cluster=False)
+    runtime, images = choose_runtime(env.get("LOCALCLUSTER_RUNTIME", ""))
     say(f"Starting the local cluster (runtime {runtime}) ...")
-    with start_local_cluster(VAR / "localcluster", runtime=runtime, images=images) as cluster:
+    with start_local_cluster(
+        VAR / "localcluster", runtime=runtime, images=images, own_session=True
+    ) as cluster:
         env["KUBECONFIG"] = cluster.kubeconfig
         say(f"Local cluster at {cluster.url}; kubeconfig {cluster.kubeconfig}")
-        return serve(args.host, args.port, env)
+        return serve(args.host, args.port, env, embedded_cluster=True)
 
 
 if __name__ == "__main__":

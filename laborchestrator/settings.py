@@ -93,6 +93,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A rate limit refusing a page's request (a throttled sign-in) becomes a 429 page.
+    "laborchestrator.ratelimit.RateLimitedMiddleware",
 ]
 
 ROOT_URLCONF = "laborchestrator.urls"
@@ -196,7 +198,7 @@ LABS_MAX_INSTANCES_PER_USER = envint("LABS_MAX_INSTANCES_PER_USER", 2)
 
 # --- Channels and cache ---------------------------------------------------------------------------
 # With several app processes, Redis carries what they must share: console kicks between replicas
-# (channel layer) and API throttle counters (cache). One process needs neither.
+# (channel layer) and rate limit counts (laborchestrator/ratelimit.py). One process needs neither.
 REDIS_URL = os.getenv("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -272,6 +274,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+# Failed password sign-ins allowed per user name and per client address (REMOTE_ADDR; behind the
+# ingress, Daphne's --proxy-headers puts the client's address there), as "<count>/<period>".
+# A lock ends at most one period after the failures that caused it (accounts/signin_limits.py).
+SIGNIN_THROTTLE_USERNAME = os.getenv("SIGNIN_THROTTLE_USERNAME", "10/10min")
+SIGNIN_THROTTLE_ADDRESS = os.getenv("SIGNIN_THROTTLE_ADDRESS", "50/10min")
 # Seconds a console ticket (issued by the API for opening a VNC or serial websocket) stays valid.
 CONSOLE_TICKET_SECONDS = envint("CONSOLE_TICKET_SECONDS", 60)
 

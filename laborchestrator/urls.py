@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from laborchestrator import health
+from portal import views as portal_views
 from tutorials.views import media_file
 
 urlpatterns = [
@@ -17,5 +18,6 @@ urlpatterns = [
     path("lti/", include("lti.urls")),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file, name="media"),
     # The student's pages: lab catalog at /, instance pages, embeddable views.
+    path("favicon.ico", portal_views.favicon, name="favicon"),
     path("", include("portal.urls")),
 ]

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from labs import cluster, manifests
 from labs.exceptions import (
@@ -141,15 +142,24 @@ def _check_limits(*, user: Any, lab: Lab) -> None:
     mine = LabInstance.objects.active().filter(owner=user)
     if mine.filter(lab=lab).count() >= lab.instances_per_user:
         raise InstanceLimitReached(
-            f"You may run {lab.instances_per_user} instance(s) of {lab.name!r} at a time; "
-            "stop one before starting another.",
+            ngettext(
+                "You may run %(count)d instance of %(lab)r at a time; stop it before starting another.",
+                "You may run %(count)d instances of %(lab)r at a time; stop one before starting another.",
+                lab.instances_per_user,
+            )
+            % {"count": lab.instances_per_user, "lab": lab.name},
             scope="lab",
             limit=lab.instances_per_user,
         )
     limit = settings.LABS_MAX_INSTANCES_PER_USER
     if not user.is_staff and mine.count() >= limit:
         raise InstanceLimitReached(
-            f"You may run {limit} lab instance(s) at a time across all labs; stop one first.",
+            ngettext(
+                "You may run %(count)d lab instance at a time across all labs; stop it first.",
+                "You may run %(count)d lab instances at a time across all labs; stop one first.",
+                limit,
+            )
+            % {"count": limit},
             scope="user",
             limit=limit,
         )
@@ -393,21 +403,46 @@ def _finish_stop(instance: LabInstance) -> bool:
     return _transition(instance, Status.EXPIRED if expired else Status.STOPPED, stopped_at=now)
 
 
-def instance_stop(*, instance: LabInstance) -> LabInstance:
+def instance_stop(*, instance: LabInstance, reason: str = "") -> LabInstance:
     """Delete the instance's namespace; `stopping` until the cluster says it is gone, then `stopped`.
 
-    Stopping a stopped (or stopping) instance is harmless. Raises InvalidTransition only for states
-    that have nothing to stop, never for "already stopped".
+    `reason`, when the stop is not the user's own doing, is recorded in `last_error` for the owner
+    and staff to read. Stopping a stopped (or stopping) instance is harmless. Raises
+    InvalidTransition only for states that have nothing to stop, never for "already stopped".
     """
     if instance.status in (Status.STOPPED, Status.EXPIRED):
         return instance
-    if instance.status != Status.STOPPING and not _transition(instance, Status.STOPPING):
-        return instance_stop(instance=instance)  # someone else moved it; act on what it is now
+    because = {"last_error": reason[:2000]} if reason else {}
+    if instance.status != Status.STOPPING and not _transition(instance, Status.STOPPING, **because):
+        return instance_stop(instance=instance, reason=reason)  # someone else moved it; act on what it is now
     if instance.namespace:
         _finish_stop(instance)
     else:
         _transition(instance, Status.STOPPED, stopped_at=timezone.now())
     return instance
+
+
+def instances_stop_all(*, reason: str, wait_seconds: float = 0.0) -> list[LabInstance]:
+    """Stop every active instance, recording `reason`, e.g. because the cluster they run in (the
+    local cluster of `make run`) shuts down; wait up to `wait_seconds` for their namespaces to go.
+
+    Returns the instances it acted on, as they are then. One that cannot be stopped now stays
+    `stopping` and `reconcile` finishes it.
+    """
+    instances = list(LabInstance.objects.active())
+    for instance in instances:
+        try:
+            instance_stop(instance=instance, reason=reason)
+        except ClusterError as error:
+            logger.warning("Stopping instance %s: %s", instance.pk, error.message)
+    deadline = time.monotonic() + wait_seconds
+    while any(i.status == Status.STOPPING for i in instances) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        for instance in instances:
+            if instance.status == Status.STOPPING:
+                with contextlib.suppress(ClusterError):
+                    _finish_stop(instance)
+    return instances
 
 
 # --- Pause and resume --------------------------------------------------------------------------------

@@ -90,7 +90,9 @@ class Lab(models.Model):
     namespace_prefix = models.CharField(
         max_length=NAMESPACE_PREFIX_MAX_LENGTH,
         validators=[validate_namespace_prefix],
-        help_text="Instances run in namespaces named '<prefix>-<instance id>'.",
+        # No angle brackets: the admin shows help texts as HTML.
+        help_text="Instances run in namespaces named PREFIX-ID, e.g. networking-42 for instance 42 "
+        "with the prefix networking.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

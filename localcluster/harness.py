@@ -30,6 +30,16 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_PREFIX = "localcluster listening on "
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Between fork and exec: the child gets SIGTERM when its parent dies, however it dies."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 START_TIMEOUT = 15.0
 
 
@@ -184,8 +194,13 @@ def start_local_cluster(
     runtime: str = "none",
     images: Path | str | None = None,
     extra_args: Sequence[str] = (),
+    own_session: bool = False,
 ) -> Iterator[LocalCluster]:
-    """Run `python -m localcluster` until the block ends; the server's log goes to state_dir/server.log."""
+    """Run `python -m localcluster` until the block ends; the server's log goes to state_dir/server.log.
+
+    `own_session`: the server does not get the terminal's Ctrl-C (so its owner can stop what runs
+    on it first, as `make run` does), and dies with its owner all the same.
+    """
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     args = [
@@ -209,7 +224,10 @@ def start_local_cluster(
     env["SSL_CERT_FILE"] = os.devnull
     log_file = state_dir / "server.log"
     with open(log_file, "wb") as log:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, cwd=REPO_ROOT, env=env)  # noqa: S603
+        session = {"start_new_session": True, "preexec_fn": die_with_parent} if own_session else {}
+        process = subprocess.Popen(  # noqa: S603
+            args, stdout=subprocess.PIPE, stderr=log, cwd=REPO_ROOT, env=env, **session
+        )
     cluster: LocalCluster | None = None
     try:
         url = _wait_ready(process, log_file)

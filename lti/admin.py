@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from lti.models import (
     ContextMembership,
@@ -114,4 +115,5 @@ class ScoreSubmissionAdmin(admin.ModelAdmin):
         count = queryset.filter(status=ScoreSubmission.Status.FAILED).update(
             status=ScoreSubmission.Status.PENDING, attempts=0, next_attempt_at=timezone.now()
         )
-        self.message_user(request, f"{count} score(s) queued again for send_grades.", messages.SUCCESS)
+        queued = ngettext("%(count)d score queued", "%(count)d scores queued", count) % {"count": count}
+        self.message_user(request, f"{queued} again for send_grades.", messages.SUCCESS)

@@ -10,8 +10,9 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 
 from labs.models import Lab, LabInstance, LabMachine
@@ -135,3 +136,8 @@ def embed_lab(request: HttpRequest, slug: str) -> HttpResponse:
         "instance_page_url": reverse("portal:embed-instance", args=[0]),
     }
     return render(request, "portal/embed_lab.html", context)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every site, whatever the page names (the admin names none)."""
+    return HttpResponsePermanentRedirect(static("portal/favicon.svg"))

@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from laborchestrator.ratelimit import local_store
+
 # The boundary guard fails the session if anything reads beside the checkout (tests/repository/).
 pytest_plugins = ["localcluster.pytest_plugin", "tests.repository.boundary"]
 
@@ -35,6 +37,15 @@ def require_service(check, name: str, debian_package: str) -> None:
         if os.getenv("LABORCHESTRATOR_REQUIRE_ALL_TESTS") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate limits counted in this process (no REDIS_URL) start empty in every test: the suite signs
+    in as the same few user names from the same address all the time."""
+    local_store.clear()
+    yield
+    local_store.clear()
 
 
 @pytest.fixture

@@ -3,11 +3,12 @@ a Markdown preview and each student's progress."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count
+from django.db.models.fields.files import FieldFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
@@ -17,13 +18,27 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from accounts.admin_access import InstructorAdmin, InstructorInline
-from tutorials.media import media_delete, media_references
+from tutorials.authoring import located_warnings, tutorial_machine_names, tutorial_warnings
+from tutorials.media import is_image_name, markdown_snippet, media_delete, media_references
 from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import progress_by_user
 from tutorials.rendering import render_markdown
 from tutorials.widgets import MarkdownTextarea
 
 MARKDOWN_WIDGETS = {models.TextField: {"widget": MarkdownTextarea}}
+NOT_STORED_YET = "(shown once the upload is saved)"
+
+
+# More warnings than this after one save are summed up in a last message.
+MAX_WARNING_MESSAGES = 20
+
+
+def warn_author(request: HttpRequest, warnings: list[str]) -> None:
+    """Show what to check in the saved Markdown; the save itself went through."""
+    for warning in warnings[:MAX_WARNING_MESSAGES]:
+        messages.warning(request, warning)
+    if len(warnings) > MAX_WARNING_MESSAGES:
+        messages.warning(request, f"... and {len(warnings) - MAX_WARNING_MESSAGES} more warnings.")
 
 
 def saved_rendering(html: str) -> str:
@@ -55,6 +70,10 @@ class TutorialAdmin(InstructorAdmin):
     def get_queryset(self, request):
         queryset = super().get_queryset(request).prefetch_related("labs")
         return queryset.annotate(_page_count=Count("pages"))
+
+    def save_related(self, request, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # the pages and the linked labs
+        warn_author(request, tutorial_warnings(form.instance))
 
     @admin.display(description="pages", ordering="_page_count")
     def page_count(self, tutorial: Tutorial) -> int:
@@ -120,6 +139,11 @@ class TutorialPageAdmin(InstructorAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_step_count=Count("steps"))
 
+    def save_related(self, request, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # the steps
+        page = form.instance
+        warn_author(request, located_warnings(page, machine_names=tutorial_machine_names(page.tutorial)))
+
     @admin.display(description="steps", ordering="_step_count")
     def step_count(self, page: TutorialPage) -> int:
         return page._step_count
@@ -145,14 +169,23 @@ class TutorialPageAdmin(InstructorAdmin):
         return JsonResponse({"html": html})
 
 
+def stored_file(media: TutorialMedia) -> FieldFile | None:
+    """The file the saved row refers to. On a form whose upload was refused, the object carries the
+    refused file, which was never stored: its URL, Markdown and preview would point at nothing."""
+    if media.pk is None:
+        return None
+    stored = TutorialMedia.objects.filter(pk=media.pk).first()
+    return stored.file if stored is not None and stored.file else None
+
+
 @admin.register(TutorialMedia)
 class TutorialMediaAdmin(InstructorAdmin):
     list_display = ("title", "kind", "size", "uploaded_by", "uploaded_at", "markdown_snippet")
     list_filter = ("uploaded_at", "uploaded_by")
     search_fields = ("title", "file")
     list_select_related = ("uploaded_by",)
-    fields = ("title", "file", "markdown_snippet", "url", "thumbnail", "uploaded_by", "uploaded_at")
-    readonly_fields = ("markdown_snippet", "url", "thumbnail", "uploaded_by", "uploaded_at")
+    fields = ("title", "file", "stored_markdown", "url", "thumbnail", "uploaded_by", "uploaded_at")
+    readonly_fields = ("stored_markdown", "url", "thumbnail", "uploaded_by", "uploaded_at")
 
     def save_model(self, request, obj: TutorialMedia, form, change: bool) -> None:
         if obj.uploaded_by_id is None:
@@ -185,18 +218,27 @@ class TutorialMediaAdmin(InstructorAdmin):
         except OSError:
             return "missing"
 
+    # The list shows rows as read from the database; the form's read-only fields show the stored
+    # file (stored_file), whatever the form's object carries after a refused upload.
     @admin.display(description="Markdown to paste")
     def markdown_snippet(self, media: TutorialMedia) -> str:
         return format_html("<code>{}</code>", media.markdown) if media.file else "-"
 
+    @admin.display(description="Markdown to paste")
+    def stored_markdown(self, media: TutorialMedia) -> str:
+        file = stored_file(media)
+        if file is None:
+            return NOT_STORED_YET
+        return format_html("<code>{}</code>", markdown_snippet(media.title, file.url, file.name))
+
     @admin.display(description="URL")
     def url(self, media: TutorialMedia) -> str:
-        return format_html('<a href="{0}">{0}</a>', media.file.url) if media.file else "-"
+        file = stored_file(media)
+        return format_html('<a href="{0}">{0}</a>', file.url) if file is not None else NOT_STORED_YET
 
     @admin.display(description="preview")
     def thumbnail(self, media: TutorialMedia) -> str:
-        if not (media.file and media.is_image):
+        file = stored_file(media)
+        if file is None or not is_image_name(file.name):
             return "-"
-        return format_html(
-            '<img src="{}" alt="" style="max-width: 20rem; max-height: 12rem">', media.file.url
-        )
+        return format_html('<img src="{}" alt="" style="max-width: 20rem; max-height: 12rem">', file.url)

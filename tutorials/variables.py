@@ -4,14 +4,19 @@ The namespace is fixed: `{{ user.username }}` and, for each machine of the stude
 `{{ vm.<name>.ip }}`, `{{ vm.<name>.user }}` and `{{ vm.<name>.password }}`. Values go into HTML
 that was sanitised when the page was saved, so each one is HTML-escaped here. Anything else in
 braces, or a machine without an IP yet, stays visible exactly as written: a typo in a tutorial
-shows up on the page instead of breaking it.
+shows up on the page instead of breaking it (and its author is warned when saving it:
+tutorials.authoring).
+
+One rule for every `vm.*` variable: they are filled in only while the instance's machines exist
+(`FILLED_STATUSES`); once it is stopping, stopped, expired or failed, none is, so a stopped lab
+shows neither addresses nor a login that no longer works (the password stays hidden).
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.core.exceptions import PermissionDenied
@@ -20,6 +25,23 @@ from labs.models import LabInstance
 
 # Markdown leaves braces alone, in code too, so the same pattern works in text, code and attributes.
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
+# What each machine offers as `vm.<name>.<field>`.
+MACHINE_FIELDS = ("ip", "user", "password")
+# Statuses in which the machines exist (or are being created), so their variables are filled in.
+FILLED_STATUSES = (
+    LabInstance.Status.REQUESTED,
+    LabInstance.Status.STARTING,
+    LabInstance.Status.RUNNING,
+    LabInstance.Status.PAUSED,
+)
+
+
+def variable_names(machine_names: Iterable[str]) -> list[str]:
+    """Every variable a page can use when its labs have these machines, in reading order."""
+    names = ["user.username"]
+    for machine in sorted(set(machine_names)):
+        names += [f"vm.{machine}.{field}" for field in MACHINE_FIELDS]
+    return names
 
 
 @dataclass(frozen=True)
@@ -37,11 +59,14 @@ class TutorialContext:
     def for_instance(cls, user, instance: LabInstance, ips: Mapping[str, str]) -> TutorialContext:
         """`ips` maps machine names to addresses, as the cluster reports them (may be partial).
 
-        The machines' passwords are only the owner's (and staff's) to see.
+        The machines' passwords are only the owner's (and staff's) to see. An instance whose
+        machines are gone (or going) fills in nothing but the user.
         """
         if instance.owner_id != user.pk and not user.is_staff:
             raise PermissionDenied("This lab instance belongs to someone else.")
         values = dict(cls.for_user(user).values)
+        if instance.status not in FILLED_STATUSES:
+            return cls(values)
         for machine in instance.machines.all():
             values[f"vm.{machine.name}.user"] = machine.username
             values[f"vm.{machine.name}.password"] = machine.password

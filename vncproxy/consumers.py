@@ -11,9 +11,12 @@ as a bare 1006), with one close code per cause:
 |      |                                           | again, in any process; the newer one wins              |
 | 4401 | Not signed in. / Console ticket refused.  | no session user and no ticket; the ticket is unknown,  |
 |      |                                           | reused, expired, for another console, or its user may  |
-|      |                                           | no longer use the instance; an inactive user           |
+|      |                                           | no longer use the instance; an inactive user; no       |
+|      |                                           | Origin header and no ticket (cookies are ignored then) |
 | 4403 | This lab instance is not yours.           | signed in, but neither the owner nor staff             |
-| 4404 | No such machine in this lab instance.     | unknown instance or machine, or no console of the kind |
+|      | Consoles can only be opened from this ... | the Origin is not one of the site's (origin.py)        |
+| 4404 | No such machine in this lab instance.     | unknown instance or machine, or no console of the kind;|
+|      |                                           | a websocket path that is not a console's               |
 | 4408 | Closed after N min without activity.      | no bytes either way for CONSOLE_IDLE_TIMEOUT_SECONDS   |
 | 4409 | The lab instance is not running (paused). | the instance is neither starting nor running, or the   |
 |      |                                           | cluster said "VMI is not running" (400) before upgrade |
@@ -21,8 +24,8 @@ as a bare 1006), with one close code per cause:
 | 4502 | The connection to the machine was lost... | the upstream websocket ended or dropped: reconnect     |
 | 4503 | The cluster is unavailable; try again...  | the upstream websocket could not be opened             |
 
-A handshake whose Origin is not one of ALLOWED_HOSTS or EMBED_ALLOWED_ORIGINS is refused with
-HTTP 403 before any of this (vncproxy/origin.py): a foreign page learns nothing.
+The Origin is checked first (vncproxy/origin.py): a foreign page is refused before anything is
+looked up, so it learns nothing but the refusal. Unknown websocket paths close with 4404.
 Ticket values are never logged (the query string is not either).
 """
 
@@ -41,12 +44,15 @@ from labs.lifecycle import instance_touch
 from vncproxy import daphne_transport
 from vncproxy.access import StreamAccess, StreamRefused, authorise_stream
 from vncproxy.limits import LimitReached, StreamKey, shared_user_streams, stream_limits
+from vncproxy.origin import header, origin_allowed
 from vncproxy.relay import AsgiBrowser, BrowserSide, Relay
 from vncproxy.upstream import UpstreamConnection, UpstreamNotRunning, UpstreamUnavailable, open_upstream
 
 logger = logging.getLogger(__name__)
 
 REPLACED = (4001, "Replaced by a newer connection to this console.")
+TICKET_REQUIRED = (4401, "A console ticket is required when the request has no Origin header.")
+FOREIGN_ORIGIN = (4403, "Consoles can only be opened from this site's pages.")
 CLUSTER_UNAVAILABLE = (4503, "The cluster is unavailable; try again shortly.")
 # Activity is written at most this often per instance by this process (instance_touch throttles
 # again in the database, across processes).
@@ -102,8 +108,17 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def _authorise(self) -> StreamAccess:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         ticket = (query.get("ticket") or [None])[0]
+        session_user = self.scope.get("user")
+        origin = header(self.scope, b"origin")
+        if origin is None:
+            # Not a browser page: only a ticket may open it, never the cookies it happens to send.
+            if not ticket:
+                raise StreamRefused(*TICKET_REQUIRED, cause="no origin and no ticket")
+            session_user = None
+        elif not origin_allowed(self.scope, origin):
+            raise StreamRefused(*FOREIGN_ORIGIN, cause=f"origin {origin[:100]!r} not allowed")
         return await database_sync_to_async(authorise_stream)(
-            session_user=self.scope.get("user"),
+            session_user=session_user,
             ticket=ticket,
             instance_id=self.instance_id,
             machine_name=self.machine_name,
@@ -219,3 +234,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             relay.bytes_down if relay else 0,
             "daphne" if self.direct is not None else "asgi",
         )
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """A websocket path that is no console's: accepted, then closed with 4404 and why."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=4404, reason="No console at this address.")

@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from vncproxy.consumers import ConsoleConsumer
+from vncproxy.consumers import ConsoleConsumer, UnknownPathConsumer
 
 websocket_urlpatterns = [
     re_path(
@@ -10,4 +10,6 @@ websocket_urlpatterns = [
         r"(?P<kind>vnc|serial)$",
         ConsoleConsumer.as_asgi(),
     ),
+    # Anything else closes with a reason, instead of failing the handshake without one.
+    re_path(r"", UnknownPathConsumer.as_asgi()),
 ]

@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import ProtectedError
+from django.utils.translation import ngettext
 from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from laborchestrator.ratelimit import RateLimited
 from labs import exceptions as lab_errors
 from vncproxy import tickets
 
@@ -81,7 +83,8 @@ def ticket_api_error_for(error: tickets.TicketError) -> APIException:
 def protected_api_error_for(error: ProtectedError) -> APIException:
     names = sorted({str(obj) for obj in error.protected_objects})
     shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-    return InUseError(f"Still used by {len(names)} object(s): {shown}.")
+    count = ngettext("%(count)d object", "%(count)d objects", len(names)) % {"count": len(names)}
+    return InUseError(f"Still used by {count}: {shown}.")
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -91,6 +94,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = ticket_api_error_for(exc)
     elif isinstance(exc, ProtectedError):
         exc = protected_api_error_for(exc)
+    elif isinstance(exc, RateLimited):  # a throttled sign-in
+        exc = Throttled(wait=exc.wait, detail=exc.reason)  # DRF adds the wait
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, DomainError):
         response.data["code"] = exc.get_codes()

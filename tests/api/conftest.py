@@ -26,7 +26,7 @@ def fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def fresh_throttles():
-    """Throttle counters live in the cache; every test starts with none spent."""
+    """Every test starts with nothing cached (rate limits: tests/conftest.py)."""
     cache.clear()
     yield
     cache.clear()

@@ -70,7 +70,7 @@ def test_start_by_lab_id_and_limits_answer_409_with_the_rule(app_cluster, make_l
 
     assert second.status_code == 409
     assert second.json() == {
-        "detail": f"You may run 1 instance(s) of {lab.name!r} at a time; stop one before starting another.",
+        "detail": f"You may run 1 instance of {lab.name!r} at a time; stop it before starting another.",
         "code": "limit_reached",
     }
 

@@ -89,6 +89,7 @@ def test_a_lab_with_instances_cannot_be_deleted(lab, student, instructor, client
 
     assert response.status_code == 409
     assert response.json()["code"] == "in_use"
+    assert response.json()["detail"].startswith("Still used by 1 object: ")
 
 
 def test_lists_are_paginated(make_lab, student, client_for):

@@ -49,15 +49,26 @@ def test_detail_has_ordered_pages_and_steps_with_variables_filled(tutorial, stud
 def test_instance_variables_are_filled_for_the_owner_only(
     tutorial, lab, student, other_student, client_for, make_instance
 ):
-    instance = make_instance(owner=student, lab=lab, status=LabInstance.Status.STOPPED)
+    instance = make_instance(owner=student, lab=lab, status=LabInstance.Status.STARTING)
 
     body = client_for(student).get(f"/api/tutorials/intro/?instance={instance.pk}").json()
 
     assert body["pages"][0]["steps"][1]["text_html"] == "<p>Log in as <code>cirros</code></p>"
-    # A stopped instance has no address: the variable stays as written.
+    # No address yet while it starts: the variable stays as written.
     assert "{{ vm.vm0.ip }}" in body["pages"][1]["steps"][0]["text_html"]
     assert client_for(other_student).get(f"/api/tutorials/intro/?instance={instance.pk}").status_code == 404
     assert client_for(student).get("/api/tutorials/intro/?instance=x").status_code == 400
+
+
+def test_a_stopped_instance_fills_in_no_machine_variable(tutorial, lab, student, client_for, make_instance):
+    # One rule for all of them: once the machines are gone, neither addresses nor logins are shown.
+    instance = make_instance(owner=student, lab=lab, status=LabInstance.Status.STOPPED)
+
+    body = client_for(student).get(f"/api/tutorials/intro/?instance={instance.pk}").json()
+
+    assert body["pages"][0]["body_html"] == "<p>Hello <strong>alice</strong></p>"
+    assert body["pages"][0]["steps"][1]["text_html"] == "<p>Log in as <code>{{ vm.vm0.user }}</code></p>"
+    assert body["pages"][1]["steps"][0]["text_html"] == "<p>Ping {{ vm.vm0.ip }}</p>"
 
 
 def test_tick_untick_and_progress(tutorial, student, other_student, client_for):
@@ -177,3 +188,43 @@ def test_authoring_errors_are_field_errors(tutorial, instructor, client_for, set
     assert duplicate.status_code == 400 and list(duplicate.json()) == ["slug"]
     foreign = client.post("/api/tutorials/intro/steps/", {"page": foreign_page.pk, "text_markdown": "x"})
     assert foreign.status_code == 400 and list(foreign.json()) == ["page"]
+
+
+def test_unknown_variables_and_unclosed_fences_are_saved_with_warnings(tutorial, lab, instructor, client_for):
+    client = client_for(instructor)
+    body = "Ping {{ vm.nosuch.ip }} and {{ vm.VM0.ip }}, shout {{ x | upper }}.\n\n```\nls"
+    page = client.post("/api/tutorials/intro/pages/", {"title": "Typos", "body_markdown": body})
+
+    assert page.status_code == 201, page.content  # warnings never refuse a save
+    assert TutorialPage.objects.get(pk=page.json()["id"]).body_markdown == body
+    assert page.json()["warnings"] == [
+        'Unknown variable {{ vm.nosuch.ip }}: no machine of this tutorial\'s labs is named "nosuch". '
+        "Students would see it as written.",
+        "Unknown variable {{ vm.VM0.ip }}: machine names are lower-case: did you mean {{ vm.vm0.ip }}? "
+        "Students would see it as written.",
+        "{{ x | upper }} is not a variable: only plain names are filled in (no filters or expressions). "
+        "Students would see it as written.",
+        "Variables you can use here: {{ user.username }}, {{ vm.vm0.ip }}, {{ vm.vm0.user }}, "
+        "{{ vm.vm0.password }}.",
+        "The code block opened with ``` on line 3 is never closed, so it shows as plain text. "
+        "End it with a line of exactly ```.",
+    ]
+    step = client.post(
+        "/api/tutorials/intro/steps/", {"page": page.json()["id"], "text_markdown": "{{ vm.vm0.mac }}"}
+    )
+    assert step.status_code == 201
+    assert step.json()["warnings"][0] == (
+        "Unknown variable {{ vm.vm0.mac }}: a machine has ip, user, password, not mac. "
+        "Students would see it as written."
+    )
+    fixed = client.patch(
+        f"/api/tutorials/intro/steps/{step.json()['id']}/", {"text_markdown": "{{ vm.vm0.ip }}"}
+    )
+    assert fixed.json()["warnings"] == []
+    detail = client.get("/api/tutorials/intro/").json()
+    assert sorted(len(p["warnings"]) for p in detail["pages"]) == [0, 0, 5]
+
+
+def test_students_get_no_warnings(tutorial, student, client_for):
+    page = client_for(student).get("/api/tutorials/intro/").json()["pages"][0]
+    assert "warnings" not in page and "warnings" not in page["steps"][0]

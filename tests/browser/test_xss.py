@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from labs.models import LabInstance
 from tutorials.models import Step, Tutorial, TutorialPage
 
 from .conftest import sign_in
@@ -42,7 +43,11 @@ def test_script_in_a_tutorial_does_not_run(page, server, django_user_model, scre
         tutorial=tutorial, title="<b>Page</b> title", order=5, body_markdown=MARKDOWN
     )
     Step.objects.create(page=hostile, text_markdown=f"Password: {{{{ vm.alpha.password }}}} {MARKDOWN}")
-    instance = record_instance(owner=student, lab=lab, password=HOSTILE_PASSWORD)
+    # Requested: its machines' variables are filled in (a stopped instance fills in none), and the
+    # page asks no cluster about it.
+    instance = record_instance(
+        owner=student, lab=lab, password=HOSTILE_PASSWORD, status=LabInstance.Status.REQUESTED
+    )
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
 

@@ -54,3 +54,24 @@ def test_manage_check_fails_in_unsafe_production(settings):
     settings.DEBUG = True
     with pytest.raises(SystemCheckError, match="DEBUG is on in production"):
         call_command("check")
+
+
+def test_a_malformed_rate_limit_is_refused_at_start_up(settings):
+    from django.core.checks import run_checks
+
+    settings.SIGNIN_THROTTLE_ADDRESS = "fifty per hour"
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"instance_start": "30/hr"},
+    }
+    errors = [error for error in run_checks() if error.id == "laborchestrator.E005"]
+    assert [error.msg for error in errors] == [
+        """REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["instance_start"] is not a rate: '30/hr'.""",
+        "SIGNIN_THROTTLE_ADDRESS is not a rate: 'fifty per hour'.",
+    ]
+    settings.SIGNIN_THROTTLE_ADDRESS = ""  # off is fine
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"instance_start": "30/hour"},
+    }
+    assert not [error for error in run_checks() if error.id == "laborchestrator.E005"]

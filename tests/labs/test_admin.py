@@ -93,3 +93,11 @@ def test_instances_are_listed_read_only(client, instructor, student, image):
     assert detail.status_code == 200
     assert client.post(f"/admin/labs/labinstance/{instance.pk}/delete/", {"post": "yes"}).status_code == 403
     assert LabInstance.objects.filter(pk=instance.pk).exists()
+
+
+def test_the_namespace_prefix_help_text_shows_the_name_pattern(client, instructor):
+    # Angle brackets in a help text are HTML to the admin: "<prefix>-<instance id>" once vanished.
+    client.force_login(instructor)
+    page = client.get("/admin/labs/lab/add/").content.decode()
+    help_text = page.split('id="id_namespace_prefix_helptext"', 1)[1].split("</div>", 1)[0]
+    assert "PREFIX-ID" in help_text and "e.g. networking-42" in help_text

@@ -117,3 +117,21 @@ def test_the_quota_refuses_a_machine_more_than_the_lab_declares(
 
     assert raised.value.status == 403
     assert "exceeded quota" in raised.value.body
+
+
+@pytest.mark.django_db
+def test_limit_messages_count_in_words_not_with_parentheses(app_cluster, make_lab, student, settings):
+    settings.LABS_MAX_INSTANCES_PER_USER = 2
+    lab = make_lab(instances_per_user=2)
+    lifecycle.instance_start(user=student, lab=lab)
+    lifecycle.instance_start(user=student, lab=lab)
+    with pytest.raises(InstanceLimitReached) as per_lab:
+        lifecycle.instance_start(user=student, lab=lab)
+    assert per_lab.value.message == (
+        f"You may run 2 instances of {lab.name!r} at a time; stop one before starting another."
+    )
+    with pytest.raises(InstanceLimitReached) as across_labs:
+        lifecycle.instance_start(user=student, lab=make_lab())
+    assert (
+        across_labs.value.message == "You may run 2 lab instances at a time across all labs; stop one first."
+    )

@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from labs.models import Lab
+from labs.models import Lab, VMImage
 from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import step_tick
 
@@ -294,3 +294,89 @@ def test_media_a_page_refers_to_cannot_be_deleted_in_the_admin(instructor_client
     assert "refers to “Used”" in response.content.decode()
     assert TutorialMedia.objects.filter(pk=media.pk).exists()
     assert Path(media.file.path).exists()
+
+
+def test_a_refused_upload_offers_no_markdown_or_link_to_a_file_never_stored(instructor_client, settings):
+    settings.TUTORIAL_MEDIA_MAX_BYTES = 1024
+    huge = SimpleUploadedFile("huge.png", PNG + b"\x00" * 2048, content_type="image/png")
+    response = instructor_client.post(
+        reverse("admin:tutorials_tutorialmedia_add"), {"title": "Huge", "file": huge}
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "uploads may be at most 1.0\xa0KB" in page
+    assert "huge.png" not in page.replace('value="huge.png"', "")  # no snippet, URL or preview
+    assert "/media/" not in page
+    assert not TutorialMedia.objects.exists()
+
+
+def test_a_refused_replacement_keeps_showing_the_stored_file(instructor_client, settings):
+    media = upload_image(instructor_client)
+    settings.TUTORIAL_MEDIA_MAX_BYTES = 1024
+    huge = SimpleUploadedFile("huge.png", PNG + b"\x00" * 2048, content_type="image/png")
+    url = reverse("admin:tutorials_tutorialmedia_change", args=[media.pk])
+    page = instructor_client.post(url, {"title": "Topology", "file": huge}).content.decode()
+    assert "uploads may be at most 1.0\xa0KB" in page
+    assert f"![Topology]({media.file.url})" in page
+    assert "/media/huge.png" not in page
+
+
+def admin_messages(response) -> list[tuple[str, str]]:
+    return [(message.level_tag, message.message) for message in response.context["messages"]]
+
+
+def test_saving_a_page_with_unknown_variables_warns_and_saves(instructor_client, make_tutorial):
+    tutorial = make_tutorial("ospf")
+    lab = Lab.objects.create(name="Two routers", slug="two-routers", namespace_prefix="routers")
+    image = VMImage.objects.create(
+        name="Router", container_disk_image="example.org/router:1", default_username="r"
+    )
+    for name in ("r1", "r2"):
+        lab.machines.create(name=name, image=image)
+    tutorial.labs.add(lab)
+    page = tutorial.pages.first()
+    url = reverse("admin:tutorials_tutorialpage_change", args=[page.pk])
+    body = "Ping {{ vm.R2.ip }}.\n\n~~~\nip route"
+    response = instructor_client.post(url, page_form(page, body, ["Check {{ vm.r3.ip }}"]), follow=True)
+
+    page.refresh_from_db()
+    assert page.body_markdown == body  # saved anyway
+    shown = admin_messages(response)
+    assert any(level == "success" and "was changed successfully" in text for level, text in shown)
+    warnings = [text for level, text in shown if level == "warning"]
+    assert warnings == [
+        'Page "Page 0": Unknown variable {{ vm.R2.ip }}: machine names are lower-case: did you mean '
+        "{{ vm.r2.ip }}? Students would see it as written.",
+        'Page "Page 0": Variables you can use here: {{ user.username }}, {{ vm.r1.ip }}, {{ vm.r1.user }}, '
+        "{{ vm.r1.password }}, {{ vm.r2.ip }}, {{ vm.r2.user }}, {{ vm.r2.password }}.",
+        'Page "Page 0": The code block opened with ~~~ on line 3 is never closed, so it shows as plain '
+        "text. End it with a line of exactly ~~~.",
+        'Page "Page 0", step 0: Unknown variable {{ vm.r3.ip }}: no machine of this tutorial\'s labs is '
+        'named "r3". Students would see it as written.',
+        'Page "Page 0", step 0: Variables you can use here: {{ user.username }}, {{ vm.r1.ip }}, '
+        "{{ vm.r1.user }}, {{ vm.r1.password }}, {{ vm.r2.ip }}, {{ vm.r2.user }}, {{ vm.r2.password }}.",
+    ]
+
+
+def test_saving_a_tutorial_checks_its_pages_against_its_labs(instructor_client):
+    lab = Lab.objects.create(name="Two routers", slug="two-routers", namespace_prefix="routers")
+    data = tutorial_form(lab, [("Setup", "Log in to `{{ vm.r1.ip }}` as {{ user.name }}.")])
+    response = instructor_client.post(reverse("admin:tutorials_tutorial_add"), data, follow=True)
+
+    assert Tutorial.objects.filter(slug="routing-basics").exists()
+    warnings = [text for level, text in admin_messages(response) if level == "warning"]
+    assert warnings[0] == (
+        'Page "Setup": Unknown variable {{ vm.r1.ip }}: this tutorial is not linked to a lab with machines. '
+        "Students would see it as written."
+    )
+    assert warnings[1].startswith(
+        'Page "Setup": Unknown variable {{ user.name }}: variables are user.username'
+    )
+    assert warnings[2] == 'Page "Setup": Variables you can use here: {{ user.username }}.'
+
+
+def test_a_clean_page_saves_without_warnings(instructor_client, make_tutorial):
+    page = make_tutorial("ospf").pages.first()
+    url = reverse("admin:tutorials_tutorialpage_change", args=[page.pk])
+    response = instructor_client.post(url, page_form(page, "Hello {{ user.username }}", ["Go"]), follow=True)
+    assert [level for level, _ in admin_messages(response)] == ["success"]

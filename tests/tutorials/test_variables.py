@@ -120,6 +120,24 @@ def test_for_instance_fills_each_machine_and_leaves_missing_ips_as_written(stude
     assert html == "alice 10.0.0.5 webuser web-pw {{ vm.db.ip }} dbuser db-pw"
 
 
+@pytest.mark.parametrize(
+    "status",
+    [
+        LabInstance.Status.STOPPING,
+        LabInstance.Status.STOPPED,
+        LabInstance.Status.EXPIRED,
+        LabInstance.Status.FAILED,
+    ],
+)
+def test_an_instance_whose_machines_are_gone_fills_in_no_machine_variable(student, instance, status):
+    instance.status = status
+    context = TutorialContext.for_instance(student, instance, {"web": "10.0.0.5"})
+    html = fill_variables(
+        "{{ user.username }} {{ vm.web.ip }} {{ vm.web.user }} {{ vm.web.password }}", context
+    )
+    assert html == "alice {{ vm.web.ip }} {{ vm.web.user }} {{ vm.web.password }}"
+
+
 def test_for_instance_refuses_other_students(other_student, instance):
     with pytest.raises(PermissionDenied):
         TutorialContext.for_instance(other_student, instance, {})

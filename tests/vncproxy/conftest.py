@@ -118,12 +118,18 @@ def console_path(
 
 
 def communicator(
-    path: str, *, cookie: bytes | None = None, origin: bytes | None = ORIGIN[1], subprotocols=None
+    path: str,
+    *,
+    cookie: bytes | None = None,
+    origin: bytes | None = ORIGIN[1],
+    subprotocols=None,
+    host: bytes = b"localhost",
+    extra_headers: list[tuple[bytes, bytes]] = (),
 ) -> WebsocketCommunicator:
     """A websocket client on the whole ASGI stack (origin check, sessions, routing)."""
     from laborchestrator.asgi import application
 
-    headers = [(b"host", b"localhost")]
+    headers = [(b"host", host), *extra_headers]
     if origin is not None:
         headers.append((b"origin", origin))
     if cookie is not None:

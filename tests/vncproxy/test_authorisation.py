@@ -60,11 +60,87 @@ async def test_anonymous_is_refused_as_not_signed_in(instance):
     assert await refused_with(console_path(instance.pk)) == (4401, "Not signed in.")
 
 
-async def test_foreign_origin_is_refused_before_the_upgrade(instance, student):
+FOREIGN = (4403, "Consoles can only be opened from this site's pages.")
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        b"https://evil.example",
+        b"http://localhost:1",  # another port of our host: cookies are not separated by port
+        b"https://localhost",  # another scheme
+        b"http://localhost.evil.example",
+        b"null",  # a sandboxed frame or a file
+        b"not an origin",
+    ],
+)
+async def test_other_origins_are_refused_with_a_reason_before_anything_is_looked_up(
+    instance, student, origin
+):
     cookie = await database_sync_to_async(session_cookie)(student)
-    comm = communicator(console_path(instance.pk), cookie=cookie, origin=b"https://evil.example")
-    connected, _ = await comm.connect(5)
-    assert not connected  # HTTP 403: a foreign page learns nothing
+    assert await refused_with(console_path(instance.pk), cookie=cookie, origin=origin) == FOREIGN
+
+
+async def test_the_sites_own_origin_with_its_port_is_allowed(instance, student):
+    cookie = await database_sync_to_async(session_cookie)(student)
+    path = console_path(instance.pk)
+    assert await opens(path, cookie=cookie, host=b"localhost:8000", origin=b"http://localhost:8000") is True
+    assert (
+        await refused_with(path, cookie=cookie, host=b"localhost:8000", origin=b"http://localhost") == FOREIGN
+    )
+    # A Host outside ALLOWED_HOSTS names no origin of ours.
+    assert (
+        await refused_with(path, cookie=cookie, host=b"evil.example", origin=b"http://evil.example")
+        == FOREIGN
+    )
+
+
+async def test_behind_a_tls_proxy_the_forwarded_scheme_counts(instance, student, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    cookie = await database_sync_to_async(session_cookie)(student)
+    path = console_path(instance.pk)
+    forwarded = [(b"x-forwarded-proto", b"https")]
+    assert await opens(path, cookie=cookie, origin=b"https://localhost", extra_headers=forwarded) is True
+    assert (
+        await refused_with(path, cookie=cookie, origin=b"http://localhost", extra_headers=forwarded)
+        == FOREIGN
+    )
+    assert await refused_with(path, cookie=cookie, origin=b"https://localhost") == FOREIGN  # no header
+
+
+async def test_site_url_and_csrf_trusted_origins_are_allowed(instance, student, settings):
+    settings.SITE_URL = "https://labs.example.org/"
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.net"]
+    cookie = await database_sync_to_async(session_cookie)(student)
+    path = console_path(instance.pk)
+    assert await opens(path, cookie=cookie, origin=b"https://labs.example.org") is True
+    assert await opens(path, cookie=cookie, origin=b"https://www.example.net") is True
+    assert await refused_with(path, cookie=cookie, origin=b"http://www.example.net") == FOREIGN
+
+
+async def test_without_an_origin_a_ticket_opens_and_a_session_cookie_does_not(instance, student):
+    # A script holding a ticket sends no Origin; a ticket is not an ambient credential.
+    value, _ = await database_sync_to_async(ticket_issue)(
+        user=student, instance=instance, machine_name="vm0", kind="serial"
+    )
+    cookie = await database_sync_to_async(session_cookie)(student)
+    assert await opens(console_path(instance.pk, ticket=value), origin=None) is True
+    assert await refused_with(console_path(instance.pk), cookie=cookie, origin=None) == (
+        4401,
+        "A console ticket is required when the request has no Origin header.",
+    )
+
+
+async def test_a_ticket_from_a_foreign_page_is_refused(instance, student):
+    value, _ = await database_sync_to_async(ticket_issue)(
+        user=student, instance=instance, machine_name="vm0", kind="serial"
+    )
+    path = console_path(instance.pk, ticket=value)
+    assert await refused_with(path, origin=b"https://evil.example") == FOREIGN
+
+
+async def test_a_path_that_is_no_console_closes_with_a_reason(student):
+    assert await refused_with("/ws/nothing-here", origin=None) == (4404, "No console at this address.")
 
 
 async def test_embedding_origin_is_allowed(instance, student, settings):

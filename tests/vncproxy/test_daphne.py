@@ -35,7 +35,7 @@ def daphne(django_db_setup, django_db_blocker, local_cluster, tmp_path_factory):
 
 
 def ws(server, path: str, cookie: bytes | None = None):
-    headers = {"Origin": "http://localhost"}
+    headers = {"Origin": f"http://{server.address}"}  # a page of the server's own origin
     if cookie:
         headers["Cookie"] = cookie.decode()
     url = f"ws://{server.address}{path}"

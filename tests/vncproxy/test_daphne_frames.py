@@ -78,7 +78,7 @@ class RawWebSocket:
             "Connection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n"
-            "Origin: http://localhost\r\n"
+            f"Origin: http://{address}\r\n"
             f"Cookie: {cookie.decode()}\r\n"
             "\r\n"
         )

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from accounts.api.serializers import UserSummarySerializer
 from laborchestrator.api.serializers import ModelCleanMixin
 from labs.models import Lab
+from tutorials.authoring import markdown_warnings, tutorial_machine_names
 from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import Progress
 from tutorials.variables import TutorialContext, fill_variables
@@ -21,6 +22,21 @@ from tutorials.variables import TutorialContext, fill_variables
 def _filled(serializer: serializers.Serializer, html_text: str) -> str:
     context: TutorialContext | None = serializer.context.get("tutorial_context")
     return html_text if context is None else fill_variables(html_text, context)
+
+
+WARNINGS_HELP = (
+    "What the author should check: variables that will never be filled in (with the ones that "
+    "exist for the machines of the tutorial's labs) and code blocks that are never closed. They do "
+    "not stop a save."
+)
+
+
+def _warnings(serializer: serializers.Serializer, tutorial: Tutorial, source: str) -> list[str]:
+    """Warnings about `source`; the machine names are looked up once per tutorial and response."""
+    cache: dict[int, list[str]] = serializer.context.setdefault("machine_names", {})
+    if tutorial.pk not in cache:
+        cache[tutorial.pk] = tutorial_machine_names(tutorial)
+    return markdown_warnings(source, machine_names=cache[tutorial.pk])
 
 
 class TutorialSerializer(ModelCleanMixin, serializers.ModelSerializer):
@@ -54,9 +70,15 @@ class StepSerializer(serializers.ModelSerializer):
 class StaffStepSerializer(ModelCleanMixin, StepSerializer):
     """A step as instructors write it; `text_markdown` is rendered into `text_html` on save."""
 
+    warnings = serializers.SerializerMethodField(help_text=WARNINGS_HELP)
+
     class Meta(StepSerializer.Meta):
-        fields = [*StepSerializer.Meta.fields, "text_markdown"]
-        read_only_fields = ["id", "text_html", "ticked"]
+        fields = [*StepSerializer.Meta.fields, "text_markdown", "warnings"]
+        read_only_fields = ["id", "text_html", "ticked", "warnings"]
+
+    def get_warnings(self, step: Step) -> list[str]:
+        tutorial = self.context.get("tutorial") or step.page.tutorial  # the nested views know it
+        return _warnings(self, tutorial, step.text_markdown)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -83,10 +105,14 @@ class StaffPageSerializer(ModelCleanMixin, PageSerializer):
     """A page as instructors write it; `body_markdown` is rendered into `body_html` on save."""
 
     steps = StaffStepSerializer(many=True, read_only=True)
+    warnings = serializers.SerializerMethodField(help_text=WARNINGS_HELP)
 
     class Meta(PageSerializer.Meta):
-        fields = [*PageSerializer.Meta.fields, "body_markdown"]
-        read_only_fields = ["id", "body_html", "steps"]
+        fields = [*PageSerializer.Meta.fields, "body_markdown", "warnings"]
+        read_only_fields = ["id", "body_html", "steps", "warnings"]
+
+    def get_warnings(self, page: TutorialPage) -> list[str]:
+        return _warnings(self, self.context.get("tutorial") or page.tutorial, page.body_markdown)
 
     def instance_for_clean(self, attrs: dict[str, Any]) -> TutorialPage:
         page = super().instance_for_clean(attrs)

@@ -5,6 +5,8 @@ Safe to run in several processes at once: each instance is claimed with a condit
 in a cluster, a CronJob running it once a minute does the same.
 """
 
+from django.utils.translation import ngettext
+
 from laborchestrator.periodic import PeriodicCommand
 from labs.exceptions import ClusterError
 from labs.lifecycle import instance_expire_due
@@ -20,4 +22,5 @@ class Command(PeriodicCommand):
             self.stderr.write(f"expire: {error.message}")
             return
         if claimed:
-            self.stdout.write(f"Stopping {len(claimed)} expired instance(s): {', '.join(map(str, claimed))}")
+            count = ngettext("%(count)d expired instance", "%(count)d expired instances", len(claimed))
+            self.stdout.write(f"Stopping {count % {'count': len(claimed)}}: {', '.join(map(str, claimed))}")

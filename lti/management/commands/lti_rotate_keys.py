@@ -5,6 +5,7 @@ URL follow by themselves; one configured with a pasted "RSA key" needs the new p
 """
 
 from django.core.management.base import BaseCommand
+from django.utils.translation import ngettext
 
 from lti.keys import rotate_keys
 
@@ -18,5 +19,6 @@ class Command(BaseCommand):
         rotation = rotate_keys()
         self.stdout.write(
             f"New key {rotation.new_key.kid}; retired {rotation.retired}, "
-            f"deleted {rotation.deleted} expired key(s)."
+            + ngettext("deleted %(count)d expired key.", "deleted %(count)d expired keys.", rotation.deleted)
+            % {"count": rotation.deleted}
         )

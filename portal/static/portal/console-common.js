@@ -123,7 +123,8 @@ export class ConsoleView {
   closed(code, reason) {
     const lived = this.openedAt ? Date.now() - this.openedAt : 0;
     if (lived > STABLE_AFTER_MS) this.attempt = 0;
-    const message = CLOSE_MESSAGES[code] || reason || `The connection closed (${code}).`;
+    // 4403 has two causes (not yours, or a page of another origin): the server's reason says which.
+    const message = (code === 4403 && reason) || CLOSE_MESSAGES[code] || reason || `The connection closed (${code}).`;
     if (this.running && (TRANSIENT.has(code) || !CLOSE_MESSAGES[code])) {
       this.retry(message);
     } else {

@@ -241,6 +241,8 @@ class Workspace {
     this.buttons.stop.hidden = FINISHED.has(data.status) || data.status === "stopping";
     for (const machine of data.machines) this.machines.get(machine.name)?.update(data.status, machine);
     if (data.status === "failed") this.showMessage(data.last_error || "The lab failed to start.", "error");
+    // A stop that was not the student's own (e.g. the local cluster shut down) says why.
+    else if (data.status === "stopped" && data.last_error) this.showMessage(`${data.last_error} ${this.describe()}`, "");
     else this.showMessage(this.describe(), "");
     // Addresses arrived or changed: the tutorial's {{ vm.NAME.ip }} can be filled in now. The first
     // answer reloads it too if it has any address: the tutorial's first load may have been answered
@@ -267,9 +269,9 @@ class Workspace {
       case "paused":
         return "Paused: the machines keep their state until you resume them.";
       case "stopped":
-        return "This lab is stopped; its machines were deleted.";
+        return "This lab is stopped; its machines were deleted, so the tutorial no longer shows their addresses and logins.";
       case "expired":
-        return "This lab ran out of time and was stopped.";
+        return "This lab ran out of time and was stopped; the tutorial no longer shows its machines' addresses and logins.";
       default:
         return "";
     }
