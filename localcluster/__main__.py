@@ -18,7 +18,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from localcluster.app import DEFAULT_RBAC, DEFAULT_SCHEMAS, ServerConfig, serve  # noqa: E402
-from localcluster.quota import DEFAULT_MEMORY_OVERHEAD, parse_quantity  # noqa: E402
+from localcluster.launcher import KubeVirtConfig  # noqa: E402
 from localcluster.runtimes import RUNTIMES  # noqa: E402
 
 
@@ -65,10 +65,15 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         help="time a deleted namespace stays Terminating before it is emptied (default 50)",
     )
     parser.add_argument(
-        "--launcher-memory-overhead",
-        default=DEFAULT_MEMORY_OVERHEAD,
-        help=f"memory a VMI's launcher pod requests beyond the guest's, for quota "
-        f"(default {DEFAULT_MEMORY_OVERHEAD})",
+        "--kubevirt-config",
+        type=Path,
+        help="YAML or JSON of a KubeVirt CR's spec.configuration (cpuAllocationRatio, "
+        "additionalGuestMemoryOverheadRatio, supportContainerResources, ...): how launcher pods are sized",
+    )
+    parser.add_argument(
+        "--image-list",
+        type=Path,
+        help="none runtime: the images that exist, one reference per line; others fail to pull",
     )
     parser.add_argument(
         "--watch-history",
@@ -78,6 +83,15 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
+    kubevirt = KubeVirtConfig()
+    if args.kubevirt_config is not None:
+        import yaml  # only this option needs it
+
+        try:
+            configuration = yaml.safe_load(args.kubevirt_config.read_text()) or {}
+            kubevirt = KubeVirtConfig.from_configuration(configuration)
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+            parser.error(f"--kubevirt-config {args.kubevirt_config}: {exc}")
     logging.basicConfig(
         level=args.log_level.upper(), format="localcluster %(levelname)s %(name)s: %(message)s"
     )
@@ -91,7 +105,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         schemas=args.schemas,
         phase_delay=args.phase_delay_ms / 1000,
         finalize_delay=args.finalize_delay_ms / 1000,
-        memory_overhead=parse_quantity(args.launcher_memory_overhead),
+        kubevirt=kubevirt,
+        image_list=args.image_list,
         watch_history=args.watch_history,
     )
 

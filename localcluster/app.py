@@ -8,7 +8,6 @@ import signal
 import ssl
 import sys
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from aiohttp import web
 from localcluster import kubeconfig, tls
 from localcluster.cluster import Cluster, ClusterOptions
 from localcluster.faults import Faults
-from localcluster.quota import DEFAULT_MEMORY_OVERHEAD, parse_quantity
+from localcluster.launcher import KubeVirtConfig
 from localcluster.rbac import Authorizer, default_identities
 from localcluster.resources import RESOURCE_TYPES
 from localcluster.server import ApiServer
@@ -43,7 +42,8 @@ class ServerConfig:
     schemas: Path = DEFAULT_SCHEMAS
     phase_delay: float = 0.02
     finalize_delay: float = 0.05
-    memory_overhead: Fraction = field(default_factory=lambda: parse_quantity(DEFAULT_MEMORY_OVERHEAD))
+    kubevirt: KubeVirtConfig = field(default_factory=KubeVirtConfig)
+    image_list: Path | None = None
     watch_history: int = 10000
 
 
@@ -71,21 +71,25 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     identities = default_identities()
     authorizer = Authorizer.from_file(config.rbac)
     schemas = Schemas(config.schemas)
+    faults = Faults()
     runtime_options: dict[str, Any] = {"phase_delay": config.phase_delay}
     if config.images is not None:
         runtime_options["images"] = config.images
+    if config.image_list is not None:
+        runtime_options["image_list"] = config.image_list
     cluster = Cluster(
         schemas,
         ClusterOptions(
             runtime=config.runtime,
             runtime_options=runtime_options,
             finalize_delay=config.finalize_delay,
-            memory_overhead=config.memory_overhead,
+            kubevirt=config.kubevirt,
             watch_history=config.watch_history,
             extra_namespaces=_namespaces_in_manifest(config.rbac),
         ),
+        faults,
     )
-    api = ApiServer(cluster, authorizer, identities, Faults())
+    api = ApiServer(cluster, authorizer, identities, faults)
 
     ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ssl_context.load_cert_chain(tls_files.server_cert, tls_files.server_key)

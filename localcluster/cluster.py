@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from localcluster import errors, patching, quota
+from localcluster import errors, launcher, patching, quota
 from localcluster.errors import ApiError, Cause
+from localcluster.faults import Faults
 from localcluster.resources import (
     EVENTS,
     NAMESPACES,
@@ -40,6 +42,7 @@ from localcluster.runtimes import (
     Runtime,
     StreamKind,
     StreamUnavailable,
+    image_not_found,
     make_runtime,
 )
 from localcluster.selectors import field_matcher, label_matcher
@@ -62,6 +65,13 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 VMI_FINALIZER = "foregroundDeleteVirtualMachine"
 GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what the apiserver's name generator uses
 POD_NETWORK = ipaddress.IPv4Network("10.244.0.0/16")
+NODE_NAME = "localcluster"
+# The kubelet's image pull back-off (pkg/kubelet/images: 10 s doubling to 5 min). It reports
+# ErrImagePull when a pull fails, and ImagePullBackOff from its next sync until the next attempt.
+IMAGE_PULL_BACKOFF_SECONDS = (10.0, 300.0)
+IMAGE_PULL_NEXT_SYNC_SECONDS = 1.0
+# virt-handler's reason on a failed SyncVMI (pkg/virt-handler/vm.go handleSyncError).
+SYNC_FAILED_REASON = "Synchronizing with the Domain failed."
 SERVICE_NETWORK = ipaddress.IPv4Network("10.96.0.0/16")
 
 
@@ -72,9 +82,8 @@ class ClusterOptions:
     # How long the namespace controller waits before emptying a Terminating namespace. Real clusters
     # take seconds; tests use a few milliseconds.
     finalize_delay: float = 0.05
-    memory_overhead: Fraction = field(
-        default_factory=lambda: quota.parse_quantity(quota.DEFAULT_MEMORY_OVERHEAD)
-    )
+    # The KubeVirt CR's spec.configuration: how launcher pods are sized (localcluster/launcher.py).
+    kubevirt: launcher.KubeVirtConfig = field(default_factory=launcher.KubeVirtConfig)
     # Watch events kept for resuming from a resourceVersion (older ones answer 410 Gone).
     watch_history: int = 10000
     # Namespaces that exist from the start besides the system ones (where the app's account lives).
@@ -100,13 +109,26 @@ def _launcher_pod_name(vmi: Obj) -> str:
     return f"virt-launcher-{vmi['metadata']['name']}-{suffix}"
 
 
+@dataclass
+class _LauncherPod:
+    """A VMI's virt-launcher pod once it exists: what it counts against quota and the node."""
+
+    name: str
+    resources: quota.PodResources
+    scheduled: bool = False
+    task: asyncio.Task[None] | None = None
+
+
 def _body_without(obj: Obj, *keys: str) -> Obj:
     return {k: v for k, v in obj.items() if k not in keys}
 
 
 class Cluster:
-    def __init__(self, schemas: Schemas, options: ClusterOptions | None = None) -> None:
+    def __init__(
+        self, schemas: Schemas, options: ClusterOptions | None = None, faults: Faults | None = None
+    ) -> None:
         self.options = options or ClusterOptions()
+        self.faults = faults or Faults()
         self.store = Store(history=self.options.watch_history)
         self.schemas = schemas
         self.runtime: Runtime = make_runtime(
@@ -114,8 +136,10 @@ class Cluster:
         )
         self.runtime.read_secret = self._read_secret  # type: ignore[method-assign]
         self._networks: dict[str, NamespaceNetwork] = {}
-        self._launchers: dict[tuple[str, str], quota.PodResources] = {}  # VMIs whose launcher pod exists
+        self._launchers: dict[tuple[str, str], _LauncherPod] = {}  # VMIs whose launcher pod exists
         self._blocked: dict[tuple[str, str], None] = {}  # VMIs waiting for quota, in creation order
+        self._unschedulable: dict[tuple[str, str], None] = {}  # pods waiting for room on the node
+        self._pull_wakeup = asyncio.Event()  # set when images may have appeared: retry pulls now
         self._terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_service_ip = 10
@@ -348,8 +372,12 @@ class Cluster:
             obj["status"] = current.get("status", {})
             obj["metadata"]["finalizers"] = current["metadata"].get("finalizers", [])
             return
-        # Defaults KubeVirt's mutating webhook applies.
+        # Defaults KubeVirt's mutating webhook applies (pkg/defaults/defaults.go).
         spec = obj["spec"]
+        resources = spec["domain"].get("resources") or {}
+        if "cpu" in (resources.get("limits") or {}) and "cpu" not in (resources.get("requests") or {}):
+            # setDefaultResourceRequests: a CPU limit without a request requests the limit.
+            resources.setdefault("requests", {})["cpu"] = resources["limits"]["cpu"]
         devices = spec["domain"].setdefault("devices", {})
         if (
             not spec.get("networks")
@@ -589,6 +617,10 @@ class Cluster:
         key = (namespace, name)
         try:
             self._blocked.pop(key, None)
+            self._unschedulable.pop(key, None)
+            pod = self._launchers.get(key)
+            if pod is not None and pod.task is not None:
+                pod.task.cancel()
             await self.runtime.stop(namespace, name)
             self._launchers.pop(key, None)
             vmi = self.store.get(VMI, namespace, name)
@@ -610,6 +642,8 @@ class Cluster:
             self._refresh_quotas(namespace)
         if rt is RESOURCE_QUOTAS or (rt is VMI and new is None):
             self._retry_blocked(namespace)
+        if rt is VMI and new is None:
+            self._retry_unschedulable()
 
     def _refresh_quotas(self, namespace: str) -> None:
         for q in self.store.list(RESOURCE_QUOTAS, namespace):
@@ -619,7 +653,7 @@ class Cluster:
                 self.store.replace(RESOURCE_QUOTAS, q)
 
     def _quota_status(self, namespace: str, hard: dict[str, Any]) -> Obj:
-        launchers = [p for (ns, _), p in self._launchers.items() if ns == namespace]
+        launchers = [p.resources for (ns, _), p in self._launchers.items() if ns == namespace]
         counts = {}
         for key in hard:
             for rt in RESOURCE_TYPES:
@@ -655,50 +689,166 @@ class Cluster:
         status.update(changes)
         return self.store.replace(VMI, vmi)
 
+    def _set_condition(self, vmi: Obj, kind: str, reason: str, message: str) -> Obj:
+        """A `<kind>=False` condition, as virt-controller's CheckFailure writes it: one of each type,
+        left as it is while its reason stays the same (the first message stands)."""
+        conditions = vmi.setdefault("status", {}).get("conditions", [])
+        current = next((c for c in conditions if c.get("type") == kind), None)
+        if current is not None and current.get("status") == "False" and current.get("reason") == reason:
+            return vmi
+        conditions = [c for c in conditions if c.get("type") != kind]
+        conditions.append(
+            {
+                "type": kind,
+                "status": "False",
+                "reason": reason,
+                "message": message,
+                "lastProbeTime": None,
+                "lastTransitionTime": now_timestamp(),
+            }
+        )
+        return self._set_vmi_status(vmi, conditions=conditions)
+
+    def _remove_condition(self, vmi: Obj, kind: str) -> Obj:
+        conditions = vmi.setdefault("status", {}).get("conditions", [])
+        if not any(c.get("type") == kind for c in conditions):
+            return vmi
+        return self._set_vmi_status(vmi, conditions=[c for c in conditions if c.get("type") != kind])
+
+    def _namespace_context(self, namespace: str) -> launcher.NamespaceContext:
+        ns = self.store.get(NAMESPACES, "", namespace) or {"metadata": {}}
+        quotas = self.store.list(RESOURCE_QUOTAS, namespace)
+        keys = {key for q in quotas for key in q["spec"].get("hard") or {}}
+        return launcher.NamespaceContext(frozenset(keys), dict(ns["metadata"].get("labels") or {}))
+
     async def _launch(self, namespace: str, name: str) -> None:
+        """virt-controller creates the launcher pod (ResourceQuota admission may refuse it), then
+        the scheduler places it (`_schedule`), the kubelet pulls its images and starts it."""
         vmi = self.store.get(VMI, namespace, name)
         key = (namespace, name)
         if vmi is None or vmi["metadata"].get("deletionTimestamp") or key in self._launchers:
             return
         if not vmi.get("status", {}).get("phase"):
             vmi = self._set_vmi_status(vmi, phase="Pending")
-        pod = quota.launcher_pod_resources(vmi, self.options.memory_overhead)
-        refusal = self._pod_quota_refusal(namespace, pod)
+        pod_name = _launcher_pod_name(vmi)
+        pod = launcher.launcher_pod(vmi, self.options.kubevirt, self._namespace_context(namespace), pod_name)
+        refusal = self._pod_quota_refusal(namespace, pod.containers)
         if refusal:
+            # pkg/virt-controller/watch/vmi/lifecycle.go: the condition and the event word it differently.
             self._blocked[key] = None
-            message = f'Error creating pod: pods "{_launcher_pod_name(vmi)}" is forbidden: {refusal}'
-            conditions = [c for c in vmi["status"].get("conditions", []) if c.get("type") != "Synchronized"]
-            conditions.append(
-                {
-                    "type": "Synchronized",
-                    "status": "False",
-                    "reason": "FailedCreate",
-                    "message": message,
-                    "lastProbeTime": None,
-                    "lastTransitionTime": now_timestamp(),
-                }
+            error = f'pods "{pod_name}" is forbidden: {refusal}'
+            vmi = self._set_condition(
+                vmi, "Synchronized", "FailedCreate", f"failed to create virtual machine pod: {error}"
             )
-            self._set_vmi_status(vmi, conditions=conditions)
-            self.record_event(vmi, "Warning", "FailedCreate", message)
+            self.record_event(vmi, "Warning", "FailedCreate", f"Error creating pod: {error}")
             return
-        self._launchers[key] = pod
-        conditions = [c for c in vmi["status"].get("conditions", []) if c.get("type") != "Synchronized"]
-        if conditions != vmi["status"].get("conditions", []):
-            vmi = self._set_vmi_status(vmi, conditions=conditions)
+        self._launchers[key] = _LauncherPod(pod_name, quota.pod_resources(pod.containers))
+        vmi = self._remove_condition(vmi, "Synchronized")
+        # The pod exists: virt-controller moves the VMI to Scheduling until the pod is ready.
+        vmi = self._set_vmi_status(vmi, phase="Scheduling")
         self._refresh_quotas(namespace)
-        self.record_event(
-            vmi, "Normal", "SuccessfulCreate", f"Created virtual machine pod {_launcher_pod_name(vmi)}"
-        )
+        self.record_event(vmi, "Normal", "SuccessfulCreate", f"Created virtual machine pod {pod_name}")
+        self._schedule(namespace, name)
+
+    def _node_shortfall(self, pod: quota.PodResources) -> list[str]:
+        """The scheduler's NodeResourcesFit: what the one node lacks for this pod's requests."""
+        allocatable = {**(self.runtime.node_allocatable() or {}), **self.faults.node_allocatable}
+        used: dict[str, Fraction] = {}
+        for other in self._launchers.values():
+            if other.scheduled:
+                for resource, amount in other.resources.requests.items():
+                    used[resource] = used.get(resource, Fraction(0)) + amount
+        zero = Fraction(0)
+        return [
+            f"Insufficient {resource}"
+            for resource in sorted(allocatable)
+            if used.get(resource, zero) + pod.requests.get(resource, zero) > allocatable[resource]
+        ]
+
+    def _schedule(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        pod, vmi = self._launchers.get(key), self.store.get(VMI, namespace, name)
+        if pod is None or pod.scheduled or vmi is None or vmi["metadata"].get("deletionTimestamp"):
+            return
+        shortfall = self._node_shortfall(pod.resources)
+        if shortfall:
+            # The pod stays Pending with PodScheduled=False; virt-controller copies that condition
+            # onto the VMI (lifecycle.go updateStatus, case IsScheduling).
+            self._unschedulable[key] = None
+            message = (
+                f"0/1 nodes are available: 1 {', 1 '.join(shortfall)}. "
+                "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+            )
+            self._set_condition(vmi, "PodScheduled", "Unschedulable", message)
+            return
+        self._unschedulable.pop(key, None)
+        pod.scheduled = True
+        self._remove_condition(vmi, "PodScheduled")
+        pod.task = self._spawn(self._pull_and_start(namespace, name))
+
+    def _retry_unschedulable(self) -> None:
+        for key in list(self._unschedulable):
+            self._schedule(*key)
+
+    def retry_waiting(self) -> None:
+        """Faults changed (a bigger node, an image now present): retry what waits for them now."""
+        self._retry_unschedulable()
+        self._pull_wakeup.set()
+        self._pull_wakeup = asyncio.Event()
+
+    async def _pull_backoff(self, seconds: float) -> None:
+        wakeup = self._pull_wakeup
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), seconds)
+
+    def _image_pull_error(self, vmi: Obj) -> tuple[str, str] | None:
+        spec = vmi["spec"]
+        images = [v["containerDisk"]["image"] for v in spec.get("volumes") or [] if "containerDisk" in v]
+        kernel_boot = ((spec["domain"].get("firmware") or {}).get("kernelBoot") or {}).get("container")
+        if kernel_boot and kernel_boot.get("image"):
+            images.append(kernel_boot["image"])
+        for image in images:
+            if image in self.faults.missing_images:
+                return image, image_not_found(image)
+            message = self.runtime.image_pull_error(image)
+            if message:
+                return image, message
+        return None
+
+    async def _pull_and_start(self, namespace: str, name: str) -> None:
+        """The kubelet pulls the containerDisk images (the `-init` containers), then the guest starts.
+        A failed pull leaves the pod waiting; virt-controller reports it on the VMI as
+        Synchronized=False ErrImagePull / ImagePullBackOff with the kubelet's message
+        (lifecycle.go checkForContainerImageError), and the kubelet retries with back-off."""
+        backoff, longest = IMAGE_PULL_BACKOFF_SECONDS
+        while True:
+            vmi = self.store.get(VMI, namespace, name)
+            if vmi is None or vmi["metadata"].get("deletionTimestamp"):
+                return
+            failure = self._image_pull_error(vmi)
+            if failure is None:
+                break
+            image, message = failure
+            self._set_condition(vmi, "Synchronized", "ErrImagePull", message)
+            await asyncio.sleep(IMAGE_PULL_NEXT_SYNC_SECONDS)
+            vmi = self.store.get(VMI, namespace, name)
+            if vmi is None or vmi["metadata"].get("deletionTimestamp"):
+                return
+            self._set_condition(vmi, "Synchronized", "ImagePullBackOff", f'Back-off pulling image "{image}"')
+            await self._pull_backoff(backoff)
+            backoff = min(backoff * 2, longest)
+        vmi = self._remove_condition(vmi, "Synchronized")
         try:
             await self.runtime.start(vmi, self._network(namespace))
         except Exception as exc:  # a runtime failure is the VMI's failure, not the server's
             log.exception("runtime failed to start %s/%s", namespace, name)
             self._on_phase(namespace, name, PhaseUpdate("Failed", reason="RuntimeError", message=str(exc)))
 
-    def _pod_quota_refusal(self, namespace: str, pod: quota.PodResources) -> str | None:
-        in_use = [p for (ns, _), p in self._launchers.items() if ns == namespace]
+    def _pod_quota_refusal(self, namespace: str, containers: list[launcher.Container]) -> str | None:
+        in_use = [p.resources for (ns, _), p in self._launchers.items() if ns == namespace]
         for q in self.store.list(RESOURCE_QUOTAS, namespace):
-            refusal = quota.check_pod(q["metadata"]["name"], q.get("spec", {}).get("hard") or {}, in_use, pod)
+            hard = q.get("spec", {}).get("hard") or {}
+            refusal = quota.check_pod(q["metadata"]["name"], hard, in_use, containers)
             if refusal:
                 return refusal
         return None
@@ -707,6 +857,13 @@ class Cluster:
         """The runtime reports progress; turn it into the status virt-handler would write."""
         vmi = self.store.get(VMI, namespace, name)
         if vmi is None or vmi["metadata"].get("deletionTimestamp"):
+            return
+        if update.sync_error:
+            # pkg/virt-handler/vm.go: a failed SyncVMI is a SyncFailed event and Synchronized=False;
+            # the phase does not change.
+            vmi = self._set_vmi_status(vmi, phase=update.phase, nodeName=update.node or NODE_NAME)
+            self._set_condition(vmi, "Synchronized", SYNC_FAILED_REASON, update.sync_error)
+            self.record_event(vmi, "Warning", "SyncFailed", update.sync_error, component="virt-handler")
             return
         changes: dict[str, Any] = {"phase": update.phase}
         if update.node:
@@ -743,6 +900,7 @@ class Cluster:
         if update.phase in ("Failed", "Succeeded"):
             self._refresh_quotas(namespace)
             self._retry_blocked(namespace)
+            self._retry_unschedulable()
 
     @staticmethod
     def _status_interfaces(vmi: Obj, update: PhaseUpdate) -> list[Obj]:

@@ -8,7 +8,10 @@ see `server.py`) or `FaultControl` in `harness.py`:
   touching state (a Status with the reason a real server gives for that code);
 - hang: matching requests wait `seconds` first, then are served normally (so a client timeout fires);
 - drop_watch: the next watch on a resource is cut mid-stream, without a clean end, after N events;
-- drop_websocket: the next console/vnc websocket is cut after N bytes from the guest.
+- drop_websocket: the next console/vnc websocket is cut after N bytes from the guest;
+- missing_image: pulling this image reference fails as a registry without it answers (ErrImagePull);
+- node: the node's allocatable `memory` and/or `cpu` (a small node: launcher pods that do not fit
+  stay unschedulable, as the scheduler leaves them).
 
 Verbs are Kubernetes verbs (get, list, watch, create, update, patch, delete); resources are plurals,
 optionally with a subresource (`virtualmachineinstances/pause`); `*` matches any.
@@ -19,9 +22,11 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from localcluster.errors import ApiError
+from localcluster.quota import format_quantity, parse_quantity
 
 REASONS = {
     400: "BadRequest",
@@ -70,6 +75,8 @@ class Faults:
     hangs: list[CallRule] = field(default_factory=list)
     watch_drops: list[DropRule] = field(default_factory=list)
     websocket_drops: list[DropRule] = field(default_factory=list)
+    missing_images: set[str] = field(default_factory=set)
+    node_allocatable: dict[str, Fraction] = field(default_factory=dict)
     calls: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=CALL_LOG_LIMIT))
 
     def clear(self) -> None:
@@ -78,6 +85,8 @@ class Faults:
         self.hangs.clear()
         self.watch_drops.clear()
         self.websocket_drops.clear()
+        self.missing_images.clear()
+        self.node_allocatable.clear()
 
     def delay(self) -> float:
         """Seconds to wait before serving a request."""
@@ -129,6 +138,8 @@ class Faults:
             "hang": [asdict(r) for r in self.hangs],
             "drop_watch": [asdict(r) for r in self.watch_drops],
             "drop_websocket": [asdict(r) for r in self.websocket_drops],
+            "missing_images": sorted(self.missing_images),
+            "node": {k: format_quantity(v, k) for k, v in self.node_allocatable.items()},
         }
 
     # -- the control API's request bodies ----------------------------------------------------------
@@ -161,6 +172,12 @@ class Faults:
                 if kind not in ("console", "vnc", "*"):
                     raise ValueError("kind must be console or vnc")
                 self.websocket_drops.append(DropRule(kind, int(spec.get("after_bytes", 0)), _times(spec)))
+            elif fault == "missing-image":
+                self.missing_images.add(str(spec["image"]))
+            elif fault == "node":
+                for resource in ("cpu", "memory"):
+                    if resource in spec:
+                        self.node_allocatable[resource] = parse_quantity(spec[resource])
             else:
                 raise ApiError(404, "NotFound", f"unknown fault {fault!r}")
         except (KeyError, ValueError, TypeError) as exc:

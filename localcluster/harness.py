@@ -93,6 +93,15 @@ class FaultControl:
         """The next `kind` ("console"/"vnc") websocket is cut after `after_bytes` bytes from the guest."""
         self._call("POST", "faults/drop-websocket", {"kind": kind, "after_bytes": after_bytes})
 
+    def missing_image(self, image: str) -> None:
+        """Pulling `image` fails as from a registry that does not have it (ErrImagePull)."""
+        self._call("POST", "faults/missing-image", {"image": image})
+
+    def node(self, memory: str | None = None, cpu: str | None = None) -> None:
+        """The node's allocatable memory and/or CPU: launcher pods that do not fit stay unschedulable."""
+        spec = {k: v for k, v in (("memory", memory), ("cpu", cpu)) if v is not None}
+        self._call("POST", "faults/node", spec)
+
     def clear(self) -> None:
         self._call("DELETE", "faults")
 

@@ -7,7 +7,8 @@ Two kinds of quota apply, as on a real cluster:
   A VMI runs in a virt-launcher pod that virt-controller creates after the VMI exists, so a VMI over
   quota IS created and stays Pending with a `FailedCreate` event.
 
-The launcher pod's resources approximate KubeVirt's (see `launcher_pod_resources`).
+The launcher pod's containers come from `localcluster.launcher` (KubeVirt's rules); how a pod's
+containers add up, and what the quota demands of each, follows Kubernetes (`pod_resources`, `check_pod`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 from localcluster.resources import ResourceType
 
@@ -51,12 +52,6 @@ COMPUTE_KEYS = {
 }
 POD_COUNT_KEYS = ("pods", "count/pods")
 LEGACY_COUNT_KEYS = {"secrets": "secrets", "services": "services", "resourcequotas": "resourcequotas"}
-
-# KubeVirt gives a VMI without a CPU request 1/cpuAllocationRatio (default 10) of a core per vCPU.
-CPU_ALLOCATION_RATIO = 10
-# virt-launcher, libvirt and QEMU need memory on top of the guest's; KubeVirt computes it from the
-# VMI shape (roughly 180-300 MiB for small VMs). We use one constant, configurable on the CLI.
-DEFAULT_MEMORY_OVERHEAD = "200Mi"
 
 
 def parse_quantity(value: Any) -> Fraction:
@@ -96,40 +91,51 @@ class PodResources:
     limits: dict[str, Fraction] = field(default_factory=dict)
 
 
-def launcher_pod_resources(vmi: dict[str, Any], memory_overhead: Fraction) -> PodResources:
-    """The virt-launcher pod's requests/limits for a VMI (approximating KubeVirt's renderer).
+class ContainerResources(Protocol):
+    """One container of a pod as the quota and the scheduler see it (localcluster.launcher.Container)."""
 
-    memory request = resources.requests.memory, else memory.guest, else hugepages size, plus overhead;
-    cpu request = resources.requests.cpu, else vCPUs (cores*sockets*threads) / cpuAllocationRatio;
-    limits only when the VMI sets them (plus overhead), or equal to requests with
-    dedicatedCpuPlacement (KubeVirt makes such pods Guaranteed).
-    """
-    domain = vmi.get("spec", {}).get("domain", {})
-    resources = domain.get("resources") or {}
-    requests = resources.get("requests") or {}
-    limits = resources.get("limits") or {}
-    memory = domain.get("memory") or {}
-    cpu = domain.get("cpu") or {}
-    vcpus = (cpu.get("cores") or 1) * (cpu.get("sockets") or 1) * (cpu.get("threads") or 1)
+    name: str
+    requests: dict[str, Fraction]
+    limits: dict[str, Fraction]
+    init: bool
+    restartable: bool
 
-    guest_memory = (
-        requests.get("memory") or memory.get("guest") or (memory.get("hugepages") or {}).get("pageSize") or 0
-    )
-    pod = PodResources()
-    pod.requests["memory"] = parse_quantity(guest_memory) + memory_overhead
-    if "cpu" in requests:
-        pod.requests["cpu"] = parse_quantity(requests["cpu"])
-    elif cpu.get("dedicatedCpuPlacement"):
-        pod.requests["cpu"] = Fraction(vcpus)
-    else:
-        pod.requests["cpu"] = Fraction(vcpus, CPU_ALLOCATION_RATIO)
-    if "memory" in limits:
-        pod.limits["memory"] = parse_quantity(limits["memory"]) + memory_overhead
-    if "cpu" in limits:
-        pod.limits["cpu"] = parse_quantity(limits["cpu"])
-    if cpu.get("dedicatedCpuPlacement"):
-        pod.limits = dict(pod.requests)
-    return pod
+
+def _aggregate(containers: list[ContainerResources], section: str) -> dict[str, Fraction]:
+    """A pod's total requests or limits, by the formula of KEP-753 (sidecar containers) that
+    k8s.io/component-helpers/resource/helpers.go implements (AggregateContainerRequests/Limits):
+    regular containers and sidecars (restartable init containers) run together and add up; each
+    other init container runs alone beside the sidecars started before it; the pod needs the
+    larger of the two."""
+    total: dict[str, Fraction] = {}
+    init_peak: dict[str, Fraction] = {}
+    sidecars: dict[str, Fraction] = {}
+
+    def add(into: dict[str, Fraction], values: dict[str, Fraction]) -> None:
+        for key, value in values.items():
+            into[key] = into.get(key, Fraction(0)) + value
+
+    for container in containers:
+        values = getattr(container, section)
+        if not container.init or container.restartable:
+            add(total, values)
+        if not container.init:
+            continue
+        if container.restartable:
+            add(sidecars, values)
+            running = dict(sidecars)
+        else:
+            running = dict(sidecars)
+            add(running, values)
+        for key, value in running.items():
+            init_peak[key] = max(init_peak.get(key, Fraction(0)), value)
+    for key, value in init_peak.items():
+        total[key] = max(total.get(key, Fraction(0)), value)
+    return total
+
+
+def pod_resources(containers: list[ContainerResources]) -> PodResources:
+    return PodResources(requests=_aggregate(containers, "requests"), limits=_aggregate(containers, "limits"))
 
 
 def count_keys(rt: ResourceType) -> list[str]:
@@ -192,25 +198,30 @@ def exceeded_message(
 
 
 def check_pod(
-    quota_name: str, hard: dict[str, Any], pods_in_use: list[PodResources], pod: PodResources
+    quota_name: str,
+    hard: dict[str, Any],
+    pods_in_use: list[PodResources],
+    containers: list[ContainerResources],
 ) -> str | None:
-    """Why the quota refuses this pod, or None. Mirrors the ResourceQuota admission plugin."""
-    missing = []
-    for key in hard:
-        target = COMPUTE_KEYS.get(key)
-        if target is None:
-            continue
-        section, res = target.split(".")
-        if res not in (pod.requests if section == "requests" else pod.limits):
-            missing.append(target)
+    """Why the quota refuses this pod, or None. Mirrors the ResourceQuota admission plugin
+    (pkg/quota/v1/evaluator/core/pods.go): every container, init containers too, must state each
+    tracked resource ("must specify ..."), then the pod's total must fit."""
+    required = {COMPUTE_KEYS[key] for key in hard if key in COMPUTE_KEYS}
+    missing: set[str] = set()
+    for container in containers:
+        for target in required:
+            section, res = target.split(".")
+            if res not in (container.requests if section == "requests" else container.limits):
+                missing.add(target)
     if missing:
-        return f"failed quota: {quota_name}: must specify {','.join(sorted(set(missing)))}"
+        return f"failed quota: {quota_name}: must specify {','.join(sorted(missing))}"
+    pod = pod_resources(containers)
     usage = pod_usage(pods_in_use)
     requested: dict[str, Fraction] = {}
     for key in hard:
         if key in COMPUTE_KEYS:
             section, res = COMPUTE_KEYS[key].split(".")
-            requested[key] = (pod.requests if section == "requests" else pod.limits)[res]
+            requested[key] = (pod.requests if section == "requests" else pod.limits).get(res, Fraction(0))
             usage.setdefault(key, usage[COMPUTE_KEYS[key]])
         elif key in POD_COUNT_KEYS:
             requested[key] = Fraction(1)

@@ -497,6 +497,7 @@ class ApiServer:
                 return json_response(self.faults.describe())
             if method == "DELETE":
                 self.faults.clear()
+                self.cluster.retry_waiting()
                 return json_response(self.faults.describe())
             raise errors.method_not_allowed()
         if path.startswith("faults/"):
@@ -506,5 +507,6 @@ class ApiServer:
             if not isinstance(spec, dict):
                 raise errors.bad_request("fault specification must be an object")
             self.faults.configure(path[len("faults/") :], spec)
+            self.cluster.retry_waiting()
             return json_response(self.faults.describe())
         raise errors.path_not_found()

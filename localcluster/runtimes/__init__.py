@@ -13,6 +13,7 @@ from localcluster.runtimes.base import (
     Runtime,
     StreamKind,
     StreamUnavailable,
+    image_not_found,
 )
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Runtime",
     "StreamKind",
     "StreamUnavailable",
+    "image_not_found",
     "make_runtime",
     "runtime_class",
 ]

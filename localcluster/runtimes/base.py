@@ -5,6 +5,10 @@ launcher pod would be created (`start`), deleted (`stop`), paused, unpaused, or 
 console/VNC stream or asks for a screenshot. The runtime reports progress back through the
 `PhaseReporter` callback it was given (Scheduling, Scheduled, Running with an IP, or Failed), and the
 cluster turns each report into a status update and a watch event.
+
+Before `start`, the cluster asks the runtime what the kubelet and the scheduler would find out:
+whether each containerDisk image can be pulled (`image_pull_error`) and how much the node has
+(`node_allocatable`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 StreamKind = Literal["console", "vnc"]
@@ -29,12 +34,38 @@ class NotSupported(Exception):
 
 @dataclass(frozen=True)
 class PhaseUpdate:
+    """A report from the runtime. With `sync_error` the guest did not start and the phase stays as
+    given: virt-handler's SyncVMI failed (Synchronized=False, a SyncFailed event), as when QEMU
+    cannot start on a real node."""
+
     phase: str  # Scheduling, Scheduled, Running, Succeeded or Failed
     reason: str = ""
     message: str = ""
     ip: str | None = None
     mac: str | None = None
     node: str | None = None
+    sync_error: str = ""
+
+
+def docker_reference(reference: str) -> str:
+    """The fully qualified name containerd resolves a short reference to (docker.io/library/x:latest)."""
+    name = reference.strip()
+    first, _, rest = name.partition("/")
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        name = f"docker.io/{'library/' if not rest else ''}{name}"
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in last:
+        name += ":latest"
+    return name
+
+
+def image_not_found(reference: str) -> str:
+    """The kubelet's ErrImagePull message for an image the registry does not have (containerd)."""
+    full = docker_reference(reference)
+    return (
+        f'rpc error: code = NotFound desc = failed to pull and unpack image "{full}": '
+        f'failed to resolve reference "{full}": {full}: not found'
+    )
 
 
 PhaseReporter = Callable[[str, str, PhaseUpdate], None]  # (namespace, name, update)
@@ -107,6 +138,14 @@ class Runtime(ABC):
     @abstractmethod
     async def screenshot(self, namespace: str, name: str) -> bytes:
         """A PNG of the guest's screen."""
+
+    def image_pull_error(self, reference: str) -> str | None:
+        """Why the kubelet cannot pull this containerDisk image (its ErrImagePull message), or None."""
+        return None
+
+    def node_allocatable(self) -> dict[str, Fraction] | None:
+        """The node's allocatable `cpu` and `memory` for the scheduler; None: room for every pod."""
+        return None
 
     def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret a VMI refers to (cloud-init's `userDataSecretRef`), or None if missing.

@@ -6,6 +6,10 @@ unless the VMI sets `terminationGracePeriodSeconds`: then the guest takes that l
 which is how a test holds a namespace in `Terminating`. Console and VNC are served
 by in-process stand-ins (see `fakeguest.py`) over an in-memory stream pair (`localcluster/pipes.py`),
 so websocket relays can be tested end to end without QEMU.
+
+Images: every containerDisk reference can be pulled, unless the runtime was given an image list
+(`--image-list FILE`, one reference per line, `#` comments): then only those can, and any other
+fails to pull as from a registry that does not have it (ErrImagePull).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from localcluster.pipes import stream_pipe
@@ -24,6 +29,8 @@ from localcluster.runtimes.base import (
     Runtime,
     StreamKind,
     StreamUnavailable,
+    docker_reference,
+    image_not_found,
     mac_for,
 )
 
@@ -44,10 +51,27 @@ class _Guest:
 class NoneRuntime(Runtime):
     name = "none"
 
-    def __init__(self, report: PhaseReporter, phase_delay: float = 0.02, **options: Any) -> None:
+    def __init__(
+        self,
+        report: PhaseReporter,
+        phase_delay: float = 0.02,
+        image_list: Path | str | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(report, **options)
         self.phase_delay = phase_delay
         self._guests: dict[tuple[str, str], _Guest] = {}
+        self.images: set[str] | None = None
+        if image_list is not None:
+            lines = Path(image_list).read_text().splitlines()
+            self.images = {
+                docker_reference(line.split("#", 1)[0]) for line in lines if line.split("#", 1)[0].strip()
+            }
+
+    def image_pull_error(self, reference: str) -> str | None:
+        if self.images is None or docker_reference(reference) in self.images:
+            return None
+        return image_not_found(reference)
 
     async def start(self, vmi: dict[str, Any], network: NamespaceNetwork) -> None:
         key = (vmi["metadata"]["namespace"], vmi["metadata"]["name"])

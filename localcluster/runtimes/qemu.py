@@ -2,8 +2,11 @@
 
 - Disks: `containerDisk.image` resolves through the image store (`--images DIR`, see
   `localcluster/qemu/images.py`). A kernel+initramfs image boots directly; a disk image boots from a
-  throw-away qcow2 overlay, deleted with the VMI. Unknown reference: `Failed`, reason `ImageNotFound`,
-  message "image not found: <ref>; available: ...".
+  throw-away qcow2 overlay, deleted with the VMI. An unknown reference cannot be pulled: the cluster
+  reports ErrImagePull before the runtime is asked to start (`image_pull_error`; the store's list
+  goes to the server log).
+- The node: this host's memory (MemTotal) and CPUs are what the scheduler fits launcher pods into
+  (`node_allocatable`).
 - cloud-init: a `cloudInitNoCloud` volume becomes a `cidata` ISO disk; `secretRef` Secrets are read
   through the cluster's `read_secret` (base.py).
 - Network: the namespace's `vde_switch` (started with its first VMI, stopped with the namespace); the
@@ -11,7 +14,10 @@
   the kernel command line (only kernel images can read it; disk images get the NIC and must configure
   themselves, e.g. through cloud-init's network-config).
 - Phases: `Scheduling` while preparing, `Scheduled` when files and switch are ready, `Running` once
-  QEMU's monitor answers, `Failed` with QEMU's last stderr if it cannot start or exits on its own.
+  QEMU's monitor answers. If the guest cannot start (QEMU exits at once, e.g. "cannot set up guest
+  memory 'pc.ram': Cannot allocate memory", or its disks cannot be prepared) the VMI stays
+  `Scheduled` with virt-handler's `Synchronized=False` "Synchronizing with the Domain failed." and
+  QEMU's message; a guest that exits on its own later is `Failed`.
 - Console/VNC: unix sockets; the console goes through `SerialConsole`, which replays recent output
   (the boot banner) to a new viewer. `pause`/`unpause` are QMP `stop`/`cont`; screenshots are QMP
   `screendump` as PNG.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -31,6 +38,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +59,7 @@ from localcluster.runtimes.base import (
     Runtime,
     StreamKind,
     StreamUnavailable,
+    image_not_found,
     mac_for,
 )
 
@@ -61,7 +70,7 @@ QMP_READY_SECONDS = 30.0
 
 
 class LaunchError(Exception):
-    """The VMI cannot run; `reason` becomes status.reason, the message the Ready condition's message."""
+    """The VMI cannot run; `reason` names the cause in the server log, the message goes to the VMI."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -82,6 +91,30 @@ class _Vm:
     running: bool = False
     stopping: bool = False
     started: float = field(default_factory=time.monotonic)
+
+
+def host_allocatable() -> dict[str, Fraction]:
+    """This machine as a node: its total memory (/proc/meminfo MemTotal) and its CPUs."""
+    memory = Fraction(0)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = Fraction(int(line.split()[1]) * 1024)
+    allocatable = {"cpu": Fraction(os.cpu_count() or 1)}
+    if memory:
+        allocatable["memory"] = memory
+    return allocatable
+
+
+def sync_failure(message: str, *, qemu_closed: str | None = None) -> str:
+    """virt-handler's Synchronized=False message for a guest virt-launcher could not start
+    (pkg/virt-handler/cmd-client/errors.go: `server error. command SyncVMI failed: %q`)."""
+    if qemu_closed is not None:
+        message = (
+            f"LibvirtError(Code=1, Domain=10, Message='internal error: QEMU unexpectedly closed the "
+            f"monitor (vm='{qemu_closed}'): {message}')"
+        )
+    return f"server error. command SyncVMI failed: {json.dumps(message)}"
 
 
 def guest_cores(spec: dict[str, Any]) -> int:
@@ -131,6 +164,7 @@ class QemuRuntime(Runtime):
         self._run_dir: Path | None = None
         self._counter = 0
         self._tools: dict[str, str] | None = None
+        self._allocatable = host_allocatable()
 
     # -- set-up ------------------------------------------------------------------------------------
     def _prepare_host(self) -> tuple[dict[str, str], Path]:
@@ -164,6 +198,17 @@ class QemuRuntime(Runtime):
             return switch
 
     # -- Runtime interface -------------------------------------------------------------------------
+    def image_pull_error(self, reference: str) -> str | None:
+        try:
+            self.store.resolve(reference)
+        except ImageNotFound as exc:
+            log.warning("%s", exc)  # names the images the store has
+            return image_not_found(reference)
+        return None
+
+    def node_allocatable(self) -> dict[str, Fraction] | None:
+        return dict(self._allocatable)
+
     async def start(self, vmi: dict[str, Any], network: NamespaceNetwork) -> None:
         namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
         vm = _Vm(namespace, name, Path(), network)
@@ -177,8 +222,10 @@ class QemuRuntime(Runtime):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            qemu_closed = None
             if isinstance(exc, LaunchError):
                 reason, message = exc.reason, str(exc)
+                qemu_closed = f"{vm.namespace}_{vm.name}" if exc.reason == "QemuFailed" else None
             elif isinstance(exc, ImageNotFound):
                 reason, message = "ImageNotFound", str(exc)
             elif isinstance(exc, host.ToolsMissing):
@@ -188,10 +235,12 @@ class QemuRuntime(Runtime):
             else:
                 log.exception("qemu runtime: starting %s/%s failed", vm.namespace, vm.name)
                 reason, message = "LauncherFailed", f"{type(exc).__name__}: {exc}"
+            log.warning("qemu runtime: %s/%s did not start (%s): %s", vm.namespace, vm.name, reason, message)
             await self._release(vm)
-            self.report(
-                vm.namespace, vm.name, PhaseUpdate("Failed", reason=reason, message=message, node=NODE_NAME)
+            update = PhaseUpdate(
+                "Scheduled", node=NODE_NAME, sync_error=sync_failure(message, qemu_closed=qemu_closed)
             )
+            self.report(vm.namespace, vm.name, update)
             return
         assert vm.proc is not None
         returncode = await vm.proc.wait()
@@ -339,10 +388,7 @@ class QemuRuntime(Runtime):
         deadline = loop.time() + QMP_READY_SECONDS
         while True:
             if vm.proc.returncode is not None:
-                raise LaunchError(
-                    "QemuFailed",
-                    f"QEMU exited with status {vm.proc.returncode}: {tail(vm.folder / 'qemu.log')}",
-                )
+                raise LaunchError("QemuFailed", tail(vm.folder / "qemu.log"))
             with contextlib.suppress(OSError, QmpError):
                 return await QmpClient.connect(vm.folder / "qmp")
             if loop.time() > deadline:

@@ -445,8 +445,10 @@ def test_quota_over_memory_leaves_the_vmi_pending_with_a_failed_create_event(cor
 
     quota = core.read_namespaced_resource_quota("lab", ns)
     assert quota.status.hard == {"requests.memory": "512Mi", "requests.cpu": "1"}
-    assert quota.status.used["requests.memory"] == "328Mi"  # 128Mi guest + 200Mi launcher overhead
-    assert quota.status.used["requests.cpu"] == "100m"  # 1 vCPU / cpuAllocationRatio 10
+    # 128Mi guest + 288Mi overhead (240Mi fixed, 8Mi per vCPU, 8Mi IOThread, 32Mi video; no page tables
+    # without a memory request) + 1M (containerDisk container) + 35M (guest-console-log sidecar).
+    assert quota.status.used["requests.memory"] == str((128 + 288) * 2**20 + 36 * 10**6)
+    assert quota.status.used["requests.cpu"] == "106m"  # 1 vCPU / cpuAllocationRatio 10, + 1m + 5m
 
     # Freeing room lets virt-controller's retry create the pod.
     vmis.delete(ns, "fits")
@@ -469,17 +471,17 @@ def test_vmi_count_quota_refuses_the_object_itself(core, vmis, ns):
     assert used == {"count/virtualmachineinstances.kubevirt.io": "1"}
 
 
-def test_limits_quota_requires_limits_on_the_vmi(core, vmis, ns):
+def test_limits_quota_gives_the_compute_container_automatic_limits(core, vmis, ns):
+    """A quota on limits makes virt-controller set limits the VMI lacks (template.go
+    doesVMIRequireAutoResourceLimits, renderresources.go WithAutoMemoryLimits: 2 x the request)."""
     core.create_namespaced_resource_quota(
-        ns, {"metadata": {"name": "limits"}, "spec": {"hard": {"limits.memory": "4Gi"}}}
+        ns, {"metadata": {"name": "limits"}, "spec": {"hard": {"limits.memory": "4Gi", "limits.cpu": "4"}}}
     )
-    vmis.create(ns, small_vmi("nolimits"))
-    events = wait_for(lambda: core.list_namespaced_event(ns, field_selector="reason=FailedCreate").items)
-    assert "must specify limits.memory" in events[0].message
-    limited = small_vmi("limited")
-    limited["spec"]["domain"]["resources"] = {"limits": {"memory": "128Mi", "cpu": "1"}}
-    vmis.create(ns, limited)
-    vmis.running(ns, "limited")
+    vmis.create(ns, small_vmi("nolimits", memory="128Mi"))
+    vmis.running(ns, "nolimits")
+    used = core.read_namespaced_resource_quota("limits", ns).status.used
+    # compute 2 x 416Mi, + 40M (containerDisk) + 60M (guest-console-log); CPU 1 + 10m + 15m.
+    assert used == {"limits.memory": str(2 * 416 * 2**20 + 100 * 10**6), "limits.cpu": "1025m"}
 
 
 # -- watch -----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import base64
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,7 +226,9 @@ def test_deleting_a_namespace_ends_its_qemu_processes_and_switch(labs: dict[str,
     assert qemu_pids(f"{labs['ns']['a']}/alpha")
 
 
-def test_unknown_image_fails_with_the_available_list(cluster: LocalCluster, api: Any) -> None:
+def test_an_image_not_in_the_store_cannot_be_pulled(cluster: LocalCluster, api: Any) -> None:
+    """As a kubelet whose registry lacks the image: ErrImagePull on the VMI, no QEMU started
+    (KubeVirt pkg/virt-controller/watch/vmi/lifecycle.go checkForContainerImageError)."""
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     ns = f"qemu-bad-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": ns}})
@@ -234,17 +237,81 @@ def test_unknown_image_fails_with_the_available_list(cluster: LocalCluster, api:
             *VMI, ns, "virtualmachineinstances", demo_vmi("broken", image="example.org/no/such:image")
         )
 
-        def failed() -> dict[str, Any] | None:
+        def not_pulled() -> dict[str, Any] | None:
             obj = custom.get_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", "broken")
-            return obj if (obj.get("status") or {}).get("phase") == "Failed" else None
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            synchronized = next((c for c in conditions if c["type"] == "Synchronized"), None)
+            return obj if synchronized and synchronized["reason"] == "ErrImagePull" else None
 
-        status = wait_for(failed, 30, "the VMI to fail")["status"]
-        assert status["reason"] == "ImageNotFound"
-        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-        assert ready["message"].startswith("image not found: example.org/no/such:image; available: ")
-        assert "localcluster/demo:latest" in ready["message"]
+        status = wait_for(not_pulled, 30, "the image pull to fail")["status"]
+        assert status["phase"] == "Scheduling"
+        synchronized = next(c for c in status["conditions"] if c["type"] == "Synchronized")
+        assert synchronized["message"].endswith("example.org/no/such:image: not found")
         assert not qemu_pids(f"{ns}/broken")
     finally:
+        core.delete_namespace(ns)
+
+
+def more_memory_than_this_host() -> str:
+    """More than RAM and swap together: the kernel refuses such an allocation outright."""
+    sizes = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        sizes[key] = int(value.split()[0]) * 1024
+    return f"{(sizes['MemTotal'] + sizes.get('SwapTotal', 0)) // 2**30 + 8}Gi"
+
+
+def test_memory_beyond_the_host_is_unschedulable(cluster: LocalCluster, api: Any) -> None:
+    """The host is the node: a launcher pod asking for more memory than it has never schedules."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    ns = f"qemu-huge-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": ns}})
+    try:
+        vmi = demo_vmi("huge", memory=more_memory_than_this_host())
+        custom.create_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", vmi)
+
+        def unschedulable() -> dict[str, Any] | None:
+            obj = custom.get_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", "huge")
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c["type"] == "PodScheduled"), None)
+
+        scheduled = wait_for(unschedulable, 30, "the pod to be unschedulable")
+        assert scheduled["reason"] == "Unschedulable"
+        assert scheduled["message"].startswith("0/1 nodes are available: 1 Insufficient memory.")
+        assert not qemu_pids(f"{ns}/huge")
+    finally:
+        core.delete_namespace(ns)
+
+
+def test_qemu_that_cannot_allocate_the_guest_memory_is_a_sync_failure(
+    cluster: LocalCluster, api: Any
+) -> None:
+    """A node that claims more memory than this host has: QEMU itself fails to allocate the guest's
+    RAM, and the VMI reports it as virt-handler does (pkg/virt-handler/vm.go handleSyncError)."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    ns = f"qemu-oom-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": ns}})
+    cluster.faults.node(memory="1Ei")
+    try:
+        vmi = demo_vmi("oom", memory=more_memory_than_this_host())
+        custom.create_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", vmi)
+
+        def sync_failed() -> dict[str, Any] | None:
+            obj = custom.get_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", "oom")
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            return obj if any(c["type"] == "Synchronized" for c in conditions) else None
+
+        status = wait_for(sync_failed, 60, "QEMU to fail")["status"]
+        assert status["phase"] == "Scheduled"
+        synchronized = next(c for c in status["conditions"] if c["type"] == "Synchronized")
+        assert synchronized["reason"] == "Synchronizing with the Domain failed."
+        assert synchronized["message"].startswith("server error. command SyncVMI failed: ")
+        assert "Cannot allocate memory" in synchronized["message"]
+        events = core.list_namespaced_event(ns, field_selector="involvedObject.name=oom").items
+        assert any(e.reason == "SyncFailed" and e.type == "Warning" for e in events)
+        assert not qemu_pids(f"{ns}/oom")
+    finally:
+        cluster.faults.clear()
         core.delete_namespace(ns)
 
 
