@@ -6,12 +6,15 @@ Production (`LABORCHESTRATOR_PRODUCTION=1`) is refused by a system check while D
 SECRET_KEY or ALLOWED_HOSTS are unsafe (see laborchestrator/checks.py).
 """
 
+import json
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime data of a development checkout (SQLite file, media, generated dev secret); never committed.
@@ -28,6 +31,15 @@ def envint(name: str, default: int) -> int:
 
 def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+def envjson(name: str, default: str) -> Any:
+    """A JSON value (e.g. a list of objects) from the environment; a clear error if it is not JSON."""
+    text = os.getenv(name, default)
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} is not valid JSON ({error}): {text!r}") from None
 
 
 def envsecret(name: str, default: str = "") -> str:
@@ -191,6 +203,15 @@ KUBE_REQUEST_TIMEOUT = float(os.getenv("KUBE_REQUEST_TIMEOUT", "10"))
 LABS_ROLLBACK_WAIT_SECONDS = float(os.getenv("LABS_ROLLBACK_WAIT_SECONDS", "10"))
 # An instance whose machines are not all running this long after its start is marked failed.
 LABS_START_TIMEOUT_SECONDS = envint("LABS_START_TIMEOUT_SECONDS", 600)
+# How the cluster's KubeVirt sizes each VMI's virt-launcher pod, from its KubeVirt CR's
+# spec.configuration; every instance's quota is computed from them (labs/launcher_sizing.py), so they
+# must match the cluster or its launcher pods are refused. Checked at start-up (labs.E001).
+# developerConfiguration.cpuAllocationRatio:
+KUBEVIRT_CPU_ALLOCATION_RATIO = os.getenv("KUBEVIRT_CPU_ALLOCATION_RATIO", "10")
+# additionalGuestMemoryOverheadRatio (empty: not set, 1.0):
+KUBEVIRT_MEMORY_OVERHEAD_RATIO = os.getenv("KUBEVIRT_MEMORY_OVERHEAD_RATIO", "")
+# supportContainerResources, as JSON: [{"type": "container-disk", "resources": {"limits": {...}}}]
+KUBEVIRT_SUPPORT_CONTAINER_RESOURCES = envjson("KUBEVIRT_SUPPORT_CONTAINER_RESOURCES", "[]")
 
 # --- Lab limits ------------------------------------------------------------------------------
 # Running instances a (non-staff) user may have across all labs; each lab also sets its own limit.

@@ -123,6 +123,7 @@ class LabInstanceAdmin(InstructorAdmin):
         "expires_at",
         "stopped_at",
         "last_error",
+        "last_error_plain",
     )
 
     def has_add_permission(self, request) -> bool:

@@ -1,7 +1,8 @@
 """Errors of the lab lifecycle, for callers to map (the REST API: 503, 409, 429, 403...).
 
-Every error carries a readable `message`, written for the person who started the lab or for the
-operator, never a raw API body.
+Every error carries a `message` for staff and operators (with the cluster's exact words, which may
+name internal addresses and client library text) and a `public_message` in plain words for the
+student, which never does. Errors a student causes (limits, states) say the same to both.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 class LabError(Exception):
     """Base of everything the lifecycle service raises on purpose."""
 
-    def __init__(self, message: str) -> None:
+    # What a student reads when the message holds details meant for staff (set per class).
+    public_default = ""
+
+    def __init__(self, message: str, *, public_message: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.public_message = public_message or self.public_default or message
 
 
 # --- Cluster (raised by labs.cluster, passed through by labs.lifecycle) -----------------------------
@@ -21,37 +26,53 @@ class LabError(Exception):
 class ClusterError(LabError):
     """The cluster refused or could not do what was asked. `status` is the HTTP code, if any."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
+    public_default = "The cluster refused the request. Tell your instructor."
+
+    def __init__(self, message: str, *, status: int | None = None, public_message: str = "") -> None:
+        super().__init__(message, public_message=public_message)
         self.status = status
 
 
 class ClusterUnavailable(ClusterError):
     """Unreachable, timing out, answering 5xx/429, or misconfigured (kubeconfig, credentials)."""
 
+    public_default = "The lab service cannot reach the cluster right now. Try again in a minute."
+
 
 class ClusterForbidden(ClusterError):
     """The application's service account lacks a permission (RBAC): deploy/k8s/rbac.yaml is off."""
+
+    public_default = "The lab service is not allowed to do this in the cluster. Tell your instructor."
 
 
 class QuotaExceeded(ClusterError):
     """A ResourceQuota refused the object."""
 
+    public_default = "The cluster's resource limit for this lab was reached. Tell your instructor."
+
 
 class NamespaceTerminating(ClusterError):
     """Creating inside a namespace that is being deleted."""
+
+    public_default = "An earlier copy of this lab is still being deleted. Try again in a minute."
 
 
 class ClusterInvalid(ClusterError):
     """The cluster rejected an object as invalid (422/400): a bug or a lab the cluster cannot run."""
 
+    public_default = "The cluster cannot run this lab's machines as they are defined. Tell your instructor."
+
 
 class ClusterNotFound(ClusterError):
     """The object does not exist (404)."""
 
+    public_default = "Part of this lab no longer exists in the cluster."
+
 
 class ClusterConflict(ClusterError):
     """409: already exists, resourceVersion conflict, or a VMI already (un)paused. `reason` says which."""
+
+    public_default = "The cluster was busy with this lab. Try again."
 
     def __init__(self, message: str, *, status: int | None = 409, reason: str = "") -> None:
         super().__init__(message, status=status)
@@ -67,6 +88,8 @@ class LabNotAvailable(LabError):
 
 class LabMisconfigured(LabError):
     """The lab's definition cannot be turned into cluster objects (e.g. bad cloud-init user data)."""
+
+    public_default = "This lab is not set up correctly, so it cannot start. Tell your instructor."
 
 
 class InstanceLimitReached(LabError):

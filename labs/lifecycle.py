@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.translation import ngettext
 
 from labs import cluster, manifests
+from labs.checks import kubevirt_sizing_from_settings
 from labs.exceptions import (
     ClusterError,
     ClusterUnavailable,
@@ -33,6 +34,7 @@ from labs.exceptions import (
     LabMisconfigured,
     LabNotAvailable,
 )
+from labs.machine_reasons import MachineProblem, machine_problem
 from labs.models import InstanceMachine, Lab, LabInstance, LabMachine
 
 logger = logging.getLogger(__name__)
@@ -67,13 +69,15 @@ class MachineStatus:
     ip_address: str
     paused: bool
     ready: bool
+    problem: MachineProblem | None = None  # why it does not run (yet), from the VMI's conditions
 
 
 @dataclass(frozen=True)
 class InstanceStatus:
     status: str
     machines: list[MachineStatus]
-    last_error: str = ""
+    last_error: str = ""  # the cluster's words, for staff
+    last_error_plain: str = ""  # the same in plain words, for the student
 
 
 @dataclass
@@ -110,11 +114,15 @@ def _transition(instance: LabInstance, target: str, **fields: Any) -> bool:
     return False
 
 
-def _fail(instance: LabInstance, message: str) -> bool:
+def _fail(instance: LabInstance, message: str, plain: str = "") -> bool:
+    """Mark the instance failed: `message` for staff (the cluster's exact words), `plain` for the
+    student (no cluster details; the same as `message` when that has none)."""
     if Status.FAILED not in ALLOWED_TRANSITIONS[instance.status]:
         return False
     logger.warning("Instance %s failed: %s", instance.pk, message)
-    return _transition(instance, Status.FAILED, last_error=message[:2000])
+    return _transition(
+        instance, Status.FAILED, last_error=message[:2000], last_error_plain=(plain or message)[:2000]
+    )
 
 
 # --- Start -------------------------------------------------------------------------------------------
@@ -231,6 +239,7 @@ def _instance_manifests(instance: LabInstance, machines: list[LabMachine]) -> ma
         lab_slug=instance.lab.slug,
         owner_id=instance.owner_id,
         machines=specs,
+        sizing=kubevirt_sizing_from_settings(),
     )
 
 
@@ -254,6 +263,8 @@ def _create_in_cluster(instance: LabInstance, objects: manifests.InstanceManifes
 class _ForeignNamespace(ClusterError):
     """Someone else's namespace has our name: never delete it."""
 
+    public_default = "This lab's place in the cluster is taken by something else. Tell your instructor."
+
 
 def _wait_until_gone(namespace: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
@@ -268,6 +279,7 @@ def _wait_until_gone(namespace: str, seconds: float) -> bool:
 def _roll_back(instance: LabInstance, error: ClusterError) -> None:
     """Remove what the failed start created and record why it failed."""
     message = f"Starting failed: {error.message}"
+    plain = f"The lab could not start. {error.public_message}"
     if not isinstance(error, _ForeignNamespace):
         try:
             cluster.delete_namespace(instance.namespace)
@@ -276,7 +288,7 @@ def _roll_back(instance: LabInstance, error: ClusterError) -> None:
         except ClusterError as cleanup_error:
             # The instance is no longer active, so `reconcile` deletes the namespace later.
             message += f" Cleaning up failed too, reconcile will retry: {cleanup_error.message}"
-    _fail(instance, message)
+    _fail(instance, message, plain)
 
 
 def instance_start(*, user: Any, lab: Lab) -> LabInstance:
@@ -300,7 +312,14 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
                 cluster.delete_namespace(instance.namespace)
             return instance
         # Anything else (a bug, a client-side validation error) must not leave the row `requested`.
-        cause = error if isinstance(error, ClusterError) else ClusterError(f"Unexpected error: {error!r}")
+        cause = (
+            error
+            if isinstance(error, ClusterError)
+            else ClusterError(
+                f"Unexpected error: {error!r}",
+                public_message="Something unexpected went wrong. Tell your instructor.",
+            )
+        )
         _roll_back(instance, cause)
         raise
     now = timezone.now()
@@ -310,6 +329,7 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
         started_at=now,
         expires_at=now + timedelta(minutes=lab.lifetime_minutes),
         last_error="",
+        last_error_plain="",
     )
     if not started:
         # Stopped while we were creating: make sure what we created after its delete goes too
@@ -334,25 +354,48 @@ def _machine_status(name: str, vmi: dict[str, Any] | None) -> MachineStatus:
         ip_address=(interfaces[0].get("ipAddress") or "") if interfaces else "",
         paused=conditions.get("Paused", False),
         ready=conditions.get("Ready", False),
+        problem=machine_problem(status),
     )
 
 
-def _derive_status(instance: LabInstance, machines: list[MachineStatus]) -> tuple[str, str]:
-    """The status the machines imply for a provisioned instance, and the reason if it failed."""
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+@dataclass(frozen=True)
+class _Derived:
+    status: str
+    reason: str = ""  # for staff
+    plain: str = ""  # for the student
+
+
+def _derive_status(instance: LabInstance, machines: list[MachineStatus]) -> _Derived:
+    """The status the machines imply for a provisioned instance, and why if it failed.
+
+    A machine that cannot start and will not by waiting (image missing, no room, refused, QEMU
+    failed, ended) fails the instance at once, with every such machine's reason; one that may still
+    start (quota freed) leaves it starting.
+    """
+    broken = [m for m in machines if m.problem is not None and m.problem.fatal]
+    if broken:
+        reason = " ".join(_sentence(m.problem.detail(m.name)) for m in broken if m.problem)
+        first = broken[0]
+        plain = first.problem.plain(first.name) if first.problem else ""
+        if len(broken) > 1:
+            plain += f" ({len(broken) - 1} more machine(s) failed too.)"
+        return _Derived(Status.FAILED, reason, plain)
     for machine in machines:
-        if machine.phase in ("Failed", "Succeeded"):
-            return Status.FAILED, f"The machine {machine.name} stopped ({machine.phase})."
         if machine.phase == "" and instance.status != Status.STARTING:
-            return Status.FAILED, f"The machine {machine.name} disappeared from the cluster."
+            return _Derived(Status.FAILED, f"The machine {machine.name} disappeared from the cluster.")
     if not all(m.phase == "Running" for m in machines):
-        return instance.status, ""
+        return _Derived(instance.status)
     if instance.status == Status.STARTING:
-        return Status.RUNNING, ""
+        return _Derived(Status.RUNNING)
     if all(m.paused for m in machines):
-        return Status.PAUSED, ""
+        return _Derived(Status.PAUSED)
     if not any(m.paused for m in machines):
-        return Status.RUNNING, ""
-    return instance.status, ""
+        return _Derived(Status.RUNNING)
+    return _Derived(instance.status)
 
 
 def _namespace_vanished(instance: LabInstance) -> bool:
@@ -371,7 +414,7 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
         _finish_stop(instance)
     if instance.status not in PROVISIONED_STATUSES:
         machines = [_machine_status(name, None) for name in names]
-        return InstanceStatus(status=instance.status, machines=machines, last_error=instance.last_error)
+        return _instance_status(instance, machines)
     vmis = cluster.list_vmis(
         namespace=instance.namespace, label_selector=manifests.instance_selector(instance.pk)
     )
@@ -380,13 +423,26 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
     if not vmis and _namespace_vanished(instance):
         _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator.")
     else:
-        target, reason = _derive_status(instance, machines)
-        if target != instance.status:
-            if target == Status.FAILED:
-                _fail(instance, reason)
+        derived = _derive_status(instance, machines)
+        if derived.status != instance.status:
+            if derived.status == Status.FAILED:
+                if _fail(instance, derived.reason, derived.plain):
+                    # Nothing of a failed instance may keep running or holding the cluster's
+                    # resources; if this call fails, reconcile deletes the namespace later.
+                    with contextlib.suppress(ClusterError):
+                        cluster.delete_namespace(instance.namespace)
             else:
-                _transition(instance, target)
-    return InstanceStatus(status=instance.status, machines=machines, last_error=instance.last_error)
+                _transition(instance, derived.status)
+    return _instance_status(instance, machines)
+
+
+def _instance_status(instance: LabInstance, machines: list[MachineStatus]) -> InstanceStatus:
+    return InstanceStatus(
+        status=instance.status,
+        machines=machines,
+        last_error=instance.last_error,
+        last_error_plain=instance.last_error_plain or instance.last_error,
+    )
 
 
 # --- Stop --------------------------------------------------------------------------------------------
@@ -547,7 +603,13 @@ def _reconcile_instance(
         too_slow = instance.started_at is not None and instance.started_at + start_timeout <= now
         if status.status == Status.STARTING and too_slow:
             seconds = settings.LABS_START_TIMEOUT_SECONDS
-            if _fail(instance, f"The machines did not start within {seconds} seconds."):
+            plain = f"The machines did not start within {seconds} seconds."
+            # Say what they were waiting for, if the cluster said.
+            waiting = [m for m in status.machines if m.problem is not None]
+            reason = " ".join([plain, *(_sentence(m.problem.detail(m.name)) for m in waiting if m.problem)])
+            if waiting and waiting[0].problem:
+                plain += " " + waiting[0].problem.plain(waiting[0].name)
+            if _fail(instance, reason, plain):
                 report.failed.append(instance.pk)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from labs import launcher_sizing
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "laborchestrator"
 INSTANCE_LABEL = "laborchestrator/instance"
@@ -28,18 +30,6 @@ RESOURCE_QUOTA_NAME = "lab-quota"
 VMI_COUNT_QUOTA_KEY = "count/virtualmachineinstances.kubevirt.io"
 # KubeVirt reads the user data from this key of the referenced Secret.
 USERDATA_KEY = "userdata"
-
-# What a virt-launcher pod needs beyond the guest's memory, after KubeVirt's GetMemoryOverhead
-# (kubevirt/pkg/virt-controller/services/renderresources.go): a fixed part for virt-launcher,
-# virtqemud, virtlogd and QEMU itself (~220 MiB, rounded up here to leave room for the containerDisk
-# helper containers), page tables (1/512 of the guest), 8 MiB per vCPU and 32 MiB of video memory
-# when a graphics device is attached. The quota must cover the pods, not only the guests, or the
-# last VMIs of a lab would stay Pending with FailedCreate.
-VMI_FIXED_MEMORY_OVERHEAD_MIB = 256
-VMI_MEMORY_OVERHEAD_MIB_PER_CORE = 8
-VMI_VIDEO_MEMORY_MIB = 32
-# CPU of the containerDisk and hook sidecars, which set their own small requests and limits.
-VMI_CPU_OVERHEAD_MILLICORES = 100
 
 _LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -129,35 +119,43 @@ def make_network_policy(*, namespace: str, labels: dict[str, str]) -> dict[str, 
     }
 
 
-def vmi_memory_overhead_mib(machine: MachineSpec) -> int:
-    return (
-        VMI_FIXED_MEMORY_OVERHEAD_MIB
-        + math.ceil(machine.memory_mib / 512)
-        + VMI_MEMORY_OVERHEAD_MIB_PER_CORE * machine.cores
-        + (VMI_VIDEO_MEMORY_MIB if machine.has_vnc else 0)
+def machine_shape(machine: MachineSpec) -> launcher_sizing.MachineShape:
+    """What of the machine decides its launcher pod; make_vmi builds the VMI of this shape."""
+    return launcher_sizing.MachineShape(
+        cores=machine.cores,
+        memory_mib=machine.memory_mib,
+        has_vnc=machine.has_vnc,
+        has_serial_console=machine.has_serial_console,
+        container_disks=1,
     )
 
 
 def make_resource_quota(
-    *, namespace: str, labels: dict[str, str], machines: list[MachineSpec]
+    *,
+    namespace: str,
+    labels: dict[str, str],
+    machines: list[MachineSpec],
+    sizing: launcher_sizing.KubeVirtSizing,
 ) -> dict[str, Any]:
-    """Room for exactly the lab's machines: their cores and memory plus each VMI's pod overhead.
+    """Room for exactly the lab's machines: the virt-launcher pod KubeVirt makes for each, requests
+    and limits (labs/launcher_sizing.py), and one VMI per machine.
 
-    Requests and limits are the same, so an instance can neither reserve nor burst beyond its lab.
+    The limits keep an instance from bursting beyond its lab; KubeVirt gives each compute container a
+    CPU limit of its vCPUs because of them.
     """
-    millicores = sum(m.cores * 1000 + VMI_CPU_OVERHEAD_MILLICORES for m in machines)
-    memory_mib = sum(m.memory_mib + vmi_memory_overhead_mib(m) for m in machines)
-    cpu, memory = f"{millicores}m", f"{memory_mib}Mi"
+    sizes = [launcher_sizing.launcher_pod_size(machine_shape(m), sizing) for m in machines]
+    total = sum(sizes[1:], sizes[0]) if sizes else launcher_sizing.PodSize(0, 0, 0, 0)
+    mebibytes = launcher_sizing.MIB
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": {"name": RESOURCE_QUOTA_NAME, "namespace": namespace, "labels": dict(labels)},
         "spec": {
             "hard": {
-                "requests.cpu": cpu,
-                "limits.cpu": cpu,
-                "requests.memory": memory,
-                "limits.memory": memory,
+                "requests.cpu": f"{total.cpu_request}m",
+                "limits.cpu": f"{total.cpu_limit}m",
+                "requests.memory": f"{math.ceil(total.memory_request / mebibytes)}Mi",
+                "limits.memory": f"{math.ceil(total.memory_limit / mebibytes)}Mi",
                 VMI_COUNT_QUOTA_KEY: str(len(machines)),
             }
         },
@@ -203,7 +201,6 @@ def make_userdata_secret(*, namespace: str, labels: dict[str, str], machine: Mac
 def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
     """A VMI of the machine; its login comes from the Secret, so the password is not in here."""
     memory = f"{machine.memory_mib}Mi"
-    resources = {"cpu": str(machine.cores), "memory": memory}
     return {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstance",
@@ -219,8 +216,12 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
             "domain": {
                 "cpu": {"cores": machine.cores},
                 "memory": {"guest": memory},
-                # Limits as well as requests: the namespace's quota has limits, so pods need them.
-                "resources": {"requests": dict(resources), "limits": dict(resources)},
+                # Memory requested and limited at the guest's size: never overcommitted, never more.
+                # No CPU request or limit: KubeVirt requests vCPUs / cpuAllocationRatio and limits
+                # the vCPUs (our quota has limits.cpu). Requests equal to limits for both would ask
+                # for Guaranteed QoS: a whole core reserved per vCPU for mostly idle lab machines,
+                # 100Mi more overhead and every support container raised to its limits.
+                "resources": {"requests": {"memory": memory}, "limits": {"memory": memory}},
                 "devices": {
                     "autoattachGraphicsDevice": machine.has_vnc,
                     "autoattachSerialConsole": machine.has_serial_console,
@@ -255,13 +256,21 @@ class InstanceManifests:
 
 
 def make_instance_manifests(
-    *, namespace: str, instance_id: int, lab_slug: str, owner_id: int, machines: list[MachineSpec]
+    *,
+    namespace: str,
+    instance_id: int,
+    lab_slug: str,
+    owner_id: int,
+    machines: list[MachineSpec],
+    sizing: launcher_sizing.KubeVirtSizing,
 ) -> InstanceManifests:
     labels = instance_labels(instance_id=instance_id, lab_slug=lab_slug, owner_id=owner_id)
     return InstanceManifests(
         namespace=make_namespace(name=namespace, labels=labels),
         network_policy=make_network_policy(namespace=namespace, labels=labels),
-        resource_quota=make_resource_quota(namespace=namespace, labels=labels, machines=machines),
+        resource_quota=make_resource_quota(
+            namespace=namespace, labels=labels, machines=machines, sizing=sizing
+        ),
         secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in machines],
         vmis=[make_vmi(namespace=namespace, labels=labels, machine=m) for m in machines],
     )

@@ -213,7 +213,10 @@ class LabInstance(models.Model):
     last_activity_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # Why it failed: the cluster's exact words for staff, and the same in plain words for the student
+    # (no internal addresses, no client library text).
     last_error = models.TextField(blank=True)
+    last_error_plain = models.TextField("last error (plain words)", blank=True)
 
     objects = LabInstanceQuerySet.as_manager()
 

@@ -60,16 +60,18 @@ class InUseError(DomainError):
     default_code = "in_use"
 
 
-def api_error_for(error: lab_errors.LabError) -> APIException:
-    """The HTTP error a client sees for a lifecycle error, keeping its readable message."""
+def api_error_for(error: lab_errors.LabError, *, for_staff: bool) -> APIException:
+    """The HTTP error a client sees for a lifecycle error: the cluster's details for staff, plain
+    words for everyone else (no internal addresses, no client library text)."""
+    detail = error.message if for_staff else error.public_message
     if isinstance(error, lab_errors.InstanceLimitReached | lab_errors.QuotaExceeded):
-        return LimitReachedError(error.message)
+        return LimitReachedError(detail)
     if isinstance(error, lab_errors.InvalidTransition):
-        return InvalidTransitionError(error.message)
+        return InvalidTransitionError(detail)
     if isinstance(error, lab_errors.LabNotAvailable | lab_errors.LabMisconfigured):
-        return LabNotAvailableError(error.message)
+        return LabNotAvailableError(detail)
     # Every other cluster error (unreachable, forbidden, rejected) is the operator's to fix.
-    return ClusterUnavailableError(error.message)
+    return ClusterUnavailableError(detail)
 
 
 def ticket_api_error_for(error: tickets.TicketError) -> APIException:
@@ -89,7 +91,9 @@ def protected_api_error_for(error: ProtectedError) -> APIException:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, lab_errors.LabError):
-        exc = api_error_for(exc)
+        request = context.get("request")
+        user = getattr(request, "user", None)
+        exc = api_error_for(exc, for_staff=bool(getattr(user, "is_staff", False)))
     elif isinstance(exc, tickets.TicketError):
         exc = ticket_api_error_for(exc)
     elif isinstance(exc, ProtectedError):

@@ -104,12 +104,20 @@ class StaffLabSerializer(LabSerializer):
 # --- Instances -----------------------------------------------------------------------------------------
 
 
+def _for_staff(context: dict[str, Any]) -> bool:
+    request = context.get("request")
+    return bool(getattr(getattr(request, "user", None), "is_staff", False))
+
+
 class InstanceSerializer(serializers.ModelSerializer):
     """An instance with its stored status (lists do not ask the cluster)."""
 
     lab = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     lab_name = serializers.CharField(source="lab.name", read_only=True)
     owner = UserSummarySerializer(read_only=True)
+    last_error = serializers.SerializerMethodField(
+        help_text="Why the instance failed: the cluster's exact reason for staff, plain words for others."
+    )
 
     class Meta:
         model = LabInstance
@@ -128,6 +136,12 @@ class InstanceSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_last_error(self, instance: LabInstance) -> str:
+        if _for_staff(self.context):
+            return instance.last_error
+        return instance.last_error_plain or instance.last_error
+
 
 class ConsoleUrlsSerializer(serializers.Serializer):
     vnc = serializers.CharField(allow_null=True, help_text="Websocket URL of the VNC stream, if offered.")
@@ -143,6 +157,14 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
     ip_address = serializers.SerializerMethodField()
     paused = serializers.SerializerMethodField()
     ready = serializers.SerializerMethodField()
+    reason = serializers.SerializerMethodField(
+        help_text="Why the machine does not run (yet), if the cluster says: image_unavailable, no_room, "
+        "waiting_for_quota, refused, start_failed, stopped or not_ready; empty otherwise; null if not read."
+    )
+    message = serializers.SerializerMethodField(
+        help_text="The reason in words: the cluster's exact reason and message for staff, plain words "
+        "for others; null if not read."
+    )
     consoles = serializers.SerializerMethodField()
 
     class Meta:
@@ -161,6 +183,8 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
             "ip_address",
             "paused",
             "ready",
+            "reason",
+            "message",
             "consoles",
         ]
         read_only_fields = fields
@@ -190,6 +214,24 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
     def get_ready(self, machine: InstanceMachine) -> bool | None:
         status = self._status(machine)
         return status.ready if status else None
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_reason(self, machine: InstanceMachine) -> str | None:
+        status = self._status(machine)
+        if status is None:
+            return None
+        return status.problem.code if status.problem else ""
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_message(self, machine: InstanceMachine) -> str | None:
+        status = self._status(machine)
+        if status is None:
+            return None
+        if status.problem is None:
+            return ""
+        if _for_staff(self.context):
+            return status.problem.detail(machine.name)
+        return status.problem.plain(machine.name)
 
     @extend_schema_field(ConsoleUrlsSerializer)
     def get_consoles(self, machine: InstanceMachine) -> dict[str, str | None]:

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from labs import manifests
+from labs.launcher_sizing import KubeVirtSizing
 from labs.manifests import MachineSpec
 
 WEB = MachineSpec(
@@ -32,9 +33,17 @@ ROUTER = MachineSpec(
 )
 
 
-def build(machines=(WEB, ROUTER)):
+KUBEVIRT_DEFAULTS = KubeVirtSizing()
+
+
+def build(machines=(WEB, ROUTER), sizing=KUBEVIRT_DEFAULTS):
     return manifests.make_instance_manifests(
-        namespace="net101-42", instance_id=42, lab_slug="net-101", owner_id=7, machines=list(machines)
+        namespace="net101-42",
+        instance_id=42,
+        lab_slug="net-101",
+        owner_id=7,
+        machines=list(machines),
+        sizing=sizing,
     )
 
 
@@ -73,17 +82,74 @@ def test_network_policy_keeps_traffic_inside_the_namespace_plus_dns():
     }
 
 
-def test_quota_covers_the_machines_and_their_pod_overhead_but_no_more_vmis():
+def test_quota_covers_each_machines_launcher_pod_but_no_more_vmis():
     hard = build().resource_quota["spec"]["hard"]
-    # web: 2 cores + 100m, 1024 MiB + 256 + 2 (page tables) + 16 (2 vCPU) + 32 (video)
-    # router: 1 core + 100m, 256 MiB + 256 + 1 + 8
+    # web (2 cores, 1024Mi, VNC, no serial console): compute = 1024Mi + 240Mi fixed + 2Mi page tables
+    # + 16Mi (2 vCPUs) + 8Mi IOThread + 32Mi video = 1322Mi; + containerDisk 1M requested / 40M limit;
+    # CPU 2/10 + 1m requested, 2 + 10m limit.
+    # router (1 core, 256Mi, serial console): compute = 256Mi + 240Mi + 524289 B page tables + 8Mi
+    # + 8Mi; + containerDisk 1M/40M + guest-console-log 35M/60M; CPU 100m + 1m + 5m, 1 + 10m + 15m.
+    web, router = 1322 * 2**20, 512 * 2**20 + 524289
     assert hard == {
-        "requests.cpu": "3200m",
-        "limits.cpu": "3200m",
-        "requests.memory": f"{1024 + 306 + 256 + 265}Mi",
-        "limits.memory": f"{1024 + 306 + 256 + 265}Mi",
+        "requests.cpu": f"{201 + 106}m",
+        "limits.cpu": f"{2010 + 1025}m",
+        "requests.memory": "1870Mi",  # (web + 1M + router + 36M) in MiB, rounded up
+        "limits.memory": "1969Mi",  # (web + 40M + router + 100M)
         "count/virtualmachineinstances.kubevirt.io": "2",
     }
+    assert -(-(web + router + 37 * 10**6) // 2**20) == 1870
+    assert -(-(web + router + 140 * 10**6) // 2**20) == 1969
+
+
+def test_quota_follows_the_clusters_kubevirt_configuration():
+    sizing = KubeVirtSizing.parse(
+        cpu_allocation_ratio="4",
+        memory_overhead_ratio="2",
+        support_container_resources=[
+            {"type": "guest-console-log", "resources": {"limits": {"memory": "100Mi", "cpu": "50m"}}}
+        ],
+    )
+    hard = build(machines=(ROUTER,), sizing=sizing).resource_quota["spec"]["hard"]
+    # router's overhead doubled (in whole kB), CPU request 1000m/4, the console log's limits raised.
+    overhead = 256 * 2**20 + 524289
+    overhead += -(-overhead // 1000) * 1000
+    assert hard["requests.cpu"] == f"{250 + 1 + 5}m"
+    assert hard["limits.cpu"] == f"{1000 + 10 + 50}m"
+    assert hard["requests.memory"] == f"{-(-(256 * 2**20 + overhead + 36 * 10**6) // 2**20)}Mi"
+    assert hard["limits.memory"] == f"{-(-(256 * 2**20 + overhead + 40 * 10**6 + 100 * 2**20) // 2**20)}Mi"
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ({"cpu_allocation_ratio": "ten"}, "not a whole number"),
+        ({"cpu_allocation_ratio": "0"}, "at least 1"),
+        ({"memory_overhead_ratio": "0.5"}, "at least 1.0"),
+        ({"memory_overhead_ratio": "lots"}, "at least 1.0"),
+        ({"support_container_resources": {"type": "container-disk"}}, "must be a list"),
+        ({"support_container_resources": [{"type": "hotplug"}]}, "needs a type among"),
+        (
+            {
+                "support_container_resources": [
+                    {"type": "container-disk", "resources": {"limits": {"gpu": 1}}}
+                ]
+            },
+            "only cpu and memory",
+        ),
+        (
+            {
+                "support_container_resources": [
+                    {"type": "container-disk", "resources": {"limits": {"memory": "lots"}}}
+                ]
+            },
+            "not a quantity",
+        ),
+    ],
+)
+def test_kubevirt_sizing_settings_are_checked(settings, error):
+    arguments = {"cpu_allocation_ratio": "10", "memory_overhead_ratio": "", "support_container_resources": []}
+    with pytest.raises(ValueError, match=error):
+        KubeVirtSizing.parse(**{**arguments, **settings})
 
 
 def test_vmi_is_built_from_the_machine_not_hard_coded():
@@ -95,7 +161,8 @@ def test_vmi_is_built_from_the_machine_not_hard_coded():
     domain = web["spec"]["domain"]
     assert domain["cpu"] == {"cores": 2}
     assert domain["memory"] == {"guest": "1024Mi"}
-    assert domain["resources"]["requests"] == {"cpu": "2", "memory": "1024Mi"}
+    # Memory requested and limited at the guest's size, CPU by topology only: Burstable, not Guaranteed.
+    assert domain["resources"] == {"requests": {"memory": "1024Mi"}, "limits": {"memory": "1024Mi"}}
     assert domain["devices"]["interfaces"] == [{"name": "default", "masquerade": {}}]
     assert web["spec"]["networks"] == [{"name": "default", "pod": {}}]
     assert web["spec"]["volumes"][0] == {

@@ -1,0 +1,32 @@
+"""Start-up checks of the cluster settings the labs depend on."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+from labs.launcher_sizing import KubeVirtSizing
+
+
+def kubevirt_sizing_from_settings() -> KubeVirtSizing:
+    """The cluster's KubeVirt sizing as configured; ValueError says which setting is wrong."""
+    return KubeVirtSizing.parse(
+        cpu_allocation_ratio=settings.KUBEVIRT_CPU_ALLOCATION_RATIO,
+        memory_overhead_ratio=settings.KUBEVIRT_MEMORY_OVERHEAD_RATIO,
+        support_container_resources=settings.KUBEVIRT_SUPPORT_CONTAINER_RESOURCES,
+    )
+
+
+@register()
+def check_kubevirt_sizing(app_configs, **kwargs) -> list[Error]:
+    try:
+        kubevirt_sizing_from_settings()
+    except ValueError as error:
+        return [
+            Error(
+                f"The KubeVirt sizing settings are not valid: {error}.",
+                hint="Set KUBEVIRT_CPU_ALLOCATION_RATIO, KUBEVIRT_MEMORY_OVERHEAD_RATIO and "
+                "KUBEVIRT_SUPPORT_CONTAINER_RESOURCES as the cluster's KubeVirt CR configures them "
+                "(README, 'Sizing the quota').",
+                id="labs.E001",
+            )
+        ]
+    return []

@@ -1,0 +1,98 @@
+"""Why a machine does not run, read from its VMI's status: the cluster's own reason and message for
+staff, plain words for the student, and whether waiting can help.
+
+How a real cluster reports each case on the VMI (KubeVirt's pkg/virt-controller/watch/vmi/lifecycle.go
+and pkg/virt-handler/vm.go; the local cluster reproduces them, tests/localcluster/test_launcher_pod.py):
+
+- the launcher pod refused by the namespace's quota: phase Pending, `Synchronized=False`, reason
+  `FailedCreate`, "failed to create virtual machine pod: ... exceeded quota: ..." (room may appear);
+- any other refusal of the pod (PodSecurity, a manifest KubeVirt cannot render): `FailedCreate` too;
+- the pod fits no node: phase Scheduling, `PodScheduled=False`, reason `Unschedulable`, "0/3 nodes are
+  available: 3 Insufficient memory. ...";
+- the containerDisk image cannot be pulled: phase Scheduling, `Synchronized=False`, reason
+  `ErrImagePull` or `ImagePullBackOff` with the kubelet's message;
+- QEMU cannot start the guest: phase Scheduled, `Synchronized=False`, reason "Synchronizing with the
+  Domain failed.", message `server error. command SyncVMI failed: "..."`;
+- the guest ended: phase Failed (or Succeeded), the reason in `status.reason` or the Ready condition.
+
+Nothing here calls the cluster or the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+SYNC_FAILED_REASON = "Synchronizing with the Domain failed."
+
+# Our codes (stable, for API clients) and the plain words a student reads for each.
+IMAGE_UNAVAILABLE = "image_unavailable"
+NO_ROOM = "no_room"
+WAITING_FOR_QUOTA = "waiting_for_quota"
+REFUSED = "refused"
+START_FAILED = "start_failed"
+STOPPED = "stopped"
+NOT_READY = "not_ready"
+
+PLAIN_WORDS = {
+    IMAGE_UNAVAILABLE: "The machine {machine} cannot start: its disk image could not be downloaded. "
+    "Tell your instructor.",
+    NO_ROOM: "The machine {machine} cannot start: the cluster has no room for it right now (not enough "
+    "free memory or processors). Try again later, or tell your instructor if it keeps happening.",
+    WAITING_FOR_QUOTA: "The machine {machine} is waiting for room in this lab's resources; it starts as "
+    "soon as there is.",
+    REFUSED: "The cluster refused to create the machine {machine}. Tell your instructor.",
+    START_FAILED: "The machine {machine} could not be started. Tell your instructor.",
+    STOPPED: "The machine {machine} stopped unexpectedly.",
+    NOT_READY: "The machine {machine} is waiting: the cluster has not started it yet.",
+}
+
+
+@dataclass(frozen=True)
+class MachineProblem:
+    code: str  # one of PLAIN_WORDS' keys
+    fatal: bool  # True: waiting cannot help, the start has failed
+    cluster_reason: str
+    cluster_message: str
+
+    def plain(self, machine: str) -> str:
+        return PLAIN_WORDS[self.code].format(machine=machine)
+
+    def detail(self, machine: str) -> str:
+        """For staff: the cluster's exact reason and message."""
+        message = f": {self.cluster_message}" if self.cluster_message else ""
+        return f"Machine {machine}: {self.cluster_reason}{message}"
+
+
+def _false_condition(conditions: dict[str, dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    condition = conditions.get(kind)
+    return condition if condition is not None and condition.get("status") == "False" else None
+
+
+def machine_problem(status: dict[str, Any]) -> MachineProblem | None:
+    """What keeps the VMI with this `status` from running, if anything."""
+    phase = status.get("phase") or ""
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    synchronized = _false_condition(conditions, "Synchronized")
+    if phase in ("Failed", "Succeeded"):
+        ready = conditions.get("Ready") or {}
+        reason = status.get("reason") or ready.get("reason") or phase
+        message = ready.get("message") or (synchronized or {}).get("message") or f"The VMI is {phase}."
+        return MachineProblem(STOPPED, True, reason, message)
+    scheduled = _false_condition(conditions, "PodScheduled")
+    if scheduled is not None:
+        reason = scheduled.get("reason") or "Unschedulable"
+        return MachineProblem(NO_ROOM, True, reason, scheduled.get("message") or "")
+    if synchronized is None or phase == "Running":
+        return None
+    reason, message = synchronized.get("reason") or "", synchronized.get("message") or ""
+    if reason in IMAGE_PULL_REASONS:
+        return MachineProblem(IMAGE_UNAVAILABLE, True, reason, message)
+    if reason == "FailedCreate" and "exceeded quota" in message:
+        return MachineProblem(WAITING_FOR_QUOTA, False, reason, message)
+    if reason.startswith("FailedCreate"):
+        return MachineProblem(REFUSED, True, reason, message)
+    if reason == SYNC_FAILED_REASON:
+        return MachineProblem(START_FAILED, True, reason, message)
+    return MachineProblem(NOT_READY, False, reason, message)
