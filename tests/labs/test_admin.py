@@ -101,3 +101,26 @@ def test_the_namespace_prefix_help_text_shows_the_name_pattern(client, instructo
     page = client.get("/admin/labs/lab/add/").content.decode()
     help_text = page.split('id="id_namespace_prefix_helptext"', 1)[1].split("</div>", 1)[0]
     assert "PREFIX-ID" in help_text and "e.g. networking-42" in help_text
+
+
+def test_the_admin_shows_the_clusters_exact_reason_and_what_the_student_read(
+    app_cluster, client, instructor, student, make_lab
+):
+    """Started for real: a node too small for the machine, as the instructor then sees it."""
+    from labs import lifecycle
+    from tests.labs.conftest import wait_for
+
+    lab = make_lab()
+    lab.machines.update(memory_mib=4096)
+    app_cluster.faults.node(memory="1Gi")
+    instance = lifecycle.instance_start(user=student, lab=lab)
+    wait_for(lambda: lifecycle.instance_refresh(instance=instance).status == "failed")
+
+    client.force_login(instructor)
+    detail = client.get(f"/admin/labs/labinstance/{instance.pk}/change/").content.decode()
+    assert "Last error:" in detail
+    assert "Machine vm0: Unschedulable: 0/1 nodes are available: 1 Insufficient memory." in detail
+    assert "Last error (plain words):" in detail
+    assert "the cluster has no room for it right now" in detail
+    listing = client.get("/admin/labs/labinstance/").content.decode()
+    assert "Machine vm0: Unschedulable: 0/1 nodes are available" in listing
