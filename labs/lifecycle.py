@@ -381,8 +381,9 @@ def _derive_status(instance: LabInstance, machines: list[MachineStatus]) -> _Der
         reason = " ".join(_sentence(m.problem.detail(m.name)) for m in broken if m.problem)
         first = broken[0]
         plain = first.problem.plain(first.name) if first.problem else ""
-        if len(broken) > 1:
-            plain += f" ({len(broken) - 1} more machine(s) failed too.)"
+        others = [m.name for m in broken[1:]]
+        if others:
+            plain += f" The machine{'s' if len(others) > 1 else ''} {', '.join(others)} failed too."
         return _Derived(Status.FAILED, reason, plain)
     for machine in machines:
         if machine.phase == "" and instance.status != Status.STARTING:

@@ -119,12 +119,15 @@ class MachineView {
     this.panel.querySelector('[data-field="username"]').textContent = data.username;
     this.panel.querySelector('[data-field="password"]').textContent = data.password;
     const running = status === "running" && stage === "running";
+    // The reason is the API's: plain words for students, the cluster's for staff. The only way on
+    // from a finished lab is the "Start again" button above, so that is what the words offer.
+    const startAgain = "Click \u201cStart again\u201d above to start a new copy of this lab.";
     const whyNot = {
       paused: "The lab is paused. Resume it to use this machine.",
       stopping: "The lab is stopping.",
-      stopped: FINISHED.has(status) ? `The lab is ${STATUS_LABELS[status].toLowerCase()}. Start it again to use this machine.` : "",
-      failed: "This machine failed. Stop the lab and start it again.",
-    }[stage] || `The machine is ${STAGE_LABELS[stage].toLowerCase()}…`;
+      stopped: FINISHED.has(status) ? `The lab is ${STATUS_LABELS[status].toLowerCase()}. ${startAgain}` : "",
+      failed: `${data.message || this.workspace.data?.last_error || "This lab failed."} ${startAgain}`,
+    }[stage] || data.message || `The machine is ${STAGE_LABELS[stage].toLowerCase()}…`;
     for (const consoleView of Object.values(this.consoles)) consoleView.setRunning(running, whyNot);
   }
 
@@ -260,8 +263,11 @@ class Workspace {
     const ready = counts.filter((stage) => stage === "running").length;
     switch (this.status) {
       case "requested":
-      case "starting":
-        return `Starting your machines: ${ready} of ${counts.length} running (${elapsed}).`;
+      case "starting": {
+        // A machine that waits for something says what (e.g. room in the lab's quota).
+        const why = this.data ? this.data.machines.map((m) => m.message).filter(Boolean) : [];
+        return [`Starting your machines: ${ready} of ${counts.length} running (${elapsed}).`, ...why].join(" ");
+      }
       case "running":
         return ready < counts.length ? `Machines booting: ${ready} of ${counts.length} running.` : "";
       case "stopping":
