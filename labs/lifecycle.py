@@ -469,7 +469,7 @@ def instance_stop(*, instance: LabInstance, reason: str = "") -> LabInstance:
     """
     if instance.status in (Status.STOPPED, Status.EXPIRED):
         return instance
-    because = {"last_error": reason[:2000]} if reason else {}
+    because = {"last_error": reason[:2000], "last_error_plain": reason[:2000]} if reason else {}
     if instance.status != Status.STOPPING and not _transition(instance, Status.STOPPING, **because):
         return instance_stop(instance=instance, reason=reason)  # someone else moved it; act on what it is now
     if instance.namespace:
