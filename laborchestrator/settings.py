@@ -240,6 +240,10 @@ CONSOLE_MAX_STREAMS_PROCESS = envint("CONSOLE_MAX_STREAMS_PROCESS", 500)
 CONSOLE_BUFFER_BYTES = envint("CONSOLE_BUFFER_BYTES", 256 * 1024)
 # Seconds to open the machine's websocket on the cluster before answering 4503.
 CONSOLE_UPSTREAM_OPEN_TIMEOUT_SECONDS = float(os.getenv("CONSOLE_UPSTREAM_OPEN_TIMEOUT_SECONDS", "10"))
+# A ping to the machine's websocket this often (0: never): virt-api sends no keepalive on console
+# streams, and proxies and load balancers drop silent websockets. Unanswered by the next one, the
+# stream ends (4502).
+CONSOLE_UPSTREAM_PING_SECONDS = float(os.getenv("CONSOLE_UPSTREAM_PING_SECONDS", "20"))
 
 # --- LTI 1.3 tool (lti/, see lti/README.md) ---------------------------------------------------
 # Seconds a launch may take after its OIDC login; later, the login must start again.

@@ -19,10 +19,18 @@ as a bare 1006), with one close code per cause:
 |      |                                           | a websocket path that is not a console's               |
 | 4408 | Closed after N min without activity.      | no bytes either way for CONSOLE_IDLE_TIMEOUT_SECONDS   |
 | 4409 | The lab instance is not running (paused). | the instance is neither starting nor running, or the   |
-|      |                                           | cluster said "VMI is not running" (400) before upgrade |
+|      |                                           | cluster said "VMI is not running" (400) or that the    |
+|      |                                           | VMI has failed (409) before the upgrade                |
 | 4429 | You may have N consoles open at a time... | CONSOLE_MAX_STREAMS_PER_USER / _PROCESS reached        |
-| 4502 | The connection to the machine was lost... | the upstream websocket ended or dropped: reconnect     |
-| 4503 | The cluster is unavailable; try again...  | the upstream websocket could not be opened             |
+| 4502 | The connection to the machine was lost... | the upstream websocket ended or dropped (with or       |
+|      |                                           | without a close frame, or no answer to keepalive       |
+|      |                                           | pings): reconnect                                      |
+| 4503 | The cluster is unavailable; try again...  | the upstream websocket could not be opened (any other  |
+|      |                                           | answer, e.g. virt-api's 500), or a step of opening     |
+|      |                                           | failed here (the channel layer, the database)          |
+
+Students get these plain words; staff get the cluster's exact reason after them, in brackets
+(cut to the 123 bytes a close frame can carry), for 4409, 4502 and 4503.
 
 The Origin is checked first (vncproxy/origin.py): a foreign page is refused before anything is
 looked up, so it learns nothing but the refusal. Unknown websocket paths close with 4404.
@@ -41,12 +49,17 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from labs.lifecycle import instance_touch
-from vncproxy import daphne_transport
 from vncproxy.access import StreamAccess, StreamRefused, authorise_stream
 from vncproxy.limits import LimitReached, StreamKey, shared_user_streams, stream_limits
 from vncproxy.origin import header, origin_allowed
-from vncproxy.relay import AsgiBrowser, BrowserSide, Relay
-from vncproxy.upstream import UpstreamConnection, UpstreamNotRunning, UpstreamUnavailable, open_upstream
+from vncproxy.relay import AsgiBrowser, Relay, close_reason
+from vncproxy.upstream import (
+    UpstreamConnection,
+    UpstreamFailed,
+    UpstreamNotRunning,
+    UpstreamUnavailable,
+    open_upstream,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,26 +83,33 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.machine_name: str = route["machine"]
         self.kind: str = route["kind"]  # "vnc" or "serial"
         self.user_label = "anonymous"
+        self.detailed_reasons = False  # staff see the cluster's own reasons
         self.relay: Relay | None = None
+        self.in_group = False
         self.limit_key: tuple[int, StreamKey] | None = None
         self.shared_lease: str | None = None  # this stream's place in the count across processes
         # noVNC may offer "binary"; echo it. Anything else offered and not accepted fails in the browser.
         offered = self.scope.get("subprotocols") or []
         await self.accept("binary" if "binary" in offered else None)
-        self.direct = daphne_transport.attach(self)
-        browser: BrowserSide = self.direct or AsgiBrowser(self.base_send, settings.CONSOLE_BUFFER_BYTES)
+        browser = AsgiBrowser(self.base_send, settings.CONSOLE_BUFFER_BYTES)
+        upstream: UpstreamConnection | None = None
         try:
             access = await self._authorise()
             self.user_label = f"{access.user.pk}:{access.user.get_username()}"
+            self.detailed_reasons = bool(access.user.is_staff)
             await self._acquire_limit(access)
             await self._replace_others()
             upstream = await self._open_upstream(access)
-        except StreamRefused as refusal:
-            self._log("refused", refusal.code, refusal.cause)
-            await browser.close(refusal.code, refusal.reason)
-            await self._release_limit()
-            if self.direct is not None:
-                self.direct.stop()
+            await self.channel_layer.group_add(self.stream_group, self.channel_name)
+            self.in_group = True
+        except BaseException as error:
+            # Whatever failed (a refusal, Redis, the database, a cancellation), the stream gives its
+            # place back and leaves no upstream connection or group membership behind.
+            if upstream is not None:
+                upstream.abort()
+            await self._refuse(browser, error)
+            if not isinstance(error, Exception):
+                raise
             return
         self.access = access
         self.relay = Relay(
@@ -98,12 +118,30 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             idle_timeout=settings.CONSOLE_IDLE_TIMEOUT_SECONDS,
             on_activity=self._touch,
             on_tick=self._refresh_lease,
+            detailed_reasons=self.detailed_reasons,
         )
-        await self.channel_layer.group_add(self.stream_group, self.channel_name)
-        self.groups.append(self.stream_group)
         self.relay.start()
         self._log("accepted", None, "")
-        await self._touch()
+        try:
+            await self._touch()
+        except Exception:  # recording activity must never end the stream; the watchdog retries
+            logger.exception("Recording console activity failed")
+
+    async def _refuse(self, browser: AsgiBrowser, error: BaseException) -> None:
+        if isinstance(error, StreamRefused):
+            refusal = error
+        else:
+            if isinstance(error, Exception):
+                logger.exception("Opening a console stream failed")
+            refusal = StreamRefused(*CLUSTER_UNAVAILABLE, cause=f"{type(error).__name__}: {error}")
+        self._log("refused", refusal.code, refusal.cause)
+        try:
+            await browser.close(refusal.code, refusal.reason)
+        except Exception as close_error:  # the browser may be gone already
+            logger.info("Could not send the refusal to the browser (%s)", close_error)
+        finally:
+            await self._leave_group()
+            await self._release_limit()
 
     async def _authorise(self) -> StreamAccess:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -179,10 +217,16 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return await open_upstream(
                 namespace=access.instance.namespace or "", name=self.machine_name, kind=self.kind
             )
-        except UpstreamNotRunning as error:
-            raise StreamRefused(4409, "The machine is not running.", cause=error.message) from error
+        except (UpstreamNotRunning, UpstreamFailed) as error:
+            reason = self._reason(error.message, error.cluster_reason)
+            raise StreamRefused(4409, reason, cause=error.cluster_reason) from error
         except UpstreamUnavailable as error:
-            raise StreamRefused(*CLUSTER_UNAVAILABLE, cause=error.message) from error
+            code, plain = CLUSTER_UNAVAILABLE
+            reason = self._reason(plain, error.cluster_reason)
+            raise StreamRefused(code, reason, cause=error.cluster_reason) from error
+
+    def _reason(self, plain: str, cluster_reason: str) -> str:
+        return close_reason(plain, cluster_reason if self.detailed_reasons else "")
 
     async def console_kick(self, event: dict) -> None:
         if event.get("by") != self.channel_name and self.relay is not None:
@@ -200,8 +244,6 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await super().dispatch(message)
 
     async def disconnect(self, code: int) -> None:
-        if self.direct is not None:
-            self.direct.stop()
         if self.relay is not None:
             await self.relay.stop()
             cause = self.relay.close_reason
@@ -209,6 +251,18 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 cause = f"{cause} ({self.relay.upstream_end_cause})"
             self._log("closed", self.relay.close_code, cause)
         await self._release_limit()
+        await self._leave_group()
+
+    async def _leave_group(self) -> None:
+        """Not Channels' own `groups` list: its disconnect handler would stop at a Redis error before
+        `disconnect` releases anything."""
+        if not self.in_group:
+            return
+        self.in_group = False
+        try:
+            await self.channel_layer.group_discard(self.stream_group, self.channel_name)
+        except (RedisError, OSError) as error:  # channels-redis expires group memberships itself
+            logger.warning("Could not leave the console's group (%s)", error)
 
     async def _touch(self) -> None:
         now = time.monotonic()
@@ -221,7 +275,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         relay = self.relay
         logger.info(
             "console %s: user=%s instance=%s machine=%s kind=%s code=%s cause=%s duration=%.1fs "
-            "bytes_up=%d bytes_down=%d flow_control=%s",
+            "bytes_up=%d bytes_down=%d",
             outcome,
             self.user_label,
             self.instance_id,
@@ -232,7 +286,6 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             time.monotonic() - self.started,
             relay.bytes_up if relay else 0,
             relay.bytes_down if relay else 0,
-            "daphne" if self.direct is not None else "asgi",
         )
 
 

@@ -1,14 +1,15 @@
-"""The byte relay between one browser websocket and one upstream (KubeVirt) websocket.
+"""The byte relay between one browser websocket (ASGI messages) and one upstream (KubeVirt) websocket.
 
-The data path is callbacks, not tasks: a frame from the browser is written to the upstream
-(`from_browser`), and bytes from the machine are written to the browser (`upstream_data`) in the
-same event-loop callback that read them. No channel layer, no database, no thread or task hop.
-Buffering is bounded in both directions by pausing the reading side while the writing side's
-buffer is above CONSOLE_BUFFER_BYTES:
-- machine → browser: the browser side's `write` returns False when full; the upstream stops reading
-  (TCP then pushes back on the API server) until the browser side calls `browser_writable`;
-- browser → machine: the upstream's write buffer is full (`upstream.writable` False); the browser
-  side stops reading until `upstream_writable`.
+Machine → browser: bytes from the machine arrive in the upstream's read callback (`upstream_data`)
+and queue in `AsgiBrowser`, whose task sends them as `websocket.send` messages. The ASGI server
+makes that send wait while the browser's connection cannot take more (uvicorn's websockets-sansio
+waits while its transport's write buffer is above the high-water mark), so the queue fills; above
+CONSOLE_BUFFER_BYTES the upstream stops reading (TCP then pushes back on the API server) until the
+queue is down to half.
+Browser → machine: the consumer awaits `to_upstream` for each message, which waits while the
+upstream's write buffer is above CONSOLE_BUFFER_BYTES; the server reads no further browser frames
+until the consumer asks for the next message (uvicorn pauses reading until then).
+No channel layer, no database, no thread hop on the data path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Protocol
 
 from vncproxy.upstream import UpstreamConnection
 
@@ -27,36 +27,28 @@ logger = logging.getLogger(__name__)
 # How often the watchdog looks at the stream when nothing else wakes it (idle check, activity).
 ACTIVITY_INTERVAL = 60.0
 UPSTREAM_LOST = (4502, "The connection to the machine was lost; reconnect.")
-# KubeVirt ends the older stream of a console when a newer one opens, and the newer consumer's kick
-# (4001, through the channel layer, possibly from another process) can arrive just after that. The
-# end of the upstream waits this long for it, so that the older browser is told the real reason
-# (and does not reconnect and kick the newer one in turn).
+# KubeVirt ends the older stream of a console when a newer one opens (it closes the connection, no
+# close frame), and the newer consumer's kick (4001, through the channel layer, possibly from another
+# process) can arrive just after that. The end of the upstream waits this long for it, so that the
+# older browser is told the real reason (and does not reconnect and kick the newer one in turn).
 REPLACEMENT_GRACE_SECONDS = 1.0
+# A browser that takes nothing more is not waited for longer than this to receive the close frame.
+CLOSE_TIMEOUT_SECONDS = 10.0
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes, 2 for the code
 
 
-class BrowserSide(Protocol):
-    def start(self, relay: Relay) -> asyncio.Task[None] | None:
-        """Begin relaying (deliver what the browser sent meanwhile); a task the relay owns, if any."""
-
-    def write(self, chunks: list[memoryview]) -> bool:
-        """Send the chunks as one binary frame (the views are only valid during the call). False
-        when the browser side's buffer is full: the relay stops reading the machine until
-        `relay.browser_writable()`."""
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    async def close(self, code: int, reason: str) -> None: ...
+def close_reason(reason: str, detail: str = "") -> str:
+    """`reason`, with `detail` in brackets when given, cut to what a close frame can carry."""
+    text = f"{reason} ({detail})" if detail else reason
+    encoded = text.encode()
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return text
+    return encoded[: MAX_CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
 
 
 class AsgiBrowser:
-    """The browser through plain ASGI messages (any server; the Channels test communicator).
-
-    ASGI sends are coroutines, so frames for the browser queue here (bounded: `write` reports full
-    above `limit`) and a task sends them. Frames from the browser arrive as consumer messages; the
-    consumer awaits `Relay.to_upstream`, which waits for the upstream to drain, so reading needs no
-    pausing here."""
+    """The browser side: frames for the browser queue here (bounded: `write` reports full above
+    `limit`) and a task sends them with the consumer's ASGI `send`."""
 
     def __init__(self, send: Callable[[dict], Awaitable[None]], limit: int) -> None:
         self._send = send
@@ -71,8 +63,10 @@ class AsgiBrowser:
         self._relay = relay
         return asyncio.create_task(self._pump())
 
-    def write(self, chunks: list[memoryview]) -> bool:
-        data = b"".join(chunks)
+    def write(self, chunks: list[bytes]) -> bool:
+        """Queue the chunks as one binary frame. False when the queue is full: the relay stops
+        reading the machine until `relay.browser_writable()`."""
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._queue.append(data)
         self._queued += len(data)
         self._wakeup.set()
@@ -93,16 +87,11 @@ class AsgiBrowser:
                     if self._relay is not None:
                         self._relay.browser_writable()
 
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
     async def close(self, code: int, reason: str) -> None:
-        while self._queue:  # what the machine sent before the end goes first
-            await self._send({"type": "websocket.send", "bytes": self._queue.popleft()})
-        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            while self._queue:  # what the machine sent before the end goes first
+                await self._send({"type": "websocket.send", "bytes": self._queue.popleft()})
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class Relay:
@@ -112,16 +101,18 @@ class Relay:
         self,
         *,
         upstream: UpstreamConnection,
-        browser: BrowserSide,
+        browser: AsgiBrowser,
         idle_timeout: float,
         on_activity: Callable[[], Awaitable[None]],
         on_tick: Callable[[], Awaitable[None]] | None = None,
+        detailed_reasons: bool = False,
     ) -> None:
         self.upstream = upstream
         self.browser = browser
         self.idle_timeout = idle_timeout
         self.on_activity = on_activity
         self.on_tick = on_tick  # called at least every ACTIVITY_INTERVAL while the stream is open
+        self.detailed_reasons = detailed_reasons  # staff: close reasons name the cluster's cause
         self.bytes_up = 0  # browser → machine
         self.bytes_down = 0  # machine → browser
         self.close_code: int | None = None
@@ -133,36 +124,26 @@ class Relay:
         self._reported_activity = self.last_activity
 
     def start(self) -> None:
-        browser_task = self.browser.start(self)
-        if browser_task is not None:
-            self._track(browser_task)
+        self._track(self.browser.start(self))
         self._spawn(self._watchdog())
         self.upstream.attach(self)  # may deliver (or end) at once
 
     # -- browser → machine ------------------------------------------------------------------------------
-    def from_browser(self, data: bytes | memoryview) -> bool:
-        """One frame from the browser. False when the upstream is full: the browser side has been
-        told to stop reading until `upstream_writable`."""
+    async def to_upstream(self, data: bytes) -> None:
+        """One frame from the browser; returns when the upstream can take the next one."""
         if self.close_code is not None:
-            return True
+            return
         self.bytes_up += len(data)
         self.last_activity = self._loop.time()
         self.upstream.send(data)
-        if self.upstream.writable:
-            return True
-        self.browser.pause_reading()
-        return False
-
-    async def to_upstream(self, data: bytes) -> None:
-        """`from_browser` for a server that delivers browser frames as messages (plain ASGI)."""
-        if not self.from_browser(data):
+        if not self.upstream.writable:
             await self.upstream.drained()
 
     def upstream_writable(self) -> None:
-        self.browser.resume_reading()
+        pass  # `to_upstream` waits for the drain itself
 
     # -- machine → browser ------------------------------------------------------------------------------
-    def upstream_data(self, chunks: list[memoryview]) -> None:
+    def upstream_data(self, chunks: list[bytes]) -> None:
         if self.close_code is not None:
             return
         self.bytes_down += sum(map(len, chunks))
@@ -181,7 +162,9 @@ class Relay:
 
     async def _finish_upstream_lost(self) -> None:
         await asyncio.sleep(REPLACEMENT_GRACE_SECONDS)
-        await self.finish(*UPSTREAM_LOST)
+        code, reason = UPSTREAM_LOST
+        detail = self.upstream_end_cause if self.detailed_reasons else ""
+        await self.finish(code, close_reason(reason, detail))
 
     # -- tasks --------------------------------------------------------------------------------------------
     def _spawn(self, coroutine: Coroutine[None, None, None]) -> None:
@@ -221,9 +204,9 @@ class Relay:
         for task in list(self.tasks):
             if task is not current:
                 task.cancel()
-        with contextlib.suppress(Exception):
-            await self.browser.close(code, reason)
         self.upstream.close()
+        with contextlib.suppress(Exception):  # the browser may be gone, or take nothing more
+            await self.browser.close(code, reason)
 
     async def stop(self) -> None:
         """The browser went away: cancel every task and wait for them, then close the upstream."""

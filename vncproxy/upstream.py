@@ -1,148 +1,144 @@
 """The machine's end of a console stream: the VMI's `vnc`/`console` websocket on the API server.
 
 Where to connect, and with which TLS material and token, comes from `labs.cluster` (the one module
-that knows the cluster connection). This module speaks the websocket: subprotocol
-`plain.kubevirt.io`, binary frames, no compression (VNC and serial bytes are either already
-compressed or tiny, and deflate would cost more CPU than the relay itself).
-
-The opening handshake is websockets' sans-I/O `ClientProtocol` (request, response checks, errors).
-After it, `UpstreamConnection` is a plain asyncio protocol with its own small frame codec, because
-the relay needs none of what a general websocket client does per frame and pays for all of it on
-every keystroke and screen update:
-- no task, queue or future per frame: frames from the machine are parsed in the buffer the TLS layer
-  decrypts into, and their payload is handed to the relay synchronously, in place, whatever the
-  frame boundaries (the console and RFB are byte streams, so a large frame is passed on as it
-  arrives instead of being reassembled);
-- flow control is the transport's own: `pause_reading()` while the browser cannot take more, and
-  `pause_writing()` (write buffer above CONSOLE_BUFFER_BYTES) tells the relay to stop reading the
-  browser.
-Control frames are answered as RFC 6455 asks (pong to ping, close to close); text frames are
-dropped, as virt-api drops them.
+that knows the cluster connection). The websocket itself is websockets' sans-I/O `ClientProtocol`
+(handshake, frames, masking, ping answers, the close handshake) on a plain asyncio protocol, so
+that the relay keeps the transport's own flow control and pays for no task, queue or future per
+frame:
+- bytes from the machine are handed to the relay in the callback that read them; the console and
+  RFB are byte streams, so the payloads of the frames one read brought go on together, whatever
+  the frame boundaries (text frames are dropped, as virt-api drops them);
+- `pause_reading()` while the browser cannot take more; `pause_writing()` (write buffer above
+  CONSOLE_BUFFER_BYTES) tells the relay to stop reading the browser;
+- a ping every CONSOLE_UPSTREAM_PING_SECONDS: virt-api sends no keepalive of its own on these
+  streams (pkg/virt-api/rest/streamer.go, the raw streamer), and proxies and load balancers between
+  here and the API server drop websockets that stay silent (kubevirt/kubevirt#6493). A ping left
+  unanswered until the next one ends the stream, unless reading was paused meanwhile (the pong may
+  be waiting behind data the browser has not taken yet).
+Subprotocol `plain.kubevirt.io`, binary frames, no compression (VNC and serial bytes are either
+already compressed or tiny, and deflate would cost more CPU than the relay itself).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
-import struct
 from typing import Protocol
 
 from django.conf import settings
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.frames import apply_mask
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from labs import cluster
 from labs.exceptions import ClusterError
-from vncproxy.frames import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_CONTINUATION,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    frame_header,
-    read_header,
-)
 
 KUBEVIRT_SUBPROTOCOL = Subprotocol("plain.kubevirt.io")
 UPSTREAM_KIND = {"vnc": "vnc", "serial": "console"}  # route kind → KubeVirt subresource
 USER_AGENT = "laborchestrator-console-proxy"
-# Bytes decrypted per read: large enough that a busy stream costs few wake-ups (64 KiB relays as
-# fast as 256 KiB did in bench/relay_throughput.py), small enough for CONSOLE_MAX_STREAMS_PROCESS
-# streams per process. The handshake's response headers must fit too.
-READ_BUFFER_BYTES = 64 * 1024
-
-_CLOSE_CODE = struct.Struct("!H").unpack_from
+# What an error answer's message may take in a log line or a staff member's close reason.
+MESSAGE_LIMIT = 200
+# A frame (or fragmented message) from the machine larger than this ends the stream (1009): websockets
+# holds a frame whole until it is complete. virt-api's are at most 10 KiB (client-go's
+# WebsocketMessageBufferSize); the local cluster's 256 KiB.
+MAX_FRAME_BYTES = 1024 * 1024
 
 
 class UpstreamError(Exception):
-    def __init__(self, message: str) -> None:
+    """The stream could not be opened. `message` is plain words for anyone; `cluster_reason` is what
+    the API server said (its Status message or body), for staff and logs."""
+
+    def __init__(self, message: str, *, cluster_reason: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.cluster_reason = cluster_reason
 
 
 class UpstreamNotRunning(UpstreamError):
     """virt-api answered 400 before the upgrade: the VMI is not running."""
 
 
+class UpstreamFailed(UpstreamError):
+    """virt-api answered 409 before the upgrade: the VMI has failed (pkg/virt-api/rest/console.go)."""
+
+
 class UpstreamUnavailable(UpstreamError):
-    """The API server could not be reached, refused us, or answered something else."""
+    """The API server could not be reached, refused us, or answered something else (virt-api's 500
+    for a busy VNC with preserveSession=true among them)."""
 
 
 class UpstreamSink(Protocol):
     """Where an open upstream delivers (the relay)."""
 
-    def upstream_data(self, chunks: list[memoryview]) -> None:
-        """Bytes from the machine, in order: the payloads of the frames one read brought (the
-        console and RFB are byte streams, so they may go on as one). Views into the read buffer,
-        valid only during the call."""
+    def upstream_data(self, chunks: list[bytes]) -> None:
+        """Bytes from the machine, in order: the payloads of the frames one read brought."""
 
     def upstream_writable(self) -> None:
         """The upstream's write buffer drained after `writable` was False."""
 
     def upstream_closed(self, cause: str) -> None:
-        """The machine's side ended (close frame, end of stream, error); called once."""
+        """The machine's side ended (close frame, end of stream, error, no keepalive answer); once."""
 
 
-class UpstreamConnection(asyncio.BufferedProtocol):
-    """One open `vnc`/`console` websocket, after `open_upstream`. Client side of RFC 6455."""
+class UpstreamConnection(asyncio.Protocol):
+    """One open `vnc`/`console` websocket, after `open_upstream`."""
 
-    def __init__(self, handshake: ClientProtocol, write_limit: int) -> None:
-        self.handshake = handshake
+    def __init__(self, protocol: ClientProtocol, *, write_limit: int, ping_interval: float) -> None:
+        self.protocol = protocol
         self.write_limit = write_limit
+        self.ping_interval = ping_interval
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
         self.sink: UpstreamSink | None = None
         self.closed = False  # no more frames either way (close frame sent or received, or lost)
-        self._close_sent = False
-        self._ended_cause: str | None = None  # set when the stream ended before a sink was attached
-        self._buffer = bytearray(READ_BUFFER_BYTES)
-        self._view = memoryview(self._buffer)
-        self._start = 0  # unparsed bytes are _buffer[_start:_end]
-        self._end = 0
-        self._payload_left = 0  # bytes of the current data frame's payload still to come
-        self._payload_kept = False  # whether they go to the sink (binary) or are dropped (text)
-        self._response_started = False  # an error response's headers were read; its body follows
+        self._held: list[bytes] = []  # payloads that arrived before a sink was attached
+        self._ended_cause: str | None = None  # set when the stream ended (maybe before a sink was)
+        self._binary_message = True  # whether continuation frames belong to a binary message
+        self._reading_paused = False
         self._drained = asyncio.Event()  # clear while the transport asks us to pause writing
         self._drained.set()
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_unanswered = False
+        self._paused_since_ping = False
 
     # -- asyncio protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a Transport (uvloop's is not a subclass)
-        transport.set_write_buffer_limits(high=self.write_limit)
-        for data in self.handshake.data_to_send():
-            transport.write(data)
+        transport.set_write_buffer_limits(high=self.write_limit)  # type: ignore[attr-defined]
+        self._flush()
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view[self._end :]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._end += nbytes
-        if not self.opened.done():
-            self._read_handshake()
-        elif self.sink is not None:
-            self._read_frames()
-        elif self._end == len(self._buffer) and self.transport is not None:
-            self.transport.pause_reading()  # nobody to deliver to yet: attach() resumes
+    def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._handle_events()
 
     def eof_received(self) -> bool:
-        if not self.opened.done():
-            self.handshake.receive_eof()
-            self._read_handshake_events()
+        if self.opened.done() and self.protocol.close_rcvd is None:
+            # virt-api ends a replaced or broken stream by closing the connection, without a close
+            # frame (its raw streamer copies bytes; a browser would see 1006).
+            self._end_stream("the API server closed the connection without a close frame")
+        self.protocol.receive_eof()
+        self._handle_events()
         return False  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_keepalive()
+        self._drained.set()
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(f"connection closed during the handshake ({exc})"))
             return
-        self._end_stream("the connection to the API server was lost" if exc else "the API server closed it")
-        self._drained.set()
+        if self.protocol.close_rcvd is None:
+            self._end_stream(
+                "the connection to the API server was lost"
+                if exc
+                else "the API server closed the connection without a close frame"
+            )
 
     def pause_writing(self) -> None:
         self._drained.clear()
@@ -156,19 +152,21 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def attach(self, sink: UpstreamSink) -> None:
         """Start delivering to `sink`, beginning with what arrived since the handshake."""
         self.sink = sink
-        ended_cause = self._ended_cause  # an end found by _read_frames below reports itself
-        # Resumed first (it only arms the next read): a pause the sink asks for while it is handed
-        # what is already buffered must hold.
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
-        self._read_frames()
-        if ended_cause is not None:
-            sink.upstream_closed(ended_cause)
+        held, self._held = self._held, []
+        if held:
+            sink.upstream_data(held)
+        if self._ended_cause is not None:
+            sink.upstream_closed(self._ended_cause)
+            return
+        self._start_keepalive()
+        if not self._reading_paused:  # unless the sink asked for a pause while handed `held`
+            self._resume_transport()
 
     def send(self, data: bytes | memoryview) -> None:
         """One binary frame to the machine. Check `writable` afterwards (or await `drained()`)."""
         if not self.closed:
-            self._send_frame(OP_BINARY, data)
+            self.protocol.send_binary(data)
+            self._flush()
 
     @property
     def writable(self) -> bool:
@@ -179,63 +177,77 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         await self._drained.wait()
 
     def pause_reading(self) -> None:
+        self._reading_paused = True
+        self._paused_since_ping = True
         if self.transport is not None and not self.closed:
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+        self._reading_paused = False
+        if self.sink is not None:
+            self._resume_transport()
 
     def close(self, code: int = 1000) -> None:
         """Send a close frame (if none was exchanged yet) and close the connection."""
-        if not self.closed:
-            self._send_close(struct.pack("!H", code))
+        self._stop_keepalive()
+        if not self.closed and self.protocol.state is State.OPEN:
+            self.protocol.send_close(code)
+            self._flush()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
         self.closed = True
+        self._stop_keepalive()
         if self.transport is not None:
             self.transport.abort()
 
-    # -- handshake --------------------------------------------------------------------------------------
-    def _read_handshake(self) -> None:
-        data = self._buffer[: self._end]
-        if self._response_started:  # more of an error response's body
-            self._end = 0
-            self.handshake.receive_data(bytes(data))
-            self._read_handshake_events()
+    # -- events -----------------------------------------------------------------------------------------
+    def _handle_events(self) -> None:
+        chunks: list[bytes] = []
+        for event in self.protocol.events_received():
+            if isinstance(event, Frame):
+                opcode = event.opcode
+                if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+                    self._binary_message = opcode is Opcode.BINARY  # text is dropped, as virt-api does
+                if opcode in (Opcode.BINARY, Opcode.CONT, Opcode.TEXT):
+                    if self._binary_message and event.data:
+                        chunks.append(event.data)  # type: ignore[arg-type]  # bytes: we never pass others
+                elif opcode is Opcode.PONG:
+                    self._ping_unanswered = False
+                elif opcode is Opcode.CLOSE:
+                    self._deliver(chunks)  # what came before the close goes first
+                    chunks = []
+                    close = self.protocol.close_rcvd
+                    code = close.code if close is not None else 1005
+                    self._end_stream(f"the machine's side closed the stream (code {code})")
+            elif isinstance(event, Response):
+                self._handshake_done()
+        self._deliver(chunks)
+        if not self.opened.done() and self.protocol.handshake_exc is not None:
+            self._fail_handshake(self.protocol.handshake_exc)
             return
-        end_of_headers = data.find(b"\r\n\r\n")
-        if end_of_headers < 0:
-            if self._end == len(self._buffer):
-                self._fail_handshake(InvalidHandshake("response headers too large"))
-            return
-        if data.startswith((b"HTTP/1.1 101 ", b"HTTP/1.0 101 ")):
-            # A 101 has no body: what follows the headers are the first frames; they stay in the
-            # buffer for the frame reader (the handshake parser would take them as its own).
-            consumed = end_of_headers + 4
-        else:
-            consumed = self._end  # an error response: its body is the message
-            self._response_started = True
-        self.handshake.receive_data(bytes(data[:consumed]))
-        if consumed < self._end:
-            self._buffer[: self._end - consumed] = self._buffer[consumed : self._end]
-        self._end -= consumed
-        self._read_handshake_events()
+        self._flush()  # pongs, the close reply, a close for a protocol error
+        if self.protocol.parser_exc is not None and self.opened.done():
+            # websockets has queued a close frame (1002) and sent it with the flush above.
+            self._end_stream(f"websocket protocol error from the API server: {self.protocol.parser_exc}")
+            self._close_transport()
+        elif self.protocol.close_rcvd is not None:
+            self._close_transport()
 
-    def _read_handshake_events(self) -> None:
-        if self.opened.done():
+    def _deliver(self, chunks: list[bytes]) -> None:
+        if not chunks:
             return
-        if not any(isinstance(event, Response) for event in self.handshake.events_received()):
-            if self.handshake.handshake_exc is not None:
-                self._fail_handshake(self.handshake.handshake_exc)
-            return  # the rest of an error response's body is still to come
-        if self.handshake.handshake_exc is not None:
-            self._fail_handshake(self.handshake.handshake_exc)
-            return
-        # Until a relay attaches, what arrives stays in the buffer (attach() delivers it).
+        if self.sink is not None:
+            self.sink.upstream_data(chunks)
+        else:
+            self._held.extend(chunks)
+
+    def _handshake_done(self) -> None:
+        if self.opened.done() or self.protocol.handshake_exc is not None:
+            return  # a refusal: _fail_handshake reports it
+        # Until a relay attaches, what arrives is held (attach() delivers it): read no further.
         if self.transport is not None:
             self.transport.pause_reading()
         self.opened.set_result(None)
@@ -246,90 +258,79 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.close()
 
-    # -- frames -------------------------------------------------------------------------------------------
-    def _read_frames(self) -> None:
-        buffer, view, sink = self._buffer, self._view, self.sink
-        start, end = self._start, self._end
-        chunks: list[memoryview] = []
-        error = ""
-        while start < end and not self.closed:
-            if self._payload_left:
-                size = min(self._payload_left, end - start)
-                if self._payload_kept:
-                    chunks.append(view[start : start + size])
-                self._payload_left -= size
-                start += size
-                continue
-            header = read_header(buffer, start, end)
-            if header is None:
-                break
-            opcode, length = header.opcode, header.length
-            if header.rsv or header.masked:
-                error = "reserved bits or a masked frame from the server"
-                break
-            if opcode in (OP_BINARY, OP_TEXT, OP_CONTINUATION):
-                if opcode != OP_CONTINUATION:
-                    self._payload_kept = opcode == OP_BINARY  # text is dropped, as virt-api does
-                self._payload_left = length
-                start += header.size
-                continue
-            if opcode not in (OP_CLOSE, OP_PING, OP_PONG) or length > 125 or not header.fin:
-                error = f"unexpected frame (opcode {opcode})"
-                break
-            if end - start < header.size + length:
-                break  # a control frame is handled whole
-            payload = bytes(buffer[start + header.size : start + header.size + length])
-            start += header.size + length
-            if opcode == OP_CLOSE and chunks and sink is not None:
-                sink.upstream_data(chunks)  # what came before the close goes first
-                chunks = []
-            self._control_frame(opcode, payload)
-        if chunks and sink is not None:
-            sink.upstream_data(chunks)
-        if error:
-            self._protocol_error(error)
-        # What is left is at most an incomplete header or control frame: move it to the front.
-        if start == end:
-            self._start = self._end = 0
-        else:
-            if start:
-                buffer[: end - start] = buffer[start:end]
-            self._start, self._end = 0, end - start
-
-    def _control_frame(self, opcode: int, payload: bytes) -> None:
-        if opcode == OP_PING:
-            self._send_frame(OP_PONG, payload)
-        elif opcode == OP_CLOSE:
-            code = _CLOSE_CODE(payload)[0] if len(payload) >= 2 else 1005
-            self._send_close(payload[:2])
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
-            self._end_stream(f"the machine's side closed the stream (code {code})")
-
-    def _protocol_error(self, cause: str) -> None:
-        self._send_close(struct.pack("!H", 1002))
-        self.abort()
-        self._end_stream(f"websocket protocol error from the API server: {cause}")
-
-    def _send_close(self, payload: bytes) -> None:
-        """The one close frame this side sends (RFC 6455: after it, no more frames)."""
-        if not self._close_sent:
-            self._send_frame(OP_CLOSE, payload)
-            self._close_sent = True
-
     def _end_stream(self, cause: str) -> None:
         if self._ended_cause is not None:
             return
         self._ended_cause = cause
+        self._stop_keepalive()
         if self.sink is not None:
             self.sink.upstream_closed(cause)
 
-    def _send_frame(self, opcode: int, data: bytes | memoryview) -> None:
+    def _flush(self) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        mask = os.urandom(4)  # a client masks every frame with a fresh unpredictable key
-        self.transport.write(b"".join((frame_header(opcode, len(data), mask), apply_mask(data, mask))))
+        for data in self.protocol.data_to_send():
+            if data:
+                self.transport.write(data)
+            # An empty piece asks for a half-close, which only a server side sends first.
+
+    def _close_transport(self) -> None:
+        self.closed = True
+        self._stop_keepalive()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _resume_transport(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    # -- keepalive --------------------------------------------------------------------------------------
+    def _start_keepalive(self) -> None:
+        if self.ping_interval > 0 and self._ping_timer is None and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.ping_interval, self._keepalive)
+
+    def _stop_keepalive(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+
+    def _keepalive(self) -> None:
+        self._ping_timer = None
+        if self.closed:
+            return
+        if self._ping_unanswered and not self._paused_since_ping:
+            self._end_stream(f"no answer to a keepalive ping within {self.ping_interval:g} s")
+            self.abort()
+            return
+        self._ping_unanswered = True
+        self._paused_since_ping = self._reading_paused
+        self.protocol.send_ping(os.urandom(4))
+        self._flush()
+        self._start_keepalive()
+
+
+def _cluster_reason(response: Response) -> str:
+    """The message of an error answer: a Kubernetes Status's `message`, else the body's text."""
+    body = response.body or b""
+    with contextlib.suppress(ValueError, AttributeError):
+        status = json.loads(body)
+        if isinstance(status, dict) and isinstance(status.get("message"), str):
+            return status["message"][:MESSAGE_LIMIT]
+    return body[:MESSAGE_LIMIT].decode(errors="replace").strip() or f"HTTP {response.status_code}"
+
+
+def refusal_error(response: Response) -> UpstreamError:
+    """What virt-api's answer before the upgrade means for the console (pkg/virt-api/rest/console.go,
+    vnc.go, dialers.go): 400 not running, 409 failed, anything else unavailable."""
+    reason = _cluster_reason(response)
+    status = response.status_code
+    if status == 400:
+        return UpstreamNotRunning("The machine is not running.", cluster_reason=reason)
+    if status == 409:
+        message = "The machine has failed; stop the lab and start it again."
+        return UpstreamFailed(message, cluster_reason=reason)
+    return UpstreamUnavailable(f"The cluster refused the console (HTTP {status}).", cluster_reason=reason)
 
 
 async def open_upstream(*, namespace: str, name: str, kind: str) -> UpstreamConnection:
@@ -340,20 +341,24 @@ async def open_upstream(*, namespace: str, name: str, kind: str) -> UpstreamConn
             cluster.subresource_websocket_target, namespace=namespace, name=name, kind=UPSTREAM_KIND[kind]
         )
     except ClusterError as error:
-        raise UpstreamUnavailable(error.message) from error
+        raise UpstreamUnavailable(error.message, cluster_reason=error.message) from error
     connection: UpstreamConnection | None = None
     try:
         uri = parse_uri(target.url)
-        handshake = ClientProtocol(uri, subprotocols=[KUBEVIRT_SUBPROTOCOL], max_size=None)
-        request = handshake.connect()
+        protocol = ClientProtocol(uri, subprotocols=[KUBEVIRT_SUBPROTOCOL], max_size=MAX_FRAME_BYTES)
+        request = protocol.connect()
         for header, value in target.headers.items():
             request.headers[header] = value
         request.headers["User-Agent"] = USER_AGENT
-        handshake.send_request(request)
+        protocol.send_request(request)
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(settings.CONSOLE_UPSTREAM_OPEN_TIMEOUT_SECONDS):
             _, connection = await loop.create_connection(
-                lambda: UpstreamConnection(handshake, settings.CONSOLE_BUFFER_BYTES),
+                lambda: UpstreamConnection(
+                    protocol,
+                    write_limit=settings.CONSOLE_BUFFER_BYTES,
+                    ping_interval=settings.CONSOLE_UPSTREAM_PING_SECONDS,
+                ),
                 uri.host,
                 uri.port,
                 ssl=target.ssl if uri.secure else None,
@@ -363,14 +368,13 @@ async def open_upstream(*, namespace: str, name: str, kind: str) -> UpstreamConn
         return connection
     except InvalidStatus as error:
         _close_quietly(connection)
-        status = error.response.status_code
-        body = (error.response.body or b"")[:200].decode(errors="replace")
-        if status == 400:
-            raise UpstreamNotRunning(f"The machine is not running ({body.strip() or 'HTTP 400'}).") from error
-        raise UpstreamUnavailable(f"The cluster refused the console (HTTP {status}).") from error
+        raise refusal_error(error.response) from error
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:
         _close_quietly(connection)
-        raise UpstreamUnavailable(f"The cluster is unreachable ({type(error).__name__}).") from error
+        reason = f"{type(error).__name__}: {error}"[:MESSAGE_LIMIT]
+        raise UpstreamUnavailable(
+            f"The cluster is unreachable ({type(error).__name__}).", cluster_reason=reason
+        ) from error
     except BaseException:
         _close_quietly(connection)
         raise
