@@ -47,5 +47,5 @@ RUN python manage.py collectstatic --no-input --verbosity 0 \
 USER 10001:10001
 EXPOSE 8000
 # Migrations are not run here: the migrate Job does them once per release (deploy/k8s/migrate-job.yaml).
-# Daphne on uvloop (laborchestrator/serve.py); the arguments are Daphne's.
-CMD ["python", "-m", "laborchestrator.serve", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "laborchestrator.asgi:application"]
+# uvicorn on uvloop (laborchestrator/serve.py); client address and scheme from the ingress's headers.
+CMD ["python", "-m", "laborchestrator.serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

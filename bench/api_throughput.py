@@ -1,11 +1,11 @@
-"""Requests per second and median latency of the REST API's lists, served by Daphne.
+"""Requests per second and median latency of the REST API's lists, served by the app server (uvicorn).
 
     .venv/bin/python bench/api_throughput.py [--requests 400] [--concurrency 10]
 
 Prepares a throw-away SQLite database (or the one in --database-url) with 50 labs of two machines
-and 200 lab instances of 20 students, starts Daphne on a free loopback port as a subprocess, and
+and 200 lab instances of 20 students, starts the app server on a free loopback port as a subprocess, and
 drives it with a bounded aiohttp client: a fixed number of requests per endpoint, at most
-`--concurrency` in flight. Authenticates with a JWT, like a script would. Stops Daphne at the end.
+`--concurrency` in flight. Authenticates with a JWT, like a script would. Stops the server at the end.
 """
 
 from __future__ import annotations
@@ -93,12 +93,12 @@ def prepare_database(env: dict[str, str]) -> dict[str, str]:
     return {"staff": str(AccessToken.for_user(staff)), "student": str(AccessToken.for_user(students[0]))}
 
 
-async def wait_until_up(base: str, daphne: subprocess.Popen, timeout: float = 30.0) -> None:
+async def wait_until_up(base: str, server: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
-            if daphne.poll() is not None:
-                raise SystemExit(f"daphne exited with {daphne.returncode}")
+            if server.poll() is not None:
+                raise SystemExit(f"the app server exited with {server.returncode}")
             try:
                 async with session.get(f"{base}/healthz") as response:
                     if response.status == 200:
@@ -106,7 +106,7 @@ async def wait_until_up(base: str, daphne: subprocess.Popen, timeout: float = 30
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
-    raise SystemExit("daphne did not come up")
+    raise SystemExit("the app server did not come up")
 
 
 async def drive(base: str, path: str, token: str, count: int, concurrency: int) -> tuple[float, list[float]]:
@@ -144,8 +144,8 @@ ENDPOINTS = (
 )
 
 
-async def measure_all(base: str, daphne: subprocess.Popen, tokens: dict[str, str], args) -> list[tuple]:
-    await wait_until_up(base, daphne)
+async def measure_all(base: str, server: subprocess.Popen, tokens: dict[str, str], args) -> list[tuple]:
+    await wait_until_up(base, server)
     rows = []
     for label, path, role in ENDPOINTS:
         rate, latencies = await drive(base, path, tokens[role], args.requests, args.concurrency)
@@ -167,21 +167,21 @@ def main() -> None:
         }
         tokens = prepare_database(env)
         port = free_port()
-        command = [sys.executable, "-m", "laborchestrator.serve", "-b", "127.0.0.1", "-p", str(port)]
-        daphne = subprocess.Popen(
-            [*command, "laborchestrator.asgi:application"],
+        command = [sys.executable, "-m", "laborchestrator.serve", "--host", "127.0.0.1", "--port", str(port)]
+        server = subprocess.Popen(
+            command,
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            rows = asyncio.run(measure_all(f"http://127.0.0.1:{port}", daphne, tokens, args))
+            rows = asyncio.run(measure_all(f"http://127.0.0.1:{port}", server, tokens, args))
         finally:
-            daphne.terminate()
-            daphne.wait(timeout=10)
+            server.terminate()
+            server.wait(timeout=10)
     print(
-        f"Daphne, {'SQLite' if not args.database_url else args.database_url.split(':')[0]}, "
+        f"uvicorn, {'SQLite' if not args.database_url else args.database_url.split(':')[0]}, "
         f"{args.requests} requests per endpoint, concurrency {args.concurrency}"
     )
     print(f"{'endpoint':<48} {'req/s':>8} {'median ms':>10} {'p95 ms':>8}")

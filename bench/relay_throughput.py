@@ -3,11 +3,12 @@
     .venv/bin/python bench/relay_throughput.py [--streams 1,10,100] [--megabytes 64] [--rounds 2000]
                                                [--repeat 3] [--only a,a2,b,c,d]
 
-(a) Daphne + Channels console proxy (vncproxy) → local cluster `console` websocket (echo guest);
+(a) the console proxy (vncproxy: Channels under uvicorn, as deployed) → local cluster `console`
+    websocket (echo guest);
 (b) websockify 0.13 → a TCP echo server (one hop fewer: the practical ceiling of a Python relay);
 (c) a plain `websockets` websocket-to-websocket relay → the same local cluster console (the 2021
     prototype's design).
-(a') the same proxy (a second Daphne) in front of a bare TLS websocket echo instead of the local
+(a') the same proxy (a second server) in front of a bare TLS websocket echo instead of the local
     cluster: the proxy's own cost, without the local cluster's aiohttp + socketpair + echo guest.
 Everything runs on loopback, in separate processes; every loop is bounded. The client sends 64 KiB
 binary frames while reading the echo (throughput, MB/s of echoed payload), then ping-pongs 64-byte
@@ -166,7 +167,7 @@ RAW_UPSTREAM = textwrap.dedent(
 
 def process(args: list[str], port: int, log: Path):
     """A helper server (echo, websockify, relays) that listens on `port`, stopped afterwards."""
-    from tests.vncproxy.daphne_server import listening_process
+    from tests.vncproxy.app_server import listening_process
 
     return listening_process(args, port, log, dict(os.environ))
 
@@ -299,7 +300,7 @@ def main() -> None:
     counts = [int(n) for n in args.streams.split(",")]
     only = set(args.only.split(","))
     from localcluster.harness import start_local_cluster
-    from tests.vncproxy.daphne_server import free_port, run_daphne
+    from tests.vncproxy.app_server import free_port, run_app_server
 
     results = []
     with (
@@ -314,7 +315,7 @@ def main() -> None:
 
         user, instance = make_instance(str(local.kubeconfig), max(counts))
         cookie = session_cookie(user)
-        daphne_env = {
+        server_env = {
             "DATABASE_URL": os.environ["DATABASE_URL"],
             "SECRET_KEY": settings.SECRET_KEY,
             "KUBECONFIG": str(local.kubeconfig),
@@ -328,7 +329,7 @@ def main() -> None:
             f"{instance.namespace}/virtualmachineinstances"
         )
         with contextlib.ExitStack() as stack:
-            daphne = stack.enter_context(run_daphne(daphne_env, state / "daphne.log"))
+            proxy = stack.enter_context(run_app_server(server_env, state / "server.log"))
             echo = stack.enter_context(
                 process([sys.executable, "-c", ECHO_SERVER, str(echo_port)], echo_port, state / "echo.log")
             )
@@ -375,32 +376,34 @@ def main() -> None:
                 raw_kubeconfig.write_text(
                     Path(local.kubeconfig).read_text().replace(local.url, f"https://127.0.0.1:{raw_port}")
                 )
-                raw_daphne = stack.enter_context(
-                    run_daphne({**daphne_env, "KUBECONFIG": str(raw_kubeconfig)}, state / "daphne-raw.log")
+                raw_proxy = stack.enter_context(
+                    run_app_server(
+                        {**server_env, "KUBECONFIG": str(raw_kubeconfig)}, state / "server-raw.log"
+                    )
                 )
             cluster_pid = local.process.pid
             relays = {}
             if "a" in only:
-                relays["(a) Daphne+Channels proxy"] = lambda n: (
+                relays["(a) console proxy (uvicorn)"] = lambda n: (
                     [
-                        f"ws://{daphne.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
+                        f"ws://{proxy.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
                         for i in range(n)
                     ],
                     {"Origin": f"http://{daphne.address}", "Cookie": cookie},
                     True,
                     None,
-                    (daphne.pid, cluster_pid),
+                    (proxy.pid, cluster_pid),
                 )
             if "a2" in only:
                 relays["(a') proxy → bare TLS ws echo"] = lambda n: (
                     [
-                        f"ws://{raw_daphne.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
+                        f"ws://{raw_proxy.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
                         for i in range(n)
                     ],
                     {"Origin": f"http://{raw_daphne.address}", "Cookie": cookie},
                     True,
                     None,
-                    (raw_daphne.pid, raw_upstream.pid),
+                    (raw_proxy.pid, raw_upstream.pid),
                 )
             if "b" in only:
                 relays["(b) websockify → TCP echo"] = lambda n: (
@@ -442,16 +445,17 @@ def main() -> None:
     ceiling = {row["streams"]: row for row in results if row["relay"].startswith("(b)")}
     print(
         "| relay | streams | throughput MB/s | vs (b) | RTT median ms | minus (b) ms | RTT p99 ms "
-        "| server CPU ms/MB |"
+        "| server CPU ms/MB | CPU vs (b) |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in results:
         b = ceiling.get(row["streams"])
         ratio = f"{row['mbps'] / b['mbps']:.2f}" if b else "-"
         delta = f"{row['median'] - b['median']:+.3f}" if b else "-"
+        cpu_ratio = f"{row['cpu'] / b['cpu']:.2f}" if b else "-"
         print(
             f"| {row['relay']} | {row['streams']} | {row['mbps']:.0f} | {ratio} "
-            f"| {row['median']:.3f} | {delta} | {row['p99']:.3f} | {row['cpu']:.1f} |"
+            f"| {row['median']:.3f} | {delta} | {row['p99']:.3f} | {row['cpu']:.1f} | {cpu_ratio} |"
         )
 
 

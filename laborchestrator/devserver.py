@@ -2,8 +2,9 @@
 
 Starts `localcluster` (runtime `qemu` when QEMU and the demo image can be had, `none` otherwise),
 points the app at its kubeconfig, migrates, creates the first administrator and the demo content,
-then runs Daphne plus the housekeeping loops (`expire`, `reconcile`) until Ctrl-C, and stops
-everything it started. Set KUBECONFIG to use a real cluster instead of the embedded one.
+then runs the app server (laborchestrator/serve.py) plus the housekeeping loops (`expire`,
+`reconcile`) until Ctrl-C, and stops everything it started. Set KUBECONFIG to use a real cluster
+instead of the embedded one.
 
 The embedded cluster keeps its objects in memory: its labs end with it. So on Ctrl-C the app stops
 first, then its running labs are stopped and recorded as such, with the reason, while the cluster
@@ -111,16 +112,7 @@ def serve(host: str, port: int, env: dict[str, str], *, embedded_cluster: bool) 
     python = sys.executable
     processes = start_processes(
         [
-            [
-                python,
-                "-m",
-                "laborchestrator.serve",
-                "-b",
-                host,
-                "-p",
-                str(port),
-                "laborchestrator.asgi:application",
-            ],
+            [python, "-m", "laborchestrator.serve", "--host", host, "--port", str(port)],
             [python, "manage.py", "expire", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
             [python, "manage.py", "reconcile", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
             [python, "manage.py", "send_grades", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],

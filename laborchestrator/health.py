@@ -34,7 +34,7 @@ CHECK_TIMEOUT = 2.0
 CLUSTER_CACHE_SECONDS = 5.0
 
 # The checks run in their own threads so a hung connection attempt costs a probe a timeout, not the
-# thread that serves every sync view under Daphne. Two workers: a stuck check cannot pile up threads.
+# thread that serves every sync view under ASGI. Two workers: a stuck check cannot pile up threads.
 _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
 _cluster_lock = threading.Lock()
 _cluster_cached: tuple[float, str] | None = None
@@ -114,7 +114,7 @@ class ProbeMiddleware:
     """Answers the probe paths before anything looks at the Host header.
 
     The kubelet connects to the pod IP, which is not (and should not be) in ALLOWED_HOSTS, so
-    CommonMiddleware would answer 400. Under Daphne the probes run in a thread of their own rather
+    CommonMiddleware would answer 400. Under ASGI the probes run in a thread of their own rather
     than the one thread all sync views share, so a slow page cannot fail the liveness probe.
     """
 

@@ -77,7 +77,7 @@ def clean_request_id(value: str | None) -> str:
 class RequestIDMiddleware:
     """Takes X-Request-ID from the ingress (or makes one), exposes it to logs and returns it.
 
-    Async-capable, so under Daphne it runs on the event loop without a thread hop; the context
+    Async-capable, so under ASGI it runs on the event loop without a thread hop; the context
     variable it sets is inherited by the sync view's worker thread.
     """
 

@@ -97,7 +97,7 @@ MIDDLEWARE = [
     # Before anything reads the Host header: the kubelet probes by pod IP (see health.py).
     "laborchestrator.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Daphne serves no static files; WhiteNoise does, from STATIC_ROOT (collected in the image).
+    # The app server serves no static files; WhiteNoise does, from STATIC_ROOT (collected in the image).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -191,6 +191,10 @@ if EMBED_CROSS_SITE_COOKIES:
     CSRF_COOKIE_SAMESITE = "None"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_TLS_PROXY", "0") else None
 X_FRAME_OPTIONS = "DENY"
+# Requests (and websocket handshakes) whose header fields add up to more are answered 431
+# (laborchestrator/request_limits.py). 32 KiB is what ingress-nginx's default header buffers
+# (4 x 8k) let through, far above any cookie or token of ours.
+HTTP_MAX_HEADER_BYTES = envint("HTTP_MAX_HEADER_BYTES", 32 * 1024)
 
 # --- Cluster -------------------------------------------------------------------------------
 # Where the Kubernetes API is: a kubeconfig file (and context), or the pod's service account.

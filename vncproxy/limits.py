@@ -122,7 +122,7 @@ class SharedUserStreams:
         await self.client.zrem(self._key(user_id), lease)
 
 
-# A redis.asyncio client belongs to the event loop it was made in: one per loop (Daphne has one).
+# A redis.asyncio client belongs to the event loop it was made in: one per loop (the app server has one).
 _shared: tuple[asyncio.AbstractEventLoop, SharedUserStreams] | None = None
 
 

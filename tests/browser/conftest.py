@@ -1,5 +1,5 @@
-"""Browser tests: Debian's Chromium, driven by Playwright, against the app under a real Daphne process
-talking to the local cluster.
+"""Browser tests: Debian's Chromium, driven by Playwright, against the app under the real app server
+process (uvicorn, as deployed) talking to the local cluster.
 
 The cluster runs real QEMU VMs (runtime `qemu`, the demo image) when QEMU and its helpers are
 installed, as in CI; otherwise the `none` runtime (fake guests: a console banner and echo, a tiny
@@ -28,14 +28,14 @@ from django.conf import settings as django_settings
 
 from localcluster.harness import LocalCluster, start_local_cluster
 from tests.conftest import require_tool
-from tests.vncproxy.daphne_server import (
-    DaphneProcess,
+from tests.vncproxy.app_server import (
+    ServerProcess,
     database_url,
-    run_daphne,
+    run_app_server,
     use_file_sqlite_test_database,
 )
 
-# Collected before any test runs, so before the test database is created: Daphne must see its rows.
+# Collected before any test runs, so before the test database is created: the server must see its rows.
 use_file_sqlite_test_database(Path(os.environ.get("TMPDIR", "/tmp")) / f"browser-test-{os.getpid()}.sqlite3")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -63,10 +63,10 @@ PASSWORD = "pw-browser-1"
 
 @dataclass(frozen=True)
 class Server:
-    """The app under Daphne, and the two sites that frame it."""
+    """The app under its server, and the two sites that frame it."""
 
     url: str  # http://127.0.0.1:<port>
-    daphne: DaphneProcess
+    process: ServerProcess
     runtime: str
     framing_site: str  # same site, allowed to frame
     foreign_site: str  # same site, not allowed to frame
@@ -150,11 +150,11 @@ def server(
         "EMBED_ALLOWED_ORIGINS": f"{framing_sites['framing']},{framing_sites['cross']}",
         "LOG_LEVEL": "INFO",
     }
-    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    with run_daphne(env, log) as daphne:
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with run_app_server(env, log) as process:
         yield Server(
-            url=f"http://{daphne.address}",
-            daphne=daphne,
+            url=f"http://{process.address}",
+            process=process,
             runtime=runtime,
             framing_site=framing_sites["framing"],
             foreign_site=framing_sites["foreign"],
@@ -200,7 +200,7 @@ def page(chromium, server) -> Iterator:
 
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings) -> None:
-    # Users made here must be readable by the Daphne process (FAST_PASSWORD_HASHING=1 there).
+    # Users made here must be readable by the server process (FAST_PASSWORD_HASHING=1 there).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 

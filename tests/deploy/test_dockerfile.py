@@ -64,11 +64,12 @@ def test_runtime_runs_as_a_numeric_non_root_user() -> None:
     assert "runAsUser: " + uid in (REPO_ROOT / "deploy" / "k8s" / "deployment.yaml").read_text()
 
 
-def test_starts_daphne_on_uvloop_and_no_migrations() -> None:
+def test_starts_the_app_server_behind_the_ingress_and_no_migrations() -> None:
     (cmd,) = [args for keyword, args in stages()[-1] if keyword == "CMD"]
-    command = json.loads(cmd)  # exec form: signals reach Daphne, not a shell
-    assert command[:7] == ["python", "-m", "laborchestrator.serve", "-b", "0.0.0.0", "-p", "8000"]
-    assert command[-1] == "laborchestrator.asgi:application"
+    command = json.loads(cmd)  # exec form: signals reach the server, not a shell
+    assert command == [
+        "python", "-m", "laborchestrator.serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"
+    ]  # fmt: skip
     assert not [args for keyword, args in instructions() if keyword == "ENTRYPOINT"]
     assert "migrate" not in cmd
 

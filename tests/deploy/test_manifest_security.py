@@ -161,7 +161,7 @@ def test_migrations_run_in_a_job_not_in_the_app_pods() -> None:
     assert container["command"][-1] == "python manage.py migrate --no-input && python manage.py ensure_admin"
     app = pod_spec(find(all_manifests(), "Deployment", "laborchestrator"))
     assert "initContainers" not in app
-    assert all("command" not in c and "args" not in c for c in app["containers"])  # the image's daphne CMD
+    assert all("command" not in c and "args" not in c for c in app["containers"])  # the image's server CMD
 
 
 def test_ingress_keeps_console_websockets_open() -> None:

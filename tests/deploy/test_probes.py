@@ -136,7 +136,7 @@ def test_the_cluster_answer_is_reused_for_a_few_seconds(client, unreachable_clus
 
 
 async def test_probes_answer_under_asgi_too(async_client) -> None:
-    # Daphne runs the middleware chain asynchronously; the probes take their own thread there.
+    # The ASGI server runs the middleware chain asynchronously; the probes take their own thread there.
     response = await async_client.get("/healthz", headers={"Host": POD_HOST})
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}

@@ -3,7 +3,7 @@
 Instances are started the way the application starts them (labs.lifecycle.instance_start against
 the local cluster, whose `none` runtime serves `console` as an echo after a banner line and `vnc`
 as a minimal RFB server). Tests use `transaction=True`: the proxy reads the database from worker
-threads (and, for the Daphne tests, from another process), so rows must be committed.
+threads (and, for the server tests, from another process), so rows must be committed.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from websockets.exceptions import ConnectionClosed
 from tests.conftest import require_service
 from vncproxy.limits import LimitReached, SharedUserStreams
 
+from .app_server import run_console_server, use_file_sqlite_test_database
 from .conftest import BANNER_PREFIX, console_path, session_cookie
-from .daphne_server import run_console_daphne, use_file_sqlite_test_database
-from .test_daphne import ws
+from .test_server import ws
 
 use_file_sqlite_test_database(Path(os.environ.get("TMPDIR", "/tmp")) / f"vncproxy-test-{os.getpid()}.sqlite3")
 
@@ -73,13 +73,13 @@ async def test_leases_of_a_process_that_died_expire_and_refreshed_ones_do_not(re
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_two_daphne_processes_share_limits_and_kick_each_other(
+async def test_two_server_processes_share_limits_and_kick_each_other(
     redis_url, django_db_blocker, local_cluster, tmp_path, instance, student
 ):
     env = {"REDIS_URL": redis_url, "CONSOLE_MAX_STREAMS_PER_USER": "1"}
     with (
-        run_console_daphne(django_db_blocker, local_cluster, tmp_path / "a.log", env) as first_server,
-        run_console_daphne(django_db_blocker, local_cluster, tmp_path / "b.log", env) as second_server,
+        run_console_server(django_db_blocker, local_cluster, tmp_path / "a.log", env) as first_server,
+        run_console_server(django_db_blocker, local_cluster, tmp_path / "b.log", env) as second_server,
     ):
         cookie = await database_sync_to_async(session_cookie)(student)
         async with ws(first_server, console_path(instance.pk), cookie) as first:

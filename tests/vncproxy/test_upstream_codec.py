@@ -564,7 +564,7 @@ async def test_an_unanswered_ping_while_reading_is_paused_is_forgiven(api, setti
 
 async def test_no_pings_when_the_interval_is_zero(api, settings):
     settings.CONSOLE_UPSTREAM_PING_SECONDS = 0
-    connection, peer, sink = await attached(api)
+    connection, peer, _ = await attached(api)
     connection.send(b"data")
     assert (await peer.read_frame()).payload == b"data"
     with pytest.raises(TimeoutError):
@@ -597,8 +597,7 @@ async def test_http_409_means_failed_with_the_status_message(api):
     }
     body = json.dumps(status).encode()
     head = (
-        "HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     error, _ = await refusal(api, head + body)
     assert type(error) is UpstreamFailed

@@ -1,6 +1,7 @@
-"""Run the application under a real Daphne process for the end-to-end console tests and the benchmark.
+"""Run the application under a real server process (`python -m laborchestrator.serve`: uvicorn, as
+deployed) for the end-to-end tests and the benchmarks.
 
-The Daphne process must see the test's rows: with PostgreSQL it connects to pytest-django's test
+The server process must see the test's rows: with PostgreSQL it connects to pytest-django's test
 database (its name is passed on); with SQLite the test database is made a file for this purpose
 (`use_file_sqlite_test_database`), because an in-memory database cannot be shared with a process.
 """
@@ -48,9 +49,10 @@ def database_url() -> str:
 
 
 @dataclass(frozen=True)
-class DaphneProcess:
+class ServerProcess:
     address: str  # host:port
     pid: int
+    log_file: Path
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -92,23 +94,26 @@ def listening_process(
 
 
 @contextlib.contextmanager
-def run_daphne(env: dict[str, str], log_file: Path) -> Iterator[DaphneProcess]:
-    """Serve laborchestrator.asgi under Daphne on a free loopback port."""
+def run_app_server(
+    env: dict[str, str], log_file: Path, *, proxy_headers: bool = False
+) -> Iterator[ServerProcess]:
+    """Serve laborchestrator.asgi on a free loopback port, as deployed."""
     port = free_port()
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "laborchestrator.settings", **env}
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p)
-    # As deployed: Daphne on uvloop (EVENT_LOOP=asyncio in `env` selects asyncio's loop).
-    args = [sys.executable, "-m", "laborchestrator.serve", "-b", "127.0.0.1", "-p", str(port)]
-    args.append("laborchestrator.asgi:application")
+    # As deployed: uvicorn on uvloop (EVENT_LOOP=asyncio in `env` selects asyncio's loop).
+    args = [sys.executable, "-m", "laborchestrator.serve", "--host", "127.0.0.1", "--port", str(port)]
+    if proxy_headers:
+        args.append("--proxy-headers")
     with listening_process(args, port, log_file, full_env) as process:
-        yield DaphneProcess(address=f"127.0.0.1:{port}", pid=process.pid)
+        yield ServerProcess(address=f"127.0.0.1:{port}", pid=process.pid, log_file=log_file)
 
 
 @contextlib.contextmanager
-def run_console_daphne(
+def run_console_server(
     django_db_blocker, local_cluster, log_file: Path, extra_env: dict[str, str] | None = None
-) -> Iterator[DaphneProcess]:
-    """Daphne for the console tests: this test database, the test's local cluster, INFO logs."""
+) -> Iterator[ServerProcess]:
+    """The app server for the console tests: this test database, the test's local cluster, INFO logs."""
     from django.conf import settings
 
     with django_db_blocker.unblock():
@@ -122,5 +127,5 @@ def run_console_daphne(
         "LOG_LEVEL": "INFO",
         **(extra_env or {}),
     }
-    with run_daphne(env, log_file) as server:
+    with run_app_server(env, log_file) as server:
         yield server

@@ -1,9 +1,9 @@
-"""End to end through a real Daphne process: the browser-side frame reader (vncproxy/daphne_transport.py).
+"""End to end through the real app server (uvicorn's websockets-sansio, as deployed): browser frames.
 
 A raw websocket client on a plain TCP connection writes handcrafted frames, split across TCP reads
 or packed into one, to the echo console of the local cluster's `none` runtime, and decodes what the
 server sends back: binary data must come back byte for byte, text frames must be dropped, pings
-answered, and close frames and protocol errors handled as autobahn handles them.
+answered, close frames answered, and protocol errors must close the connection with 1002.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from channels.db import database_sync_to_async
 
+from .app_server import run_console_server, use_file_sqlite_test_database
 from .conftest import BANNER_PREFIX, console_path, session_cookie
-from .daphne_server import run_console_daphne, use_file_sqlite_test_database
 from .wire import accept_key, encode_frame, read_frame
 
 # Collected before any test runs, so before the test database is created.
@@ -34,15 +34,15 @@ RSV1 = 0x40
 
 
 @pytest.fixture(scope="module")
-def daphne_log(tmp_path_factory) -> Path:
-    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    print(f"daphne log: {log}")
+def server_log(tmp_path_factory) -> Path:
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    print(f"server log: {log}")
     return log
 
 
 @pytest.fixture(scope="module")
-def daphne(django_db_setup, django_db_blocker, local_cluster, daphne_log):
-    with run_console_daphne(django_db_blocker, local_cluster, daphne_log) as server:
+def server(django_db_setup, django_db_blocker, local_cluster, server_log):
+    with run_console_server(django_db_blocker, local_cluster, server_log) as server:
         yield server
 
 
@@ -172,13 +172,13 @@ class RawWebSocket:
 
 
 @pytest.fixture
-async def console(daphne, instance, student):
+async def console(server, instance, student):
     """Opens raw connections to `student`'s console on `instance`, the banner already read."""
     cookie = await database_sync_to_async(session_cookie)(student)
     opened: list[RawWebSocket] = []
 
     async def open_console() -> RawWebSocket:
-        client = await RawWebSocket.connect(daphne.address, console_path(instance.pk), cookie)
+        client = await RawWebSocket.connect(server.address, console_path(instance.pk), cookie)
         opened.append(client)
         await client.read_banner()
         return client
@@ -266,27 +266,21 @@ async def test_close_frame_gets_a_close_frame_back(console, piece_size):
     else:
         await client.send_in_pieces(close_frame(1000, "bye"), piece_size)
     await client.read_to_end()
-    assert client.close == (1000, "")
+    assert client.close == (1000, "bye")  # the code (and reason) echoed
     assert client.ended == "eof"
     assert client.data == bytearray()
 
 
-# Each bad frame, with the data it follows in its write that reaches the machine before the error.
+# Each bad frame, with what it follows in its write.
 PROTOCOL_ERRORS = {
-    "unmasked": (frame(BINARY, b"not masked", masked=False), b""),
-    "rsv1": (frame(BINARY, b"compressed?", rsv=RSV1), b""),
-    "opcode-3": (frame(0x3, b"reserved"), b""),
-    "continuation-without-message": (frame(CONTINUATION, b"of nothing"), b""),
-    "ping-over-125-bytes": (frame(PING, bytes(126)), b""),
-    "fragmented-ping": (frame(PING, b"ping", fin=False), b""),
-    "binary-frame-inside-a-message": (
-        frame(BINARY, b"begun", fin=False) + frame(BINARY, b"a new message"),
-        b"begun",
-    ),
-    "text-frame-inside-a-message": (
-        frame(BINARY, b"begun", fin=False) + frame(TEXT, b"a new message"),
-        b"begun",
-    ),
+    "unmasked": frame(BINARY, b"not masked", masked=False),
+    "rsv1": frame(BINARY, b"compressed?", rsv=RSV1),
+    "opcode-3": frame(0x3, b"reserved"),
+    "continuation-without-message": frame(CONTINUATION, b"of nothing"),
+    "ping-over-125-bytes": frame(PING, bytes(126)),
+    "fragmented-ping": frame(PING, b"ping", fin=False),
+    "binary-frame-inside-a-message": frame(BINARY, b"begun", fin=False) + frame(BINARY, b"a new message"),
+    "text-frame-inside-a-message": frame(BINARY, b"begun", fin=False) + frame(TEXT, b"a new message"),
 }
 
 
@@ -299,16 +293,17 @@ async def console_closed_bytes_up(log: Path, instance_id: int) -> int:
     return int(match[1])
 
 
-@pytest.mark.parametrize(("bad_frame", "relayed_first"), PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
-async def test_protocol_error_drops_the_connection(console, daphne_log, instance, bad_frame, relayed_first):
+@pytest.mark.parametrize("bad_frame", PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
+async def test_protocol_error_closes_the_connection_with_1002(console, server_log, instance, bad_frame):
     client = await console()
     await client.send(frame(BINARY, b"sent before"))
     await client.expect_echo(b"sent before")
     await client.send(frame(BINARY, b"same write") + bad_frame)
     await client.read_to_end()
-    # Daphne keeps autobahn's failByDrop: a protocol error aborts the TCP connection (an RST), with
-    # no close frame, so the echo of what came before the bad frame has nowhere to go. That it still
-    # reached the machine shows in the server's count of bytes relayed up.
-    assert (client.close, client.ended, bytes(client.data)) == (None, "reset", b"")
-    relayed = b"sent before" + b"same write" + relayed_first
-    assert await console_closed_bytes_up(daphne_log, instance.pk) == len(relayed)
+    # websockets fails the connection with a close frame (1002) and uvicorn ends it; uvicorn drops
+    # the frames the failing read brought before the bad one, so only the first write reached the
+    # machine, and its echo is all the client got.
+    assert client.close is not None and client.close[0] == 1002, client.close
+    assert client.ended == "eof"
+    assert bytes(client.data) == b""
+    assert await console_closed_bytes_up(server_log, instance.pk) == len(b"sent before")
