@@ -1021,9 +1021,27 @@ class Cluster:
         except StreamUnavailable as exc:
             raise errors.bad_request(str(exc)) from exc
 
-    def check_stream(self, namespace: str, name: str) -> None:
-        """The 400 virt-api gives before the websocket upgrade."""
+    def check_stream(self, namespace: str, name: str, kind: str) -> None:
+        """What virt-api answers before the websocket upgrade (pkg/virt-api/rest/console.go, vnc.go):
+        the console of a Failed VMI is a 409 Conflict, any other VMI that is not running a 400."""
+        vmi = self._require(VMI, namespace, name)
+        if kind == "console" and vmi.get("status", {}).get("phase") == "Failed":
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on virtualmachineinstance.kubevirt.io "{name}": '
+                "VMI is in failed status",
+                name=name,
+                group="kubevirt.io",
+                kind="virtualmachineinstance",
+            )
         self._running_vmi(namespace, name)
+
+    async def fail_vmi(self, namespace: str, name: str, message: str) -> None:
+        """The guest dies (a control-API fault): virt-handler reports the VMI Failed."""
+        self._running_vmi(namespace, name)
+        await self.runtime.stop(namespace, name)
+        self._on_phase(namespace, name, PhaseUpdate("Failed", reason="GuestCrashed", message=message))
 
     async def screenshot(self, namespace: str, name: str) -> bytes:
         self._running_vmi(namespace, name)

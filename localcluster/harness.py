@@ -102,6 +102,10 @@ class FaultControl:
         spec = {k: v for k, v in (("memory", memory), ("cpu", cpu)) if v is not None}
         self._call("POST", "faults/node", spec)
 
+    def fail_vmi(self, namespace: str, name: str, message: str = "the guest crashed") -> None:
+        """The running VMI's guest dies now: its phase becomes Failed, its console a 409."""
+        self._call("POST", "faults/fail-vmi", {"namespace": namespace, "name": name, "message": message})
+
     def clear(self) -> None:
         self._call("DELETE", "faults")
 

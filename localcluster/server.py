@@ -62,6 +62,23 @@ class _Stream:
 
     websocket: web.WebSocketResponse
     task: asyncio.Task[Any]
+    transport: asyncio.BaseTransport | None
+
+    def kick(self) -> None:
+        """virt-handler closes the older stream's stop channel and virt-api's raw streamer then
+        closes the client's connection: no close frame (a browser sees 1006)."""
+        if self.transport is not None:
+            self.transport.close()
+        self.task.cancel()
+
+
+# virt-api's 500 for a second VNC connection with preserveSession=true: virt-handler refuses with 503
+# (pkg/virt-handler/rest/console.go), and virt-api's dialer wraps the failed dial in an internal error
+# (pkg/virt-api/rest/dialers.go, client-go's EnrichError).
+PRESERVE_SESSION_REFUSED = (
+    "Can't connect to websocket (503): websocket: bad handshake: application info: "
+    "Active VNC connection. Request denied."
+)
 
 
 class ApiServer:
@@ -408,13 +425,18 @@ class ApiServer:
 
     async def stream(self, request: web.Request, namespace: str, name: str, kind: str) -> web.StreamResponse:
         """Relay a console/vnc websocket to the runtime's byte stream (binary frames only)."""
-        self.cluster.check_stream(namespace, name)  # 400 "VMI is not running" before the upgrade
+        self.cluster.check_stream(namespace, name, kind)  # 400 not running, 409 failed: before the upgrade
         key = (namespace, name, kind)
         active = self._streams.get(key)
         if active is not None and active.websocket.closed:
             active = None
-        if active is not None and request.query.get("preserveSession") == "true":
-            raise ApiError(503, "ServiceUnavailable", "Active VNC connection. Request denied.")
+        if active is not None and kind == "vnc" and request.query.get("preserveSession") == "true":
+            raise ApiError(
+                500,
+                "InternalError",
+                f"Internal error occurred: {PRESERVE_SESSION_REFUSED}",
+                causes=[errors.Cause(reason="", message=PRESERVE_SESSION_REFUSED)],
+            )
         # No permessage-deflate (virt-api offers none either; deflating console bytes costs more CPU
         # than it saves on loopback), and a write buffer that holds a few whole frames.
         websocket = web.WebSocketResponse(
@@ -432,9 +454,7 @@ class ApiServer:
         transport = request.transport
         await websocket.prepare(request)
         if active is not None:
-            # A new connection kicks the existing one off, as virt-api does.
-            await active.websocket.close(code=1000, message=b"a new connection replaced this one")
-            active.task.cancel()
+            active.kick()  # a new connection kicks the existing one off, as virt-handler does
         drop_after = self.faults.take_websocket_drop(kind)
 
         async def guest_to_client() -> None:
@@ -455,7 +475,7 @@ class ApiServer:
         pump = asyncio.create_task(guest_to_client())
         current = asyncio.current_task()
         assert current is not None
-        self._streams[key] = _Stream(websocket, current)
+        self._streams[key] = _Stream(websocket, current, transport)
         self._long_running.add(current)
         try:
             async for message in websocket:
@@ -500,6 +520,17 @@ class ApiServer:
                 self.cluster.retry_waiting()
                 return json_response(self.faults.describe())
             raise errors.method_not_allowed()
+        if path == "faults/fail-vmi":
+            if method != "POST":
+                raise errors.method_not_allowed()
+            spec = await self._body(request, required=True)
+            try:
+                namespace, name = str(spec["namespace"]), str(spec["name"])
+                message = str(spec.get("message", "the guest crashed"))
+            except (KeyError, TypeError) as exc:
+                raise errors.bad_request(f"bad fault specification for fail-vmi: {exc}") from exc
+            await self.cluster.fail_vmi(namespace, name, message)
+            return json_response(self.faults.describe())
         if path.startswith("faults/"):
             if method not in ("POST", "PUT"):
                 raise errors.method_not_allowed()

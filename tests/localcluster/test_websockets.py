@@ -1,12 +1,15 @@
 """console/vnc websockets as virt-api serves them, through the `none` runtime's stand-in guest.
 
 Subprotocol `plain.kubevirt.io` echoed, binary frames only (text dropped), 400 before the upgrade on
-a VMI that is not running, a second connection kicks the first, `preserveSession=true` gets 503.
+a VMI that is not running and 409 on the console of a Failed one, a second connection kicks the
+first without a close frame, `preserveSession=true` on a busy VNC gets 500. Each follows the upstream
+file it names, in kubevirt/kubevirt (pkg/virt-api/rest/, pkg/virt-handler/rest/console.go).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 
 import pytest
@@ -72,27 +75,80 @@ async def test_without_the_subprotocol_offered_none_is_echoed(local_cluster, run
         await read_until(ws, b"\r\n")
 
 
-async def test_a_new_connection_kicks_the_old_one(local_cluster, running_vmi):
-    async with connect(local_cluster, *running_vmi) as first:
-        await read_until(first, b"\r\n")
-        async with connect(local_cluster, *running_vmi) as second:
-            await read_until(second, b"\r\n")
-            with pytest.raises(ConnectionClosed):
-                async with asyncio.timeout(3):
-                    while True:
-                        await first.recv()
-            await second.send(b"still here")
-            await read_until(second, b"still here")
+async def test_a_new_connection_kicks_the_old_one_without_a_close_frame(local_cluster, running_vmi):
+    """pkg/virt-handler/rest/console.go (newStopChan closes the older stream's channel) and
+    pkg/virt-api/rest/streamer.go (the raw streamer then closes the client's connection): the older
+    client gets no close frame, so it sees 1006, not 1000."""
+    for kind, greeting in (("console", b"\r\n"), ("vnc", b"RFB")):
+        async with connect(local_cluster, *running_vmi, kind=kind) as first:
+            await read_until(first, greeting)
+            async with connect(local_cluster, *running_vmi, kind=kind) as second:
+                await read_until(second, greeting)
+                with pytest.raises(ConnectionClosed) as closed:
+                    async with asyncio.timeout(3):
+                        while True:
+                            await first.recv()
+                assert closed.value.rcvd is None, closed.value.rcvd  # no close frame received
+                assert first.close_code == 1006
+                if kind == "console":
+                    await second.send(b"still here")
+                    await read_until(second, b"still here")
 
 
-async def test_preserve_session_refuses_a_second_connection_with_503(local_cluster, running_vmi):
+async def test_preserve_session_on_a_busy_vnc_is_a_500(local_cluster, running_vmi):
+    """pkg/virt-handler/rest/console.go refuses with 503 "Active VNC connection. Request denied.";
+    pkg/virt-api/rest/dialers.go wraps the failed dial in NewInternalError (500), the message
+    enriched by client-go's EnrichError (kubevirt/typed/core/v1/async.go)."""
     async with connect(local_cluster, *running_vmi, kind="vnc") as first:
         await read_until(first, b"RFB")
         with pytest.raises(InvalidStatus) as err:
             async with connect(local_cluster, *running_vmi, kind="vnc", query="?preserveSession=true"):
                 pass
-        assert err.value.response.status_code == 503
-        assert b"Active VNC connection. Request denied." in err.value.response.body
+        response = err.value.response
+        assert response.status_code == 500
+        status = json.loads(response.body)
+        assert (status["kind"], status["reason"], status["code"]) == ("Status", "InternalError", 500)
+        assert status["message"] == (
+            "Internal error occurred: Can't connect to websocket (503): websocket: bad handshake: "
+            "application info: Active VNC connection. Request denied."
+        )
+        # The first session was preserved.
+        await first.send(b"RFB 003.008\n")
+        await read_until(first, b"\x01\x01")
+
+
+async def test_preserve_session_is_a_vnc_parameter_only(local_cluster, running_vmi):
+    """virt-handler's SerialHandler reads no preserveSession: a second console kicks the first."""
+    async with connect(local_cluster, *running_vmi) as first:
+        await read_until(first, b"\r\n")
+        async with connect(local_cluster, *running_vmi, query="?preserveSession=true") as second:
+            await read_until(second, b"\r\n")
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(3):
+                    while True:
+                        await first.recv()
+
+
+async def test_the_console_of_a_failed_vmi_is_a_409_and_its_vnc_a_400(local_cluster, running_vmi):
+    """pkg/virt-api/rest/console.go (validateVMIForConsole: NewConflict for a Failed VMI) and
+    vnc.go (vmiHasDisplay: NewBadRequest "VMI is not running")."""
+    ns, name = running_vmi
+    local_cluster.faults.fail_vmi(ns, name, "the guest crashed")
+    with pytest.raises(InvalidStatus) as err:
+        async with connect(local_cluster, ns, name):
+            pass
+    status = json.loads(err.value.response.body)
+    assert (err.value.response.status_code, status["reason"]) == (409, "Conflict")
+    assert status["message"] == (
+        f'Operation cannot be fulfilled on virtualmachineinstance.kubevirt.io "{name}": '
+        "VMI is in failed status"
+    )
+    assert status["details"] == {"name": name, "group": "kubevirt.io", "kind": "virtualmachineinstance"}
+    with pytest.raises(InvalidStatus) as err:
+        async with connect(local_cluster, ns, name, kind="vnc"):
+            pass
+    assert err.value.response.status_code == 400
+    assert json.loads(err.value.response.body)["message"] == "VMI is not running"
 
 
 async def test_a_vmi_that_is_not_running_answers_400_before_the_upgrade(local_cluster, core, vmis, ns):
