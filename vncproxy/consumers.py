@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -67,6 +68,8 @@ REPLACED = (4001, "Replaced by a newer connection to this console.")
 TICKET_REQUIRED = (4401, "A console ticket is required when the request has no Origin header.")
 FOREIGN_ORIGIN = (4403, "Consoles can only be opened from this site's pages.")
 CLUSTER_UNAVAILABLE = (4503, "The cluster is unavailable; try again shortly.")
+# Something of ours failed (the database, Redis under the channel layer or the limits, a bug).
+SERVICE_UNAVAILABLE = (4503, "The console service is unavailable; try again shortly.")
 # Activity is written at most this often per instance by this process (instance_touch throttles
 # again in the database, across processes).
 TOUCH_INTERVAL = 60.0
@@ -76,18 +79,36 @@ _last_touch: dict[int, float] = {}
 class ConsoleConsumer(AsyncWebsocketConsumer):
     """One VNC or serial stream of one machine; see the module docstring for the close codes."""
 
-    async def connect(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.started = time.monotonic()
-        route = self.scope["url_route"]["kwargs"]
-        self.instance_id = int(route["instance_id"])
-        self.machine_name: str = route["machine"]
-        self.kind: str = route["kind"]  # "vnc" or "serial"
         self.user_label = "anonymous"
         self.detailed_reasons = False  # staff see the cluster's own reasons
         self.relay: Relay | None = None
         self.in_group = False
         self.limit_key: tuple[int, StreamKey] | None = None
         self.shared_lease: str | None = None  # this stream's place in the count across processes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """The consumer's whole life. Channels' own receive loop can fail too (channels-redis raises
+        when Redis goes away, and Channels then calls no `disconnect`): the stream still ends, and
+        gives back everything it holds."""
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as error:
+            logger.warning("The channel layer failed under an open console (%s)", error)
+            if self.relay is not None:
+                code, plain = SERVICE_UNAVAILABLE
+                detail = f"{type(error).__name__}: {error}" if self.detailed_reasons else ""
+                await self.relay.finish(code, close_reason(plain, detail))
+        finally:
+            await self._end()
+
+    async def connect(self) -> None:
+        route = self.scope["url_route"]["kwargs"]
+        self.instance_id = int(route["instance_id"])
+        self.machine_name: str = route["machine"]
+        self.kind: str = route["kind"]  # "vnc" or "serial"
         # noVNC may offer "binary"; echo it. Anything else offered and not accepted fails in the browser.
         offered = self.scope.get("subprotocols") or []
         await self.accept("binary" if "binary" in offered else None)
@@ -133,7 +154,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         else:
             if isinstance(error, Exception):
                 logger.exception("Opening a console stream failed")
-            refusal = StreamRefused(*CLUSTER_UNAVAILABLE, cause=f"{type(error).__name__}: {error}")
+            cause = f"{type(error).__name__}: {error}"
+            code, plain = SERVICE_UNAVAILABLE
+            refusal = StreamRefused(
+                code, close_reason(plain, cause if self.detailed_reasons else ""), cause=cause
+            )
         self._log("refused", refusal.code, refusal.cause)
         try:
             await browser.close(refusal.code, refusal.reason)
@@ -244,12 +269,17 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await super().dispatch(message)
 
     async def disconnect(self, code: int) -> None:
-        if self.relay is not None:
-            await self.relay.stop()
-            cause = self.relay.close_reason
-            if self.relay.upstream_end_cause:
-                cause = f"{cause} ({self.relay.upstream_end_cause})"
-            self._log("closed", self.relay.close_code, cause)
+        await self._end()
+
+    async def _end(self) -> None:
+        """Stop the relay and give back the limit and the group, once (disconnect or any failure)."""
+        relay, self.relay = self.relay, None
+        if relay is not None:
+            await relay.stop()
+            cause = relay.close_reason
+            if relay.upstream_end_cause:
+                cause = f"{cause} ({relay.upstream_end_cause})"
+            self._log("closed", relay.close_code, cause, relay)
         await self._release_limit()
         await self._leave_group()
 
@@ -271,8 +301,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         _last_touch[self.instance_id] = now
         await database_sync_to_async(instance_touch)(instance=self.access.instance)
 
-    def _log(self, outcome: str, code: int | None, cause: str) -> None:
-        relay = self.relay
+    def _log(self, outcome: str, code: int | None, cause: str, relay: Relay | None = None) -> None:
+        relay = relay or self.relay
         logger.info(
             "console %s: user=%s instance=%s machine=%s kind=%s code=%s cause=%s duration=%.1fs "
             "bytes_up=%d bytes_down=%d",
