@@ -42,8 +42,9 @@ def rss_mib() -> float:
 async def one_stream(url: str, cookie: str, abort: bool) -> None:
     from websockets.asyncio.client import connect
 
+    origin = "http://" + url.split("/")[2]  # a page of the server's own origin
     conn = await connect(
-        url, additional_headers={"Origin": "http://localhost", "Cookie": cookie}, compression=None, proxy=None
+        url, additional_headers={"Origin": origin, "Cookie": cookie}, compression=None, proxy=None
     )
     try:
         data = b""
@@ -132,10 +133,12 @@ async def run(args, url_for, cookie: str, port: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--parallel", type=int, default=10)
-    parser.add_argument("--machines", type=int, default=10, help="machines of the lab instance (streams each)")
+    parser.add_argument("--machines", type=int, default=10, help="machines of the lab instance")
     args = parser.parse_args()
     os.environ["CONSOLE_MAX_STREAMS_PER_USER"] = str(args.parallel + args.machines)
     from localcluster.harness import start_local_cluster

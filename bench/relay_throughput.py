@@ -389,7 +389,7 @@ def main() -> None:
                         f"ws://{proxy.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
                         for i in range(n)
                     ],
-                    {"Origin": f"http://{daphne.address}", "Cookie": cookie},
+                    {"Origin": f"http://{proxy.address}", "Cookie": cookie},
                     True,
                     None,
                     (proxy.pid, cluster_pid),
@@ -400,7 +400,7 @@ def main() -> None:
                         f"ws://{raw_proxy.address}/ws/instances/{instance.pk}/machines/vm{i}/serial"
                         for i in range(n)
                     ],
-                    {"Origin": f"http://{raw_daphne.address}", "Cookie": cookie},
+                    {"Origin": f"http://{raw_proxy.address}", "Cookie": cookie},
                     True,
                     None,
                     (raw_proxy.pid, raw_upstream.pid),

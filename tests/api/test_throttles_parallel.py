@@ -1,6 +1,6 @@
 """Rate limits hold under parallel requests spread over two real app processes sharing Redis.
 
-Each app process is a real Daphne (tests/vncproxy/daphne_server.py) on this test database; the
+Each app process is the real app server (tests/vncproxy/app_server.py) on this test database; the
 counts live in Redis database 11 (emptied before and after; Debian: redis-server). DRF's own
 throttles read and rewrite their history in two steps: here 46-49 of 50 parallel starts passed a
 30/hour limit, and 100 parallel ticket requests got 100 tickets against 60/minute.
@@ -22,7 +22,7 @@ from django.conf import settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.conftest import require_service
-from tests.vncproxy.daphne_server import database_url, run_daphne, use_file_sqlite_test_database
+from tests.vncproxy.app_server import database_url, run_app_server, use_file_sqlite_test_database
 
 # Collected before any test runs, so before the test database is created (both processes open it).
 use_file_sqlite_test_database(Path(os.environ.get("TMPDIR", "/tmp")) / f"api-test-{os.getpid()}.sqlite3")
@@ -58,7 +58,7 @@ def two_app_processes(redis_url, django_db_blocker, tmp_path):
         "LOG_LEVEL": "WARNING",
     }
     with ExitStack() as stack:
-        yield [stack.enter_context(run_daphne(env, tmp_path / f"app-{n}.log")) for n in (1, 2)]
+        yield [stack.enter_context(run_app_server(env, tmp_path / f"app-{n}.log")) for n in (1, 2)]
 
 
 def in_parallel(servers, count: int, send) -> Counter:

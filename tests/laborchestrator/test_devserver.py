@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from tests.vncproxy.daphne_server import free_port
+from tests.vncproxy.app_server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REASON = "Stopped because the local cluster shut down (make run ended)."
