@@ -304,7 +304,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 # Failed password sign-ins allowed per user name and per client address (REMOTE_ADDR; behind the
-# ingress, Daphne's --proxy-headers puts the client's address there), as "<count>/<period>".
+# ingress, the app server's --proxy-headers puts the client's address there), as "<count>/<period>".
 # A lock ends at most one period after the failures that caused it (accounts/signin_limits.py).
 SIGNIN_THROTTLE_USERNAME = os.getenv("SIGNIN_THROTTLE_USERNAME", "10/10min")
 SIGNIN_THROTTLE_ADDRESS = os.getenv("SIGNIN_THROTTLE_ADDRESS", "50/10min")

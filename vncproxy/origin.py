@@ -9,7 +9,7 @@ compares host names only (ALLOWED_HOSTS), and let `http://<host>:1` and `https:/
 The allowed origins, checked on each handshake (settings may change in tests):
 
 - the handshake's own origin, as Django's CSRF check takes a request's: the scheme (`wss` when
-  Daphne terminates TLS; behind a TLS-terminating proxy, `https` when settings.SECURE_PROXY_SSL_HEADER
+  the app server terminates TLS; behind a TLS-terminating proxy, `https` when settings.SECURE_PROXY_SSL_HEADER
   is set (BEHIND_TLS_PROXY=1) and the proxy's header says so) with the Host header, which must be
   one of ALLOWED_HOSTS. The page and its websocket reach the same host through the same proxy,
   so this is the page's origin whatever name or port the site is reached by;

@@ -3,7 +3,7 @@
 A user's clone has nothing next to it, while our own machines have `../shared` (reference material
 for developers). An audit hook (PEP 578) records every file or folder this test process opens or
 lists under the checkout's parent folder but outside the checkout, and the session fails if there
-was one. Subprocesses (the local cluster, Daphne) are covered by CI instead, which runs the whole
+was one. Subprocesses (the local cluster, the app server) are covered by CI instead, which runs the whole
 suite from a clone with nothing beside it (`.ci/run`).
 """
 
