@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from relay_throughput import make_instance, session_cookie, setup_django  # noqa: E402
+from bench.relay_throughput import make_instance, session_cookie, setup_django  # noqa: E402
 
 
 def descriptors() -> int:
