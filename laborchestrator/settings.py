@@ -96,6 +96,8 @@ MIDDLEWARE = [
     "laborchestrator.logging.RequestIDMiddleware",
     # Before anything reads the Host header: the kubelet probes by pod IP (see health.py).
     "laborchestrator.health.ProbeMiddleware",
+    # Before static files, the admin or any view: URLs and form posts with NUL characters are a 400.
+    "laborchestrator.inputs.InputMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The app server serves no static files; WhiteNoise does, from STATIC_ROOT (collected in the image).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -273,6 +275,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's parsers plus the checks of laborchestrator/inputs.py (depth, NUL, surrogates).
+    "DEFAULT_PARSER_CLASSES": [
+        "laborchestrator.api.parsers.JSONParser",
+        "laborchestrator.api.parsers.FormParser",
+        "laborchestrator.api.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "laborchestrator.api.pagination.PageNumberPagination",
     "PAGE_SIZE": envint("API_PAGE_SIZE", 50),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

@@ -110,7 +110,7 @@ def _timeout() -> float:
 def _status_body(error: ApiException) -> dict[str, Any]:
     try:
         body = json.loads(error.body or "")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}
 

@@ -99,7 +99,7 @@ def platform_key_set(text: str) -> PlatformKeys:
         return PlatformKeys(key_set={"keys": [jwk]}, single_pem=text)
     try:
         data = json.loads(text)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: JSON nested thousands deep
         raise ValueError("Paste a PEM public key (-----BEGIN PUBLIC KEY-----) or a JSON keyset.") from error
     if isinstance(data, dict) and "kty" in data:
         data = {"keys": [data]}

@@ -324,7 +324,7 @@ class ToolMessageLaunch(DjangoMessageLaunch):
             response = self._requests_session.get(self.platform.keyset_url)
             response.raise_for_status()
             key_set = response.json()
-        except (requests.RequestException, ValueError) as error:
+        except (requests.RequestException, ValueError, RecursionError) as error:
             logger.warning(
                 "LTI keyset of platform %s unavailable: %s", self.platform.pk, type(error).__name__
             )

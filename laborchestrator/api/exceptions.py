@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db.models import ProtectedError
+from django.template.defaultfilters import filesizeformat
 from django.utils.translation import ngettext
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, Throttled, ValidationError
@@ -60,6 +63,36 @@ class InUseError(DomainError):
     default_code = "in_use"
 
 
+class RequestTooLargeError(DomainError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
+class TooManyFieldsError(DomainError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request has too many fields."
+    default_code = "too_many_fields"
+
+
+def request_limit_error_for(error: Exception) -> APIException | None:
+    """Django's request limits as API errors naming the limit (Django itself answers a bare HTML 400)."""
+    if isinstance(error, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return RequestTooLargeError(
+            f"The request body is larger than the limit of {filesizeformat(limit)} ({limit} bytes)."
+        )
+    if isinstance(error, TooManyFieldsSent):
+        return TooManyFieldsError(
+            f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields, the limit."
+        )
+    if isinstance(error, TooManyFilesSent):
+        return TooManyFieldsError(
+            f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files, the limit."
+        )
+    return None
+
+
 def api_error_for(error: lab_errors.LabError, *, for_staff: bool) -> APIException:
     """The HTTP error a client sees for a lifecycle error: the cluster's details for staff, plain
     words for everyone else (no internal addresses, no client library text)."""
@@ -100,6 +133,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = protected_api_error_for(exc)
     elif isinstance(exc, RateLimited):  # a throttled sign-in
         exc = Throttled(wait=exc.wait, detail=exc.reason)  # DRF adds the wait
+    elif limit_error := request_limit_error_for(exc):
+        exc = limit_error
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, DomainError):
         response.data["code"] = exc.get_codes()

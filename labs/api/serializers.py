@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -8,6 +9,7 @@ from rest_framework import serializers
 
 from accounts.api.serializers import UserSummarySerializer
 from laborchestrator.api.serializers import ModelCleanMixin
+from laborchestrator.inputs import parse_id
 from labs.lifecycle import InstanceStatus, MachineStatus
 from labs.models import InstanceMachine, Lab, LabInstance, LabMachine, VMImage
 from vncproxy.models import ConsoleTicket
@@ -258,6 +260,10 @@ class InstanceDetailSerializer(InstanceSerializer):
         read_only_fields = fields
 
 
+# What SlugField accepts: a lab slug is never anything else, so nothing else reaches a query.
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,50}")
+
+
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "Lab id or slug"})
 class LabReferenceField(serializers.RelatedField):
     """A lab by id or by slug, among the labs the requesting user may see."""
@@ -269,9 +275,10 @@ class LabReferenceField(serializers.RelatedField):
 
     def to_internal_value(self, data: Any) -> Lab:
         queryset = self.get_queryset()
-        if isinstance(data, int) or (isinstance(data, str) and data.isdigit()):
-            lab = queryset.filter(pk=int(data)).first()
-        elif isinstance(data, str):
+        lab_id = parse_id(data)
+        if lab_id is not None:
+            lab = queryset.filter(pk=lab_id).first()
+        elif isinstance(data, str) and SLUG.fullmatch(data):
             lab = queryset.filter(slug=data).first()
         else:
             lab = None

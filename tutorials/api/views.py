@@ -21,6 +21,7 @@ from rest_framework.serializers import BaseSerializer
 
 from laborchestrator.api.exceptions import InUseError
 from laborchestrator.api.permissions import IsStaff, IsStaffOrReadOnly
+from laborchestrator.inputs import IdField, parse_id
 from labs import lifecycle
 from labs.exceptions import ClusterError
 from labs.models import LabInstance
@@ -55,19 +56,20 @@ TUTORIAL_SLUG = OpenApiParameter("tutorial_slug", OpenApiTypes.STR, OpenApiParam
 CRUD_ACTIONS = ("list", "retrieve", "create", "update", "partial_update", "destroy")
 
 
-def _query_int(request: Request, name: str) -> int | None:
+def _query_id(request: Request, name: str) -> int | None:
     value = request.query_params.get(name)
     if value in (None, ""):
         return None
-    if not value.isdigit():
-        raise ValidationError({name: ["A whole number is required."]})
-    return int(value)
+    object_id = parse_id(value)
+    if object_id is None:
+        raise ValidationError({name: [IdField.default_error_messages["invalid"]]})
+    return object_id
 
 
 def tutorial_context_for(request: Request) -> TutorialContext:
     """The variables of the requesting user and, with `?instance=<id>`, of that instance of theirs."""
     user = request.user
-    instance_id = _query_int(request, "instance")
+    instance_id = _query_id(request, "instance")
     if instance_id is None:
         return TutorialContext.for_user(user)
     instances = LabInstance.objects.visible_to(user).prefetch_related("machines")
@@ -133,7 +135,7 @@ class TutorialViewSet(viewsets.ModelViewSet):
         """Your progress in this tutorial (ticked step ids, percent); instructors: anyone's with `?user=`."""
         tutorial = self.get_object()
         user = request.user
-        user_id = _query_int(request, "user")
+        user_id = _query_id(request, "user")
         if user_id is not None and user_id != user.pk:
             if not user.is_staff:
                 raise PermissionDenied("Only instructors may read another user's progress.")
