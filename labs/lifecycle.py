@@ -138,9 +138,11 @@ def _check_startable(*, user: Any, lab: Lab, machines: list[LabMachine]) -> None
     if not machines:
         raise LabNotAvailable(f"The lab {lab.name!r} has no machines.")
     for machine in machines:
+        # Validated when saved since the loader refuses what the start cannot use; rows saved before
+        # (or behind the model's back) are refused here, before anything is created.
         try:
-            manifests.cloud_init_user_data(password="x", extra_user_data=machine.cloud_init_user_data)
-        except (ValueError, manifests.yaml.YAMLError) as error:
+            manifests.load_extra_user_data(machine.cloud_init_user_data)
+        except ValueError as error:
             raise LabMisconfigured(
                 f"The cloud-init user data of machine {machine.name!r} is not valid: {error}"
             ) from error

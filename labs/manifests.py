@@ -31,6 +31,11 @@ VMI_COUNT_QUOTA_KEY = "count/virtualmachineinstances.kubevirt.io"
 # KubeVirt reads the user data from this key of the referenced Secret.
 USERDATA_KEY = "userdata"
 
+# A lab machine's extra cloud-init user data (see load_extra_user_data). Real #cloud-config files
+# are a few KiB and a handful of levels deep; the Secret holding them may not exceed 1 MiB.
+EXTRA_USER_DATA_MAX_BYTES = 64 * 1024
+EXTRA_USER_DATA_MAX_DEPTH = 32
+
 _LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -162,17 +167,54 @@ def make_resource_quota(
     }
 
 
+def _check_user_data_shape(text: str) -> None:
+    """Depth and aliases, read from YAML's event stream: it is produced without recursion, while
+    composing a document nested thousands deep exhausts Python's stack, and aliases can make a
+    small document arbitrarily deep once composed."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise ValueError("YAML aliases (*name, <<: *name) are not supported here; write the values out.")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > EXTRA_USER_DATA_MAX_DEPTH:
+                raise ValueError(f"It is nested more than {EXTRA_USER_DATA_MAX_DEPTH} levels deep.")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def load_extra_user_data(text: str) -> dict[str, Any]:
+    """A lab machine's extra cloud-init user data as a mapping; ValueError says what is wrong.
+
+    The one loader of it: the admin and the API validate with it when a lab is saved, and a start
+    builds the Secret with it, so what was saved always starts. YAML's safe loader only (a
+    `!!python/...` tag is an error, never code), at most EXTRA_USER_DATA_MAX_BYTES and
+    EXTRA_USER_DATA_MAX_DEPTH levels, no aliases.
+    """
+    if not text.strip():
+        return {}
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > EXTRA_USER_DATA_MAX_BYTES:
+        raise ValueError(f"It is {size} bytes long; the limit is {EXTRA_USER_DATA_MAX_BYTES} bytes.")
+    try:
+        _check_user_data_shape(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(f"It is not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError("It must be a #cloud-config mapping (key: value lines), not a list or plain text.")
+    return data
+
+
 def cloud_init_user_data(*, password: str, extra_user_data: str = "") -> str:
     """`#cloud-config` giving the image's default user the generated password.
 
     The lab's extra user data is merged first and the login keys win, so the password the
     student is shown always works. Raises ValueError if the extra data is not a YAML mapping.
     """
-    extra = yaml.safe_load(extra_user_data) if extra_user_data.strip() else {}
-    if extra is None:
-        extra = {}
-    if not isinstance(extra, dict):
-        raise ValueError("The extra cloud-init user data must be a #cloud-config mapping.")
+    extra = load_extra_user_data(extra_user_data)
     chpasswd = extra.get("chpasswd") if isinstance(extra.get("chpasswd"), dict) else {}
     config = {
         **extra,

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from labs.validators import (
     NAMESPACE_PREFIX_MAX_LENGTH,
+    validate_cloud_init_user_data,
     validate_dns_label,
     validate_namespace_prefix,
     validate_oci_reference,
@@ -138,7 +139,9 @@ class LabMachine(models.Model):
     cloud_init_user_data = models.TextField(
         "extra cloud-init user data",
         blank=True,
-        help_text="#cloud-config merged after the generated login password (optional).",
+        validators=[validate_cloud_init_user_data],
+        help_text="#cloud-config merged after the generated login password (optional): a YAML mapping, "
+        "at most 64 KiB and 32 levels deep, no aliases.",
     )
     order = models.PositiveIntegerField(default=0)
     opens_first = models.BooleanField(default=False, help_text="Shown first when a student opens the lab.")

@@ -4,6 +4,8 @@ import re
 
 from django.core.exceptions import ValidationError
 
+from labs import manifests
+
 DNS_LABEL_MAX_LENGTH = 63
 # Instance ids are database BigAutoField values: at most 19 digits.
 INSTANCE_ID_MAX_DIGITS = 19
@@ -50,3 +52,15 @@ def validate_oci_reference(value: str) -> None:
             code="invalid_image_reference",
             params={"value": value},
         )
+
+
+def validate_cloud_init_user_data(value: str) -> None:
+    """With the loader a start uses (labs.manifests), so what is saved is what starts."""
+    try:
+        manifests.load_extra_user_data(value)
+    except ValueError as error:
+        raise ValidationError(
+            "This is not usable cloud-init user data: %(reason)s",
+            code="invalid_cloud_init_user_data",
+            params={"reason": str(error)},
+        ) from error
