@@ -7,7 +7,7 @@ from django.db import models
 
 from labs.models import Lab
 from tutorials.media import is_image_name, markdown_snippet, validate_tutorial_media
-from tutorials.rendering import render_markdown, validate_markdown_size
+from tutorials.rendering import render_markdown, validate_markdown
 
 MARKDOWN_HELP = (
     'Markdown. Knowledge boxes: <code>!!! knowledge "Title"</code> (also note, tip, info, warning) '
@@ -23,7 +23,8 @@ def _render_before_save(
 
     Done in save() rather than a service function on purpose: the HTML is a cache of the source,
     and every path that writes the source (admin inlines, the API, the shell) must refresh it.
-    Raises ValidationError for oversized sources, which full_clean() reports earlier in forms.
+    Raises ValidationError for sources it cannot render, which full_clean() reports earlier in forms
+    and the API (the field's validator renders; the rendering is cached for this save).
     """
     update_fields = save_kwargs.get("update_fields")
     if update_fields is not None and source_field not in update_fields:
@@ -65,7 +66,7 @@ class TutorialPage(models.Model):
     title = models.CharField(max_length=200)
     order = models.PositiveIntegerField(default=0)
     body_markdown = models.TextField(
-        "body (Markdown)", blank=True, validators=[validate_markdown_size], help_text=MARKDOWN_HELP
+        "body (Markdown)", blank=True, validators=[validate_markdown], help_text=MARKDOWN_HELP
     )
     # Rendered and sanitised when the page is saved; variables are filled in at display time.
     body_html = models.TextField(blank=True, editable=False)
@@ -85,7 +86,7 @@ class Step(models.Model):
     page = models.ForeignKey(TutorialPage, on_delete=models.CASCADE, related_name="steps")
     order = models.PositiveIntegerField(default=0)
     text_markdown = models.TextField(
-        "text (Markdown)", validators=[validate_markdown_size], help_text=MARKDOWN_HELP
+        "text (Markdown)", validators=[validate_markdown], help_text=MARKDOWN_HELP
     )
     text_html = models.TextField(blank=True, editable=False)
 

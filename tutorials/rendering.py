@@ -9,6 +9,7 @@ filled in per student at display time by `tutorials.variables`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
@@ -62,6 +63,14 @@ _VOID_ELEMENTS = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 )
 _URL_SCHEME_END = re.compile(r"[:/?#]")
+# HTML elements whose end tag is optional (HTML Living Standard, "optional tags").
+_OPTIONAL_END_TAG_ELEMENTS = frozenset(
+    {"li", "dt", "dd", "p", "rt", "rp", "optgroup", "option", "colgroup", "caption", "thead", "tbody",
+     "tfoot", "tr", "td", "th"}
+)  # fmt: skip
+# Deeper nesting is refused: a real page nests a dozen levels (a box, a list in a list, a code block),
+# and html5lib's sanitising slows down with the square of the depth (100 KB of `<div>`: 10 s).
+MAX_NESTING_DEPTH = 64
 
 
 def validate_markdown_size(source: str) -> None:
@@ -78,14 +87,59 @@ def validate_markdown_size(source: str) -> None:
 
 
 def render_markdown(source: str) -> str:
-    """Sanitised HTML for a tutorial page or step; raises ValidationError when `source` is too large."""
+    """Sanitised HTML for a tutorial page or step; raises ValidationError when `source` is too large
+    or nests too deeply to be shown."""
     validate_markdown_size(source)
+    return _render(source)
+
+
+def validate_markdown(source: str) -> None:
+    """The fields' validator: refuses in forms and the API what saving could not render (the
+    rendering is kept, so the save that follows does not render again)."""
+    render_markdown(source)
+
+
+def _too_deep(maximum: int) -> ValidationError:
+    return ValidationError(
+        "This text nests lists, quotes or elements more than %(maximum)d levels deep; "
+        "nobody can read that. Flatten it.",
+        code="markdown_too_deep",
+        params={"maximum": maximum},
+    )
+
+
+# A page is validated (full_clean) and then saved, and both need its rendering: one serves both.
+@functools.lru_cache(maxsize=8)
+def _render(source: str) -> str:
     converter = markdown.Markdown(
         extensions=MARKDOWN_EXTENSIONS,
         extension_configs=MARKDOWN_EXTENSION_CONFIGS,
         output_format="html",
     )
-    return sanitise_html(converter.convert(source))
+    try:
+        html = converter.convert(source)
+    except RecursionError as error:
+        # Python-Markdown parses nested blocks recursively: "- " * 3000 exhausts the stack.
+        raise _too_deep(MAX_NESTING_DEPTH) from error
+    if _nesting_depth(html) > MAX_NESTING_DEPTH:
+        raise _too_deep(MAX_NESTING_DEPTH)
+    return sanitise_html(html)
+
+
+def _nesting_depth(html: str) -> int:
+    """How deeply elements nest, counting those whose end tag cannot be left out (an open `<li>` or
+    `<p>` is closed by the next one, so repeating them does not nest)."""
+    depth = deepest = 0
+    for match in _TAG.finditer(html):
+        closing, name = match.group(1), match.group(2)
+        if name is None or name.lower() in _OPTIONAL_END_TAG_ELEMENTS | _VOID_ELEMENTS:
+            continue
+        if closing:
+            depth = max(depth - 1, 0)
+        elif not match.group(0).endswith("/>"):
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
 
 
 def sanitise_html(html: str) -> str:
