@@ -7,6 +7,12 @@ see `server.py`) or `FaultControl` in `harness.py`:
 - fail: the next `times` requests (None = all) matching verb and resource answer `status` without
   touching state (a Status with the reason a real server gives for that code);
 - hang: matching requests wait `seconds` first, then are served normally (so a client timeout fires);
+  a client that gave up meanwhile finds nothing done, as when an API server's handler ends with the
+  request's context;
+- late_commit: like hang, but the request is carried out even if the client has gone: an API server
+  runs the storage call of a create in its own goroutine, which goes on after the request's context
+  ended (asyncFinisher in k8s.io/apiserver/pkg/endpoints/handlers/finisher/finisher.go), so an
+  object can appear after the client's timeout;
 - drop_watch: the next watch on a resource is cut mid-stream, without a clean end, after N events;
 - drop_websocket: the next console/vnc websocket is cut after N bytes from the guest;
 - missing_image: pulling this image reference fails as a registry without it answers (ErrImagePull);
@@ -73,6 +79,7 @@ class Faults:
     jitter_ms: float = 0.0
     failures: list[CallRule] = field(default_factory=list)
     hangs: list[CallRule] = field(default_factory=list)
+    late_commits: list[CallRule] = field(default_factory=list)
     watch_drops: list[DropRule] = field(default_factory=list)
     websocket_drops: list[DropRule] = field(default_factory=list)
     missing_images: set[str] = field(default_factory=set)
@@ -83,6 +90,7 @@ class Faults:
         self.latency_ms = self.jitter_ms = 0.0
         self.failures.clear()
         self.hangs.clear()
+        self.late_commits.clear()
         self.watch_drops.clear()
         self.websocket_drops.clear()
         self.missing_images.clear()
@@ -107,6 +115,10 @@ class Faults:
 
     def take_hang(self, verb: str, resource: str) -> float:
         rule = self._take(self.hangs, lambda r: r.matches(verb, resource))
+        return rule.seconds if rule else 0.0
+
+    def take_late_commit(self, verb: str, resource: str) -> float:
+        rule = self._take(self.late_commits, lambda r: r.matches(verb, resource))
         return rule.seconds if rule else 0.0
 
     def take_failure(self, verb: str, resource: str) -> ApiError | None:
@@ -136,6 +148,7 @@ class Faults:
             "jitter_ms": self.jitter_ms,
             "fail": [asdict(r) for r in self.failures],
             "hang": [asdict(r) for r in self.hangs],
+            "late_commit": [asdict(r) for r in self.late_commits],
             "drop_watch": [asdict(r) for r in self.watch_drops],
             "drop_websocket": [asdict(r) for r in self.websocket_drops],
             "missing_images": sorted(self.missing_images),
@@ -157,8 +170,9 @@ class Faults:
                         status=int(spec.get("status", 500)),
                     )
                 )
-            elif fault == "hang":
-                self.hangs.append(
+            elif fault in ("hang", "late-commit"):
+                rules = self.hangs if fault == "hang" else self.late_commits
+                rules.append(
                     CallRule(
                         str(spec["verb"]), str(spec["resource"]), _times(spec), seconds=float(spec["seconds"])
                     )

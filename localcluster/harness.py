@@ -85,6 +85,15 @@ class FaultControl:
             "POST", "faults/hang", {"verb": verb, "resource": resource, "seconds": seconds, "times": times}
         )
 
+    def late_commit(self, verb: str, resource: str, seconds: float, times: int | None = 1) -> None:
+        """The next `times` matching requests are carried out after `seconds`, even if the client has
+        given up meanwhile: a create times out on the client and its object appears later."""
+        self._call(
+            "POST",
+            "faults/late-commit",
+            {"verb": verb, "resource": resource, "seconds": seconds, "times": times},
+        )
+
     def drop_watch(self, resource: str, after_events: int = 0) -> None:
         """The next watch on `resource` is cut (no clean end) after `after_events` events."""
         self._call("POST", "faults/drop-watch", {"resource": resource, "after_events": after_events})

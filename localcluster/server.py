@@ -121,7 +121,7 @@ class ApiServer:
                     "status": None,
                 }
                 self.faults.calls.append(call)
-            response = await self.serve(request, user, info)
+            response = await self.serve(request, user, info, call)
         except ApiError as error:
             response = error_response(error)
         except web.HTTPRequestEntityTooLarge:
@@ -168,12 +168,40 @@ class ApiServer:
             raise ApiError(401, "Unauthorized", "Unauthorized")
         return user
 
-    async def serve(self, request: web.Request, user: User, info: RequestInfo) -> web.StreamResponse:
+    async def serve(
+        self, request: web.Request, user: User, info: RequestInfo, call: dict[str, Any] | None = None
+    ) -> web.StreamResponse:
         delay = self.faults.delay()
         if info.resource_request:
             delay += self.faults.take_hang(info.verb, info.combined_resource)
+            if late := self.faults.take_late_commit(info.verb, info.combined_resource):
+                return await self._serve_late(request, user, info, delay + late, call)
         if delay:
             await asyncio.sleep(delay)
+        return await self._serve_now(request, user, info)
+
+    async def _serve_late(
+        self, request: web.Request, user: User, info: RequestInfo, delay: float, call: dict[str, Any] | None
+    ) -> web.StreamResponse:
+        """Serve after `delay` in a task of its own that a client going away does not stop."""
+        await request.read()  # buffered now: after a disconnect the body can no longer be read
+
+        async def carry_out() -> web.StreamResponse:
+            await asyncio.sleep(delay)
+            try:
+                response = await self._serve_now(request, user, info)
+            except ApiError as error:
+                response = error_response(error)
+            if call is not None:
+                call["status"] = response.status
+            return response
+
+        task = asyncio.ensure_future(carry_out())
+        self._long_running.add(task)
+        task.add_done_callback(self._long_running.discard)
+        return await asyncio.shield(task)
+
+    async def _serve_now(self, request: web.Request, user: User, info: RequestInfo) -> web.StreamResponse:
         if info.resource_request and (failure := self.faults.take_failure(info.verb, info.combined_resource)):
             raise failure
         self.authorize(user, info)

@@ -17,7 +17,8 @@ from tests.localcluster.test_websockets import connect
 def test_no_faults_by_default(local_cluster):
     state = local_cluster.faults.describe()
     assert state["latency_ms"] == 0
-    assert state["fail"] == state["hang"] == state["drop_watch"] == state["drop_websocket"] == []
+    assert state["fail"] == state["hang"] == state["late_commit"] == []
+    assert state["drop_watch"] == state["drop_websocket"] == []
 
 
 def test_fail_answers_the_status_once_and_changes_nothing(local_cluster, core, ns):
@@ -53,6 +54,44 @@ def test_hang_delays_the_call_past_a_client_timeout(local_cluster, core, ns):
     started = time.monotonic()
     core.read_namespace(ns, _request_timeout=2)
     assert time.monotonic() - started < 0.5
+
+
+def test_a_hanging_create_whose_client_gave_up_creates_nothing(local_cluster, core, ns):
+    local_cluster.faults.hang("create", "secrets", seconds=0.5)
+    local_cluster.faults.reset_calls()
+    with pytest.raises((urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.MaxRetryError)):
+        core.create_namespaced_secret(ns, {"metadata": {"name": "abandoned"}}, _request_timeout=0.1)
+
+    time.sleep(1.0)  # well past the hang: nothing is created by then
+    assert core.list_namespaced_secret(ns).items == []
+
+
+def test_late_commit_creates_the_object_after_the_client_gave_up(local_cluster, core, ns):
+    # asyncFinisher (k8s.io/apiserver/pkg/endpoints/handlers/finisher/finisher.go) answers the client
+    # a timeout while the goroutine running the storage call goes on and may still commit.
+    local_cluster.faults.late_commit("create", "secrets", seconds=0.5)
+    local_cluster.faults.reset_calls()
+    with pytest.raises((urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.MaxRetryError)):
+        core.create_namespaced_secret(ns, {"metadata": {"name": "late"}}, _request_timeout=0.1)
+    assert core.list_namespaced_secret(ns).items == []
+
+    deadline = time.monotonic() + 10
+    while not core.list_namespaced_secret(ns).items:
+        assert time.monotonic() < deadline, "the late create never happened"
+        time.sleep(0.05)
+    assert [s.metadata.name for s in core.list_namespaced_secret(ns).items] == ["late"]
+    creates = [c for c in local_cluster.faults.calls() if c["verb"] == "create"]
+    assert [c["status"] for c in creates] == [201]
+
+
+def test_late_commit_answers_a_client_that_waits(local_cluster, core, ns):
+    local_cluster.faults.late_commit("create", "secrets", seconds=0.3)
+    started = time.monotonic()
+
+    created = core.create_namespaced_secret(ns, {"metadata": {"name": "patient"}}, _request_timeout=5)
+
+    assert created.metadata.name == "patient"
+    assert time.monotonic() - started >= 0.3
 
 
 def test_latency_applies_to_every_request(local_cluster, core, ns):
