@@ -205,6 +205,10 @@ KUBE_CONTEXT = os.getenv("KUBE_CONTEXT", "")
 KUBE_IN_CLUSTER = envbool("KUBE_IN_CLUSTER", "0")
 # Seconds a single cluster API call may take before it counts as a failure.
 KUBE_REQUEST_TIMEOUT = float(os.getenv("KUBE_REQUEST_TIMEOUT", "10"))
+# Seconds a namespace create that got no answer within KUBE_REQUEST_TIMEOUT is still followed: if the
+# cluster creates the namespace after all (its storage call outlives the request), the failed start's
+# rollback deletes it then. An API server answers within its --request-timeout (60 s by default).
+KUBE_CREATE_FOLLOW_SECONDS = float(os.getenv("KUBE_CREATE_FOLLOW_SECONDS", "60"))
 # Seconds a failed start waits for the namespace it created to be gone before reporting failure.
 LABS_ROLLBACK_WAIT_SECONDS = float(os.getenv("LABS_ROLLBACK_WAIT_SECONDS", "10"))
 # An instance whose machines are not all running this long after its start is marked failed.

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import ssl
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -45,6 +47,8 @@ _SUBRESOURCE_PATH = (
 _MAX_PARALLEL_CALLS = 16
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 _client_lock = threading.Lock()
 _client: client.ApiClient | None = None
@@ -147,7 +151,11 @@ def _translate(action: str, error: ApiException) -> ClusterError:
 
 
 def _call(
-    action: str, function: Callable[..., T], *args: Any, timeout: float | None = None, **kwargs: Any
+    action: str,
+    function: Callable[..., T],
+    *args: Any,
+    timeout: float | tuple[float, float] | None = None,
+    **kwargs: Any,
 ) -> T:
     """Run one API call with the timeout, translating every failure into a ClusterError."""
     try:
@@ -187,8 +195,12 @@ FIELD_VALIDATION = "Strict"
 # --- Namespaces ---------------------------------------------------------------------------------------
 
 
-def create_namespace(manifest: dict[str, Any]) -> bool:
-    """Create the namespace; False if it already existed (the caller checks whose it is)."""
+# Namespace creates of this process still waiting for the API server's answer, by name.
+_creates_lock = threading.Lock()
+_creates_in_flight: dict[str, Future[bool]] = {}
+
+
+def _send_create_namespace(manifest: dict[str, Any]) -> bool:
     name = manifest["metadata"]["name"]
     try:
         _call(
@@ -196,12 +208,65 @@ def create_namespace(manifest: dict[str, Any]) -> bool:
             client.CoreV1Api(api_client()).create_namespace,
             body=manifest,
             field_validation=FIELD_VALIDATION,
+            timeout=(_timeout(), settings.KUBE_CREATE_FOLLOW_SECONDS),
         )
     except ClusterConflict as error:
         if error.reason == "AlreadyExists":
             return False
         raise
     return True
+
+
+def _in_own_thread(function: Callable[[], T], name: str) -> Future[T]:
+    """Run `function` in a daemon thread: unlike a pool's, it never delays the process's exit."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(function())
+        except BaseException as error:
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def _forget_create(name: str, future: Future[bool]) -> None:
+    with _creates_lock:
+        if _creates_in_flight.get(name) is future:
+            del _creates_in_flight[name]
+
+
+def create_namespace(manifest: dict[str, Any]) -> bool:
+    """Create the namespace; False if it already existed (the caller checks whose it is).
+
+    Raises ClusterUnavailable when the API server has not answered within KUBE_REQUEST_TIMEOUT. The
+    request itself is kept open for KUBE_CREATE_FOLLOW_SECONDS: an API server may still create the
+    namespace after the client gave up (its storage call outlives the request), and a delete asked
+    for meanwhile is then repeated (see `delete_namespace`).
+    """
+    name = manifest["metadata"]["name"]
+    future = _in_own_thread(lambda: _send_create_namespace(manifest), name=f"create-namespace-{name}")
+    with _creates_lock:
+        _creates_in_flight[name] = future
+    future.add_done_callback(lambda done: _forget_create(name, done))
+    try:
+        return future.result(timeout=_timeout())
+    except FutureTimeout:
+        raise ClusterUnavailable(
+            f"Could not create namespace {name}: the cluster did not answer within {_timeout():g} seconds."
+        ) from None
+
+
+def _delete_if_created_late(name: str, create: Future[bool]) -> None:
+    if create.cancelled() or create.exception() is not None or create.result() is not True:
+        return  # not created by this request: nothing of ours to delete
+    logger.warning("Namespace %s was created after its start gave up on it; deleting it again.", name)
+    try:
+        delete_namespace(name)
+    except ClusterError as error:  # the namespace has no active instance: reconcile deletes it
+        logger.warning("Deleting namespace %s again failed: %s", name, error.message)
 
 
 def read_namespace(name: str) -> NamespaceInfo | None:
@@ -214,7 +279,15 @@ def read_namespace(name: str) -> NamespaceInfo | None:
 
 
 def delete_namespace(name: str) -> None:
-    """Ask for the namespace and everything in it to be deleted; already gone is fine."""
+    """Ask for the namespace and everything in it to be deleted; already gone is fine.
+
+    If a create of it by this process is still waiting for its answer (see `create_namespace`), the
+    namespace is deleted again as soon as that create turns out to have made it.
+    """
+    with _creates_lock:
+        create = _creates_in_flight.get(name)
+    if create is not None:
+        create.add_done_callback(lambda done: _delete_if_created_late(name, done))
     with contextlib.suppress(ClusterNotFound):
         _call(f"delete namespace {name}", client.CoreV1Api(api_client()).delete_namespace, name=name)
 

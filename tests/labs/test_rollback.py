@@ -93,3 +93,42 @@ def test_a_hanging_api_call_times_out(app_cluster, admin_core, make_lab, student
     instance = LabInstance.objects.get(owner=student)
     assert instance.status == Status.FAILED
     wait_for(lambda: not namespace_exists(admin_core, instance.namespace))
+
+
+def test_a_namespace_the_cluster_creates_after_the_start_gave_up_is_deleted_at_once(
+    app_cluster, admin_core, make_lab, student, settings
+):
+    settings.KUBE_REQUEST_TIMEOUT = 0.5
+    # The API server answers nothing within the client's timeout, then creates the namespace anyway.
+    app_cluster.faults.late_commit("create", "namespaces", seconds=2, times=1)
+    app_cluster.faults.reset_calls()
+
+    with pytest.raises(ClusterUnavailable, match=r"did not answer within 0\.5 seconds"):
+        lifecycle.instance_start(user=student, lab=make_lab())
+
+    instance = LabInstance.objects.get(owner=student)
+    assert instance.status == Status.FAILED
+    assert not namespace_exists(admin_core, instance.namespace)  # the rollback's delete found nothing
+
+    def created_late() -> bool:
+        calls = app_cluster.faults.calls()
+        return any((c["verb"], c["resource"], c["status"]) == ("create", "namespaces", 201) for c in calls)
+
+    wait_for(created_late, timeout=15)
+    # Gone without any reconcile run: the rollback deletes it again as soon as the create lands.
+    wait_for(lambda: not namespace_exists(admin_core, instance.namespace), timeout=10)
+    calls = app_cluster.faults.calls()
+    deletes = [c["status"] for c in calls if c["verb"] == "delete" and c["name"] == instance.namespace]
+    assert deletes == [404, 200]
+
+
+def test_a_namespace_create_answered_late_without_a_rollback_is_kept(
+    app_cluster, admin_core, make_lab, student, settings
+):
+    settings.KUBE_REQUEST_TIMEOUT = 3
+    app_cluster.faults.late_commit("create", "namespaces", seconds=0.5, times=1)
+
+    instance = lifecycle.instance_start(user=student, lab=make_lab())
+
+    assert instance.status == Status.STARTING
+    assert namespace_exists(admin_core, instance.namespace)
