@@ -213,6 +213,9 @@ KUBE_CREATE_FOLLOW_SECONDS = float(os.getenv("KUBE_CREATE_FOLLOW_SECONDS", "60")
 LABS_ROLLBACK_WAIT_SECONDS = float(os.getenv("LABS_ROLLBACK_WAIT_SECONDS", "10"))
 # An instance whose machines are not all running this long after its start is marked failed.
 LABS_START_TIMEOUT_SECONDS = envint("LABS_START_TIMEOUT_SECONDS", 600)
+# The process driving a start renews the instance's lease every third of this; a start whose lease ran
+# out (its process was killed) is rolled back by reconcile, or by its owner's next start.
+LABS_START_LEASE_SECONDS = float(os.getenv("LABS_START_LEASE_SECONDS", "30"))
 # How the cluster's KubeVirt sizes each VMI's virt-launcher pod, from its KubeVirt CR's
 # spec.configuration; every instance's quota is computed from them (labs/launcher_sizing.py), so they
 # must match the cluster or its launcher pods are refused. Checked at start-up (labs.E001).

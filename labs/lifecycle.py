@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import string
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,7 +21,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -92,9 +94,10 @@ class ReconcileReport:
 # --- Transitions -------------------------------------------------------------------------------------
 
 
-def _transition(instance: LabInstance, target: str, **fields: Any) -> bool:
+def _transition(instance: LabInstance, target: str, *, only_if: Q | None = None, **fields: Any) -> bool:
     """Move the instance from the status it was read with to `target`; False if someone else moved it.
 
+    `only_if` adds a condition the row must still meet (e.g. a lease that must still be expired).
     Raises InvalidTransition if the table does not allow it. On False the instance is re-read.
     """
     current = instance.status
@@ -104,7 +107,10 @@ def _transition(instance: LabInstance, target: str, **fields: Any) -> bool:
             current=current,
             target=target,
         )
-    updated = LabInstance.objects.filter(pk=instance.pk, status=current).update(status=target, **fields)
+    rows = LabInstance.objects.filter(pk=instance.pk, status=current)
+    if only_if is not None:
+        rows = rows.filter(only_if)
+    updated = rows.update(status=target, **fields)
     if updated:
         instance.status = target
         for name, value in fields.items():
@@ -114,15 +120,98 @@ def _transition(instance: LabInstance, target: str, **fields: Any) -> bool:
     return False
 
 
-def _fail(instance: LabInstance, message: str, plain: str = "") -> bool:
+def _fail(instance: LabInstance, message: str, plain: str = "", *, only_if: Q | None = None) -> bool:
     """Mark the instance failed: `message` for staff (the cluster's exact words), `plain` for the
-    student (no cluster details; the same as `message` when that has none)."""
+    student (no cluster details; the same as `message` when that has none). `only_if`: a condition
+    the row must still meet (see `_transition`)."""
     if Status.FAILED not in ALLOWED_TRANSITIONS[instance.status]:
         return False
-    logger.warning("Instance %s failed: %s", instance.pk, message)
-    return _transition(
-        instance, Status.FAILED, last_error=message[:2000], last_error_plain=(plain or message)[:2000]
+    failed = _transition(
+        instance,
+        Status.FAILED,
+        only_if=only_if,
+        last_error=message[:2000],
+        last_error_plain=(plain or message)[:2000],
     )
+    if failed:
+        logger.warning("Instance %s failed: %s", instance.pk, message)
+    return failed
+
+
+# --- Start leases ----------------------------------------------------------------------------------
+
+
+def _lease_end() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.LABS_START_LEASE_SECONDS)
+
+
+class _StartLease:
+    """Renews a `requested` instance's start lease while this process drives its start.
+
+    A thread renews every third of LABS_START_LEASE_SECONDS, so a start slowed by the cluster (a call
+    may take KUBE_REQUEST_TIMEOUT, a rollback waits for its namespace) keeps its lease, and a start
+    whose process was killed loses it within one lease. The thread has its own database connection;
+    a renewal that fails (database busy) is retried at the next beat.
+    """
+
+    def __init__(self, instance_id: int) -> None:
+        self.instance_id = instance_id
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._renew, name=f"start-lease-{instance_id}", daemon=True)
+
+    def __enter__(self) -> _StartLease:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Not joined: a renewal stuck on a busy database must not hold up the answer, and one that
+        # lands after the start finished changes nothing (it only touches `requested` rows).
+        self.stopped.set()
+
+    def _renew(self) -> None:
+        interval = settings.LABS_START_LEASE_SECONDS / 3
+        try:
+            while not self.stopped.wait(interval):
+                try:
+                    LabInstance.objects.filter(pk=self.instance_id, status=Status.REQUESTED).update(
+                        start_lease_until=_lease_end()
+                    )
+                except DatabaseError as error:
+                    logger.info("Renewing the start lease of instance %s: %s", self.instance_id, error)
+        finally:
+            connection.close()
+
+
+def _start_abandoned(instance: LabInstance, now: datetime) -> bool:
+    """Whether no live process drives this `requested` instance's start any more."""
+    if instance.start_lease_until is not None:
+        return instance.start_lease_until <= now
+    return instance.created_at + timedelta(seconds=settings.LABS_START_TIMEOUT_SECONDS) <= now
+
+
+def _abandon_start(instance: LabInstance, now: datetime) -> bool:
+    """Fail a start whose process is gone and delete what it created; False if it was not ours to.
+
+    The claim is conditional on the lease still being expired, so a start that renewed meanwhile is
+    left alone. Raises ClusterError if the namespace cannot be deleted (the instance is failed by
+    then, so reconcile deletes the namespace as an orphan).
+    """
+    expired = Q(start_lease_until__lte=now) | Q(start_lease_until__isnull=True)
+    if not _fail(instance, "The start was interrupted.", only_if=expired):
+        return False
+    cluster.delete_namespace(instance.namespace)
+    return True
+
+
+def _abandon_stale_starts(user: Any) -> None:
+    """Free the user's slots held by starts whose process died, before their limits are checked."""
+    now = timezone.now()
+    for instance in LabInstance.objects.filter(owner=user, status=Status.REQUESTED):
+        if _start_abandoned(instance, now):
+            try:
+                _abandon_start(instance, now)
+            except ClusterError as error:  # failed all the same: reconcile deletes the orphan namespace
+                logger.warning("Deleting interrupted start %s's namespace: %s", instance.pk, error.message)
 
 
 # --- Start -------------------------------------------------------------------------------------------
@@ -184,7 +273,9 @@ def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], passwords: list
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         _check_limits(user=user, lab=lab)
-        instance = LabInstance.objects.create(lab=lab, owner=user, status=Status.REQUESTED)
+        instance = LabInstance.objects.create(
+            lab=lab, owner=user, status=Status.REQUESTED, start_lease_until=_lease_end()
+        )
         instance.namespace = manifests.namespace_name(prefix=lab.namespace_prefix, instance_id=instance.pk)
         instance.save(update_fields=["namespace"])
         InstanceMachine.objects.bulk_create(
@@ -303,27 +394,29 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
     machines = list(lab.machines.select_related("image"))
     _check_startable(user=user, lab=lab, machines=machines)
     passwords = [_generate_password() for _ in machines]
+    _abandon_stale_starts(user)
     instance = _reserve_with_retry(user=user, lab=lab, machines=machines, passwords=passwords)
     objects = _instance_manifests(instance, machines)
-    try:
-        _create_in_cluster(instance, objects)
-    except Exception as error:
-        instance.refresh_from_db()
-        if instance.status != Status.REQUESTED:  # stopped meanwhile: the stop cleans up
-            with contextlib.suppress(ClusterError):
-                cluster.delete_namespace(instance.namespace)
-            return instance
-        # Anything else (a bug, a client-side validation error) must not leave the row `requested`.
-        cause = (
-            error
-            if isinstance(error, ClusterError)
-            else ClusterError(
-                f"Unexpected error: {error!r}",
-                public_message="Something unexpected went wrong. Tell your instructor.",
+    with _StartLease(instance.pk):
+        try:
+            _create_in_cluster(instance, objects)
+        except Exception as error:
+            instance.refresh_from_db()
+            if instance.status != Status.REQUESTED:  # stopped (or given up on) meanwhile: cleaned up
+                with contextlib.suppress(ClusterError):
+                    cluster.delete_namespace(instance.namespace)
+                return instance
+            # Anything else (a bug, a client-side validation error) must not leave the row `requested`.
+            cause = (
+                error
+                if isinstance(error, ClusterError)
+                else ClusterError(
+                    f"Unexpected error: {error!r}",
+                    public_message="Something unexpected went wrong. Tell your instructor.",
+                )
             )
-        )
-        _roll_back(instance, cause)
-        raise
+            _roll_back(instance, cause)
+            raise
     now = timezone.now()
     started = _transition(
         instance,
@@ -591,8 +684,8 @@ def _reconcile_instance(
 ) -> None:
     start_timeout = timedelta(seconds=settings.LABS_START_TIMEOUT_SECONDS)
     if instance.status == Status.REQUESTED:
-        # A start in progress; only one abandoned long ago (process killed) is failed here.
-        if instance.created_at + start_timeout <= now and _fail(instance, "The start was interrupted."):
+        # A start in progress; one whose process is gone (its lease ran out) is rolled back here.
+        if _start_abandoned(instance, now) and _abandon_start(instance, now):
             report.failed.append(instance.pk)
     elif instance.status == Status.STOPPING:
         if _finish_stop(instance):

@@ -216,6 +216,9 @@ class LabInstance(models.Model):
     last_activity_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # While `requested`: the process driving the start renews this; once it passes, nobody does (the
+    # process died) and the start is rolled back. Null on rows from before leases (start timeout then).
+    start_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     # Why it failed: the cluster's exact words for staff, and the same in plain words for the student
     # (no internal addresses, no client library text).
     last_error = models.TextField(blank=True)
