@@ -7,7 +7,7 @@ import labs.validators
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labs", "0001_initial"),
+        ("labs", "0002_namespace_prefix_help_text"),
     ]
 
     operations = [
