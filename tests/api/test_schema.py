@@ -305,7 +305,9 @@ def send(client: Client, method: str, shape: Hostile):
 
 
 @pytest.mark.django_db
-def test_hostile_shapes_at_every_operation_get_no_server_error(populated, student, instructor, settings):
+def test_hostile_shapes_at_every_operation_get_no_server_error(
+    connections_kept_open, populated, student, instructor, settings
+):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY
     settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = MAX_FIELDS
     clients = {"anonymous": Client(raise_request_exception=False)}
