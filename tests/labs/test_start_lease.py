@@ -20,7 +20,7 @@ from labs import lifecycle
 from labs.exceptions import InstanceLimitReached
 from labs.models import LabInstance
 from tests.labs.conftest import namespace_exists, wait_for
-from tests.vncproxy.daphne_server import REPO_ROOT, database_url, use_file_sqlite_test_database
+from tests.vncproxy.app_server import REPO_ROOT, database_url, use_file_sqlite_test_database
 
 # The start runs in a process of its own, which must see this test's rows.
 use_file_sqlite_test_database(Path(os.environ.get("TMPDIR", "/tmp")) / f"labs-test-{os.getpid()}.sqlite3")

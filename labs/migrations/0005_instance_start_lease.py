@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labs", "0003_cloud_init_user_data_validated"),
+        ("labs", "0004_cloud_init_user_data_validated"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ import labs.validators
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labs", "0002_namespace_prefix_help_text"),
+        ("labs", "0003_last_error_plain"),
     ]
 
     operations = [
