@@ -110,16 +110,22 @@ def test_good_user_data_is_saved_and_starts_as_written(staff, make_lab, image):
 
 
 @pytest.mark.parametrize("case", ["python tag", "nested thousands deep", "aliases"])
-def test_a_row_saved_before_the_rule_fails_the_start_with_a_409(student, make_lab, case):
+def test_a_row_saved_before_the_rule_fails_the_start_with_a_409(student, instructor, make_lab, case):
     text, reason = BROKEN[case]
     lab = make_lab(machines=1)
     LabMachine.objects.filter(lab=lab).update(cloud_init_user_data=text)  # behind the validators' back
-    client = Client(raise_request_exception=False)
-    client.defaults["HTTP_AUTHORIZATION"] = bearer(student)
+    answers = {}
+    for who, user in (("student", student), ("staff", instructor)):
+        client = Client(raise_request_exception=False)
+        client.defaults["HTTP_AUTHORIZATION"] = bearer(user)
+        answers[who] = client.post(
+            "/api/instances/", json.dumps({"lab": lab.slug}), content_type="application/json"
+        )
 
-    response = client.post("/api/instances/", json.dumps({"lab": lab.slug}), content_type="application/json")
-
-    assert response.status_code == 409, response.content[:300]
-    assert response.json()["code"] == "lab_not_available"
-    assert reason in response.json()["detail"]
+    for response in answers.values():
+        assert response.status_code == 409, response.content[:300]
+        assert response.json()["code"] == "lab_not_available"
+    # Plain words for the student, the exact reason for staff.
+    assert "not set up correctly" in answers["student"].json()["detail"]
+    assert reason in answers["staff"].json()["detail"]
     assert not LabInstance.objects.exists()
