@@ -17,7 +17,13 @@ import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from localcluster.app import DEFAULT_RBAC, DEFAULT_SCHEMAS, ServerConfig, serve  # noqa: E402
+from localcluster.app import (  # noqa: E402
+    DEFAULT_ADMISSION_POLICIES,
+    DEFAULT_RBAC,
+    DEFAULT_SCHEMAS,
+    ServerConfig,
+    serve,
+)
 from localcluster.launcher import KubeVirtConfig  # noqa: E402
 from localcluster.runtimes import RUNTIMES  # noqa: E402
 
@@ -45,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser.add_argument("--images", type=Path, help="directory of VM images (qemu runtime)")
     parser.add_argument(
         "--rbac", type=Path, default=DEFAULT_RBAC, help=f"RBAC manifest (default {DEFAULT_RBAC})"
+    )
+    parser.add_argument(
+        "--admission-policies",
+        type=Path,
+        default=DEFAULT_ADMISSION_POLICIES,
+        help=f"ValidatingAdmissionPolicy manifest (default {DEFAULT_ADMISSION_POLICIES})",
     )
     parser.add_argument(
         "--schemas",
@@ -102,6 +114,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         runtime=args.runtime,
         images=args.images,
         rbac=args.rbac,
+        admission_policies=args.admission_policies,
         schemas=args.schemas,
         phase_delay=args.phase_delay_ms / 1000,
         finalize_delay=args.finalize_delay_ms / 1000,

@@ -15,6 +15,7 @@ import yaml
 from aiohttp import web
 
 from localcluster import kubeconfig, tls
+from localcluster.admission import AdmissionPolicies, PolicyError
 from localcluster.cluster import Cluster, ClusterOptions
 from localcluster.faults import Faults
 from localcluster.launcher import KubeVirtConfig
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RBAC = REPO_ROOT / "deploy" / "k8s" / "rbac.yaml"
+# The ValidatingAdmissionPolicies a deployment applies; evaluated on every write, as admission does.
+DEFAULT_ADMISSION_POLICIES = REPO_ROOT / "deploy" / "k8s" / "admission-policy.yaml"
 # KubeVirt's OpenAPI document, vendored with its licence (localcluster/schemas/README.md).
 DEFAULT_SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
@@ -39,6 +42,7 @@ class ServerConfig:
     runtime: str = "none"
     images: Path | None = None
     rbac: Path = DEFAULT_RBAC
+    admission_policies: Path = DEFAULT_ADMISSION_POLICIES
     schemas: Path = DEFAULT_SCHEMAS
     phase_delay: float = 0.02
     finalize_delay: float = 0.05
@@ -66,10 +70,19 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         raise SystemExit(f"localcluster: no kubevirt-v1-swagger.json in {config.schemas} (use --schemas DIR)")
     if not config.rbac.is_file():
         raise SystemExit(f"localcluster: RBAC manifest {config.rbac} not found (use --rbac FILE)")
+    if not config.admission_policies.is_file():
+        raise SystemExit(
+            f"localcluster: admission policies {config.admission_policies} not found "
+            "(use --admission-policies FILE)"
+        )
     config.state_dir.mkdir(parents=True, exist_ok=True)
     tls_files = tls.generate(config.state_dir, config.host)
     identities = default_identities()
     authorizer = Authorizer.from_file(config.rbac)
+    try:
+        policies = AdmissionPolicies.from_file(config.admission_policies)
+    except PolicyError as error:
+        raise SystemExit(f"localcluster: {config.admission_policies}: {error}") from error
     schemas = Schemas(config.schemas)
     faults = Faults()
     runtime_options: dict[str, Any] = {"phase_delay": config.phase_delay}
@@ -88,7 +101,11 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             extra_namespaces=_namespaces_in_manifest(config.rbac),
         ),
         faults,
+        authorizer=authorizer,
+        policies=policies,
     )
+    # RoleBindings created through the API grant (and stop granting) at once.
+    authorizer.role_bindings_in = cluster.role_bindings_in
     api = ApiServer(cluster, authorizer, identities, faults)
 
     ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

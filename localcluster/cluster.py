@@ -13,6 +13,7 @@ import binascii
 import contextlib
 import hashlib
 import ipaddress
+import json
 import logging
 import secrets
 import uuid
@@ -22,14 +23,18 @@ from fractions import Fraction
 from typing import Any
 
 from localcluster import errors, launcher, patching, quota
+from localcluster.admission import AdmissionPolicies, AdmissionRequest
 from localcluster.errors import ApiError, Cause
 from localcluster.faults import Faults
+from localcluster.rbac import Authorizer, RoleNotFound, User
 from localcluster.resources import (
     EVENTS,
     NAMESPACES,
     NETWORK_POLICIES,
+    RBAC_GROUP,
     RESOURCE_QUOTAS,
     RESOURCE_TYPES,
+    ROLE_BINDINGS,
     SECRETS,
     SERVICES,
     VIRTUAL_MACHINE_INSTANCES,
@@ -55,6 +60,7 @@ from localcluster.validation import (
     drop_nulls,
     validate_labels,
     validate_name,
+    validate_role_binding,
 )
 
 log = logging.getLogger(__name__)
@@ -125,12 +131,20 @@ def _body_without(obj: Obj, *keys: str) -> Obj:
 
 class Cluster:
     def __init__(
-        self, schemas: Schemas, options: ClusterOptions | None = None, faults: Faults | None = None
+        self,
+        schemas: Schemas,
+        options: ClusterOptions | None = None,
+        faults: Faults | None = None,
+        authorizer: Authorizer | None = None,
+        policies: AdmissionPolicies | None = None,
     ) -> None:
         self.options = options or ClusterOptions()
         self.faults = faults or Faults()
         self.store = Store(history=self.options.watch_history)
         self.schemas = schemas
+        # RoleBinding writes are checked against escalation with the same RBAC the server enforces.
+        self.authorizer = authorizer or Authorizer()
+        self.policies = policies or AdmissionPolicies()
         self.runtime: Runtime = make_runtime(
             self.options.runtime, self._on_phase, **self.options.runtime_options
         )
@@ -243,6 +257,8 @@ class Cluster:
             raise errors.invalid(rt, name, causes)
         if rt is RESOURCE_QUOTAS:
             check_quantities(rt, obj, [("spec", "hard")], name)
+        if rt is ROLE_BINDINGS and (causes := validate_role_binding(obj)):
+            raise errors.invalid(rt, name, causes)
         if rt is VMI:
             check_quantities(
                 rt,
@@ -253,9 +269,50 @@ class Cluster:
             admit_vmi(obj)
         return obj, checked.warnings
 
+    # -- admission ---------------------------------------------------------------------------------
+    def role_bindings_in(self, namespace: str) -> list[Obj]:
+        """The RoleBindings stored in a namespace: the authorizer's run-time grants."""
+        return self.store.list(ROLE_BINDINGS, namespace)
+
+    def _check_escalation(self, user: User, namespace: str, binding: Obj) -> None:
+        """RoleBinding storage refuses to grant what the user could not grant
+        (pkg/registry/rbac/rolebinding/policybased/storage.go): before validation, as there."""
+        role_ref = binding.get("roleRef") if isinstance(binding.get("roleRef"), dict) else {}
+        name = binding["metadata"].get("name", "")
+        try:
+            refusal = self.authorizer.escalation_refusal(user, namespace, role_ref)
+        except RoleNotFound as missing:
+            raise ApiError(
+                404, "NotFound", str(missing), name=missing.name, group=RBAC_GROUP, kind=missing.plural
+            ) from missing
+        except ValueError as unsupported:
+            raise ApiError(500, "InternalError", str(unsupported)) from unsupported
+        if refusal:
+            raise errors.forbidden(ROLE_BINDINGS, name, refusal)
+
+    def _admit(
+        self, operation: str, rt: ResourceType, namespace: str, obj: Obj | None, old: Obj | None, user: User
+    ) -> list[str]:
+        """Validating admission policies; returns their warnings or raises their refusal."""
+        if not self.policies.bindings:
+            return []
+        name = (obj or old or {}).get("metadata", {}).get("name", "")
+        return self.policies.admit(
+            AdmissionRequest(
+                operation=operation,
+                user=user,
+                resource=rt,
+                namespace=namespace if rt.namespaced else "",
+                name=name,
+                object=obj,
+                old_object=old,
+                namespace_object=self.store.get(NAMESPACES, "", namespace) if rt.namespaced else None,
+            )
+        )
+
     # -- create ------------------------------------------------------------------------------------
     def create(
-        self, rt: ResourceType, namespace: str, body: Any, field_validation: str = "Warn"
+        self, rt: ResourceType, namespace: str, body: Any, field_validation: str = "Warn", *, user: User
     ) -> tuple[Obj, list[str]]:
         obj = self._decode(rt, namespace, body)
         meta = obj["metadata"]
@@ -274,8 +331,11 @@ class Cluster:
             "managedFields",
         ):
             meta.pop(server_field, None)
+        if rt is ROLE_BINDINGS:
+            self._check_escalation(user, namespace, obj)
         obj, warnings = self._validate(rt, obj, field_validation)
         obj = self._prepare(rt, obj, None)
+        warnings += self._admit("CREATE", rt, namespace, obj, None, user)
         self._check_count_quota(rt, namespace, name)
         if self.store.exists(rt, namespace if rt.namespaced else "", name):
             raise errors.already_exists(rt, name)
@@ -435,11 +495,18 @@ class Cluster:
 
     # -- update / patch ----------------------------------------------------------------------------
     def replace(
-        self, rt: ResourceType, namespace: str, name: str, body: Any, field_validation: str = "Warn"
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        field_validation: str = "Warn",
+        *,
+        user: User,
     ) -> tuple[Obj, list[str]]:
         current = self._require(rt, namespace if rt.namespaced else "", name)
         obj = self._decode(rt, namespace, body)
-        return self._update(rt, current, obj, field_validation, require_rv=rt.custom)
+        return self._update(rt, current, obj, field_validation, require_rv=rt.custom, user=user)
 
     def patch(
         self,
@@ -449,6 +516,8 @@ class Cluster:
         content_type: str,
         patch: Any,
         field_validation: str = "Warn",
+        *,
+        user: User,
     ) -> tuple[Obj, list[str]]:
         current = self._require(rt, namespace if rt.namespaced else "", name)
         if content_type == patching.JSON_PATCH:
@@ -466,10 +535,10 @@ class Cluster:
                 f"{patching.MERGE}, {patching.STRATEGIC}",
             )
         obj = self._decode(rt, namespace, patched)
-        return self._update(rt, current, obj, field_validation, require_rv=False)
+        return self._update(rt, current, obj, field_validation, require_rv=False, user=user)
 
     def _update(
-        self, rt: ResourceType, current: Obj, obj: Obj, field_validation: str, require_rv: bool
+        self, rt: ResourceType, current: Obj, obj: Obj, field_validation: str, require_rv: bool, user: User
     ) -> tuple[Obj, list[str]]:
         meta, current_meta = obj["metadata"], current["metadata"]
         name = current_meta["name"]
@@ -504,13 +573,29 @@ class Cluster:
                 meta[server_field] = current_meta[server_field]
             else:
                 meta.pop(server_field, None)
+        namespace = current_meta.get("namespace", "")
+        if rt is ROLE_BINDINGS:
+            self._check_escalation(user, namespace, obj)
         obj, warnings = self._validate(rt, obj, field_validation)
+        if rt is ROLE_BINDINGS and obj.get("roleRef") != current.get("roleRef"):
+            raise errors.invalid(
+                rt,
+                name,
+                [
+                    Cause(
+                        "FieldValueInvalid",
+                        f"Invalid value: {json.dumps(obj.get('roleRef'))}: cannot change roleRef",
+                        "roleRef",
+                    )
+                ],
+            )
         obj = self._prepare(rt, obj, current)
         if rt.has_generation and _body_without(obj, "metadata", "status") != _body_without(
             current, "metadata", "status"
         ):
             meta["generation"] = current_meta.get("generation", 1) + 1
         meta["resourceVersion"] = current_meta["resourceVersion"]
+        warnings += self._admit("UPDATE", rt, namespace, obj, current, user)
         if obj == current:
             return current, warnings  # a no-op write is not stored: same resourceVersion, no event
         updated = self.store.replace(rt, obj)
@@ -518,7 +603,9 @@ class Cluster:
         return updated, warnings
 
     # -- delete ------------------------------------------------------------------------------------
-    def delete(self, rt: ResourceType, namespace: str, name: str, options: Obj | None = None) -> Obj:
+    def delete(
+        self, rt: ResourceType, namespace: str, name: str, options: Obj | None = None, *, user: User
+    ) -> Obj:
         """The object (kinds that finish deleting later) or a Success Status, as the real API returns."""
         current = self._require(rt, namespace if rt.namespaced else "", name)
         preconditions = (options or {}).get("preconditions") or {}
@@ -543,6 +630,7 @@ class Cluster:
                 group=rt.group,
                 kind=rt.plural,
             )
+        self._admit("DELETE", rt, namespace, None, current, user)
         if rt is NAMESPACES:
             return self._delete_namespace(current)
         if rt is VMI:
@@ -555,12 +643,12 @@ class Cluster:
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
     def delete_collection(
-        self, rt: ResourceType, namespace: str, label_selector: str, field_selector: str
+        self, rt: ResourceType, namespace: str, label_selector: str, field_selector: str, *, user: User
     ) -> Obj:
         matched = self.list(rt, namespace, label_selector, field_selector).items
         items = []
         for obj in matched:
-            result = self.delete(rt, namespace, obj["metadata"]["name"])
+            result = self.delete(rt, namespace, obj["metadata"]["name"], user=user)
             items.append(result if result.get("kind") != "Status" else obj)
         return {
             "kind": f"{rt.kind}List",
