@@ -93,6 +93,13 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         default=10000,
         help="watch events kept for resuming; older resourceVersions answer 410 Gone (default 10000)",
     )
+    parser.add_argument(
+        "--pod-security-default",
+        default="privileged",
+        choices=("privileged", "baseline", "restricted"),
+        help="Pod Security level enforced in namespaces without the pod-security.kubernetes.io/enforce "
+        "label; below privileged, VMIs' launcher pods are refused (default privileged, as Kubernetes')",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     kubevirt = KubeVirtConfig()
@@ -121,6 +128,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         kubevirt=kubevirt,
         image_list=args.image_list,
         watch_history=args.watch_history,
+        pod_security_default=args.pod_security_default,
     )
 
 

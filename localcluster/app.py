@@ -49,6 +49,7 @@ class ServerConfig:
     kubevirt: KubeVirtConfig = field(default_factory=KubeVirtConfig)
     image_list: Path | None = None
     watch_history: int = 10000
+    pod_security_default: str = "privileged"
 
 
 def _namespaces_in_manifest(path: Path) -> tuple[str, ...]:
@@ -99,6 +100,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             kubevirt=config.kubevirt,
             watch_history=config.watch_history,
             extra_namespaces=_namespaces_in_manifest(config.rbac),
+            pod_security_default=config.pod_security_default,
         ),
         faults,
         authorizer=authorizer,

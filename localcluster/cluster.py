@@ -79,6 +79,23 @@ IMAGE_PULL_NEXT_SYNC_SECONDS = 1.0
 # virt-handler's reason on a failed SyncVMI (pkg/virt-handler/vm.go handleSyncError).
 SYNC_FAILED_REASON = "Synchronizing with the Domain failed."
 SERVICE_NETWORK = ipaddress.IPv4Network("10.96.0.0/16")
+POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+# What Pod Security admission finds wrong with a virt-launcher pod at each level below privileged.
+# The pod modelled is a root launcher (KubeVirt's compute container adds SYS_NICE and runs as UID 0,
+# pkg/virt-controller/services/rendercontainer.go), the case virt-controller reports as "needs a
+# privileged namespace to run" (pkg/virt-controller/watch/vmi/lifecycle.go). Messages as
+# k8s.io/pod-security-admission/policy words them.
+LAUNCHER_POD_SECURITY_VIOLATIONS = {
+    "baseline": 'non-default capabilities (container "compute" must not include "SYS_NICE" in '
+    "securityContext.capabilities.add)",
+    "restricted": 'allowPrivilegeEscalation != false (container "compute" must set '
+    "securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "
+    '"compute" must set securityContext.capabilities.drop=["ALL"]; container "compute" must not '
+    'include "SYS_NICE" in securityContext.capabilities.add), runAsNonRoot != true (pod or container '
+    '"compute" must set securityContext.runAsNonRoot=true), runAsUser=0 (pod and container "compute" '
+    'must not set runAsUser=0), seccompProfile (pod or container "compute" must set '
+    'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")',
+}
 
 
 @dataclass
@@ -94,6 +111,9 @@ class ClusterOptions:
     watch_history: int = 10000
     # Namespaces that exist from the start besides the system ones (where the app's account lives).
     extra_namespaces: tuple[str, ...] = ()
+    # The Pod Security level enforced in namespaces without the enforce label (the admission
+    # configuration's `defaults.enforce`; Kubernetes' own default is privileged).
+    pod_security_default: str = "privileged"
 
 
 @dataclass
@@ -722,6 +742,9 @@ class Cluster:
 
     # -- after every change: quota status, blocked launchers, new VMIs ------------------------------
     def _after_change(self, rt: ResourceType, namespace: str, new: Obj | None, old: Obj | None) -> None:
+        if rt is NAMESPACES and new is not None and old is not None:
+            # A relabelled namespace (Pod Security level): virt-controller's next retry may succeed.
+            self._retry_blocked(new["metadata"]["name"])
         if not rt.namespaced:
             return
         if rt is VMI and new is not None and old is None:
@@ -819,6 +842,17 @@ class Cluster:
         if not vmi.get("status", {}).get("phase"):
             vmi = self._set_vmi_status(vmi, phase="Pending")
         pod_name = _launcher_pod_name(vmi)
+        # Pod Security admission runs before ResourceQuota, as in the API server's plugin order.
+        if violation := self._pod_security_violation(namespace):
+            # virt-controller words this refusal itself (pkg/virt-controller/watch/vmi/lifecycle.go).
+            reason = (
+                f"failed to create pod for vmi {namespace}/{name}, it needs a privileged namespace to run: "
+                f'pods "{pod_name}" is forbidden: {violation}'
+            )
+            self._blocked[key] = None
+            vmi = self._set_condition(vmi, "Synchronized", "FailedCreate", reason)
+            self.record_event(vmi, "Warning", "FailedCreate", f"failed to render launch manifest: {reason}")
+            return
         pod = launcher.launcher_pod(vmi, self.options.kubevirt, self._namespace_context(namespace), pod_name)
         refusal = self._pod_quota_refusal(namespace, pod.containers)
         if refusal:
@@ -931,6 +965,17 @@ class Cluster:
         except Exception as exc:  # a runtime failure is the VMI's failure, not the server's
             log.exception("runtime failed to start %s/%s", namespace, name)
             self._on_phase(namespace, name, PhaseUpdate("Failed", reason="RuntimeError", message=str(exc)))
+
+    def _pod_security_violation(self, namespace: str) -> str | None:
+        ns = self.store.get(NAMESPACES, "", namespace) or {}
+        level = (ns.get("metadata", {}).get("labels") or {}).get(
+            POD_SECURITY_ENFORCE_LABEL, self.options.pod_security_default
+        )
+        if level == "privileged":
+            return None
+        # An unknown level is enforced as the most restrictive one, as Pod Security admission does.
+        level = level if level in LAUNCHER_POD_SECURITY_VIOLATIONS else "restricted"
+        return f'violates PodSecurity "{level}:latest": {LAUNCHER_POD_SECURITY_VIOLATIONS[level]}'
 
     def _pod_quota_refusal(self, namespace: str, containers: list[launcher.Container]) -> str | None:
         in_use = [p.resources for (ns, _), p in self._launchers.items() if ns == namespace]

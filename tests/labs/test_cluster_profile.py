@@ -98,3 +98,23 @@ def test_manage_py_check_reads_the_environment_and_fails(tmp_path):
     assert result.returncode != 0
     assert "labs.E002" in result.stderr and "'strict'" in result.stderr
     assert "labs.E004" not in result.stderr  # "53, 5353" is two ports
+
+
+@pytest.mark.django_db
+def test_the_cluster_accepts_the_configured_dns_rule(app_cluster, make_lab, student, settings, local_cluster):
+    from kubernetes import client
+
+    settings.LABS_DNS_NAMESPACE = "openshift-dns"
+    settings.LABS_DNS_POD_LABELS = ["dns.operator.openshift.io/daemonset-dns=default"]
+    settings.LABS_DNS_PORTS = ["5353"]
+    settings.LABS_DNS_CIDRS = ["169.254.20.10/32", "fd00::a/128"]
+    instance = lifecycle.instance_start(user=student, lab=make_lab())
+
+    policy = client.NetworkingV1Api(local_cluster.api_client("admin")).read_namespaced_network_policy(
+        manifests.NETWORK_POLICY_NAME, instance.namespace
+    )
+    dns = policy.spec.egress[1]
+    assert [p.port for p in dns.ports] == [5353, 5353]
+    assert dns.to[0].namespace_selector.match_labels == {"kubernetes.io/metadata.name": "openshift-dns"}
+    assert [peer.ip_block.cidr for peer in dns.to[1:]] == ["169.254.20.10/32", "fd00::a/128"]
+    lifecycle.instance_stop(instance=instance)
