@@ -216,6 +216,9 @@ KUBEVIRT_CPU_ALLOCATION_RATIO = os.getenv("KUBEVIRT_CPU_ALLOCATION_RATIO", "10")
 KUBEVIRT_MEMORY_OVERHEAD_RATIO = os.getenv("KUBEVIRT_MEMORY_OVERHEAD_RATIO", "")
 # supportContainerResources, as JSON: [{"type": "container-disk", "resources": {"limits": {...}}}]
 KUBEVIRT_SUPPORT_CONTAINER_RESOURCES = envjson("KUBEVIRT_SUPPORT_CONTAINER_RESOURCES", "[]")
+# Seconds a start retries the creates refused right after its RoleBinding: a real API server's RBAC
+# cache learns of a new binding a moment later.
+LABS_RBAC_PROPAGATION_SECONDS = float(os.getenv("LABS_RBAC_PROPAGATION_SECONDS", "5"))
 # The app's own service account: each lab namespace gets a RoleBinding granting it the lab role
 # (deploy/k8s/rbac.yaml). The deployment sets both from the pod (downward API).
 KUBE_SERVICE_ACCOUNT_NAMESPACE = os.getenv("KUBE_SERVICE_ACCOUNT_NAMESPACE", "laborchestrator")

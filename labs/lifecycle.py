@@ -270,8 +270,28 @@ def _create_in_cluster(instance: LabInstance, objects: manifests.InstanceManifes
                 f"The namespace {instance.namespace} already exists and does not belong to this instance."
             )
     cluster.create_objects([objects.role_binding])
-    cluster.create_objects([objects.network_policy, objects.resource_quota, *objects.secrets])
+    _create_once_bound([objects.network_policy, objects.resource_quota, *objects.secrets])
     cluster.create_objects(objects.vmis)
+
+
+def _create_once_bound(objects: list[dict[str, Any]]) -> None:
+    """The first creates in a namespace after its RoleBinding, retried while they are forbidden.
+
+    The API server's authorizer learns of a new binding through a watch, so it may refuse for a
+    moment after the create (Kubernetes' own e2e tests wait up to 5 s for that). A refusal that
+    lasts LABS_RBAC_PROPAGATION_SECONDS is a real one. Creates are idempotent, so a retry is safe.
+    """
+    deadline = time.monotonic() + settings.LABS_RBAC_PROPAGATION_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            cluster.create_objects(objects)
+            return
+        except ClusterForbidden:
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 class _ForeignNamespace(ClusterError):

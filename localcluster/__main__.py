@@ -100,6 +100,13 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         help="Pod Security level enforced in namespaces without the pod-security.kubernetes.io/enforce "
         "label; below privileged, VMIs' launcher pods are refused (default privileged, as Kubernetes')",
     )
+    parser.add_argument(
+        "--rbac-propagation-ms",
+        type=float,
+        default=0.0,
+        help="time before a new RoleBinding grants anything, as a real API server's RBAC cache lags "
+        "behind a create (default 0)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     kubevirt = KubeVirtConfig()
@@ -129,6 +136,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         image_list=args.image_list,
         watch_history=args.watch_history,
         pod_security_default=args.pod_security_default,
+        rbac_propagation_delay=args.rbac_propagation_ms / 1000,
     )
 
 

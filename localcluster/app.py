@@ -50,6 +50,7 @@ class ServerConfig:
     image_list: Path | None = None
     watch_history: int = 10000
     pod_security_default: str = "privileged"
+    rbac_propagation_delay: float = 0.0
 
 
 def _namespaces_in_manifest(path: Path) -> tuple[str, ...]:
@@ -101,6 +102,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             watch_history=config.watch_history,
             extra_namespaces=_namespaces_in_manifest(config.rbac),
             pod_security_default=config.pod_security_default,
+            rbac_propagation_delay=config.rbac_propagation_delay,
         ),
         faults,
         authorizer=authorizer,

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -114,6 +115,10 @@ class ClusterOptions:
     # The Pod Security level enforced in namespaces without the enforce label (the admission
     # configuration's `defaults.enforce`; Kubernetes' own default is privileged).
     pod_security_default: str = "privileged"
+    # Seconds before a new RoleBinding grants anything. kube-apiserver's RBAC authorizer reads
+    # bindings from an informer cache fed by a watch, so a request right after the create may still
+    # be refused (Kubernetes' e2e framework polls up to 5 s for it: test/e2e/framework/auth/helpers.go).
+    rbac_propagation_delay: float = 0.0
 
 
 @dataclass
@@ -177,6 +182,8 @@ class Cluster:
         self._terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_service_ip = 10
+        # RoleBindings (by uid) the authorizer does not see yet: monotonic time they start granting.
+        self._bindings_pending: dict[str, float] = {}
         for name in (*SYSTEM_NAMESPACES, *self.options.extra_namespaces):
             if not self.store.exists(NAMESPACES, "", name):
                 self._store_new(NAMESPACES, self._new_namespace(name))
@@ -291,8 +298,20 @@ class Cluster:
 
     # -- admission ---------------------------------------------------------------------------------
     def role_bindings_in(self, namespace: str) -> list[Obj]:
-        """The RoleBindings stored in a namespace: the authorizer's run-time grants."""
-        return self.store.list(ROLE_BINDINGS, namespace)
+        """The RoleBindings of a namespace the authorizer sees: its run-time grants."""
+        bindings = self.store.list(ROLE_BINDINGS, namespace)
+        if not self._bindings_pending:
+            return bindings
+        now = time.monotonic()
+        seen = []
+        for binding in bindings:
+            uid = binding["metadata"]["uid"]
+            ready_at = self._bindings_pending.get(uid)
+            if ready_at is not None and now < ready_at:
+                continue
+            self._bindings_pending.pop(uid, None)
+            seen.append(binding)
+        return seen
 
     def _check_escalation(self, user: User, namespace: str, binding: Obj) -> None:
         """RoleBinding storage refuses to grant what the user could not grant
@@ -360,6 +379,9 @@ class Cluster:
         if self.store.exists(rt, namespace if rt.namespaced else "", name):
             raise errors.already_exists(rt, name)
         created = self._store_new(rt, obj)
+        if rt is ROLE_BINDINGS and self.options.rbac_propagation_delay:
+            ready_at = time.monotonic() + self.options.rbac_propagation_delay
+            self._bindings_pending[created["metadata"]["uid"]] = ready_at
         self._after_change(rt, namespace, created, None)
         return created, warnings
 

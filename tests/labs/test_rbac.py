@@ -65,3 +65,46 @@ def test_the_nobody_identity_is_refused_with_a_readable_error(app_cluster, setti
 
     assert "not allowed" in raised.value.message
     assert raised.value.status == 403
+
+
+@pytest.fixture(scope="module")
+def lagging_cluster(tmp_path_factory):
+    """A cluster whose RBAC authorizer sees a new RoleBinding 400 ms after it was created."""
+    from localcluster.harness import start_local_cluster
+    from localcluster.pytest_plugin import FIXTURE_ARGS
+
+    with start_local_cluster(
+        tmp_path_factory.mktemp("lagging"),
+        runtime="none",
+        extra_args=(*FIXTURE_ARGS, "--rbac-propagation-ms", "400"),
+    ) as local:
+        yield local
+
+
+@pytest.mark.django_db
+def test_a_start_waits_for_the_new_binding_to_take_effect(lagging_cluster, settings, make_lab, student):
+    settings.KUBECONFIG = str(lagging_cluster.kubeconfig)
+    settings.KUBE_CONTEXT = "laborchestrator"
+    settings.KUBE_IN_CLUSTER = False
+    cluster.reset_client()
+    try:
+        lagging_cluster.faults.reset_calls()
+        instance = lifecycle.instance_start(user=student, lab=make_lab())
+        assert instance.status == LabInstance.Status.STARTING, instance.last_error
+        wait_until_running(instance)
+        refused = [c for c in lagging_cluster.faults.calls() if c["status"] == 403]
+        assert refused, "the cluster did not lag: this test proves nothing"
+        assert {c["namespace"] for c in refused} == {instance.namespace}
+    finally:
+        cluster.reset_client()
+
+
+@pytest.mark.django_db
+def test_a_refusal_that_lasts_still_fails_the_start(app_cluster, settings, make_lab, student):
+    settings.LABS_RBAC_PROPAGATION_SECONDS = 0.3
+    app_cluster.faults.fail("create", "networkpolicies", status=403, times=None)
+    with pytest.raises(ClusterForbidden):
+        lifecycle.instance_start(user=student, lab=make_lab())
+    failed = LabInstance.objects.get()
+    assert failed.status == LabInstance.Status.FAILED
+    assert "not allowed" in failed.last_error

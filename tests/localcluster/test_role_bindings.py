@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
+from localcluster.harness import LocalCluster, start_local_cluster
+from localcluster.pytest_plugin import FIXTURE_ARGS
 from localcluster.rbac import Authorizer, PolicyRule, User, service_account_user
 from tests.localcluster.lc_helpers import small_vmi, status_of, wait_for
 
@@ -323,3 +325,38 @@ def test_service_account_subjects_without_a_namespace_mean_the_bindings_namespac
     ]
     assert authorizer.rules_for(sa, "lab")
     assert not authorizer.rules_for(sa, "other")
+
+
+# -- propagation: the authorizer learns of a new binding a moment after the create -----------------
+@pytest.fixture(scope="module")
+def lagging_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with start_local_cluster(
+        tmp_path_factory.mktemp("lagging"),
+        runtime="none",
+        extra_args=(*FIXTURE_ARGS, "--rbac-propagation-ms", "400"),
+    ) as local:
+        yield local
+
+
+def test_a_new_binding_grants_only_once_the_authorizer_has_seen_it(lagging_cluster):
+    """kube-apiserver's RBAC authorizer reads an informer cache; Kubernetes' e2e framework polls
+    up to 5 s after a bind (test/e2e/framework/auth/helpers.go, WaitForNamedAuthorizationUpdate)."""
+    admin_core = client.CoreV1Api(lagging_cluster.api_client("admin"))
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    admin_core.create_namespace({"metadata": {"name": name, "labels": MANAGED}})
+    app = lagging_cluster.api_client("laborchestrator")
+    client.RbacAuthorizationV1Api(app).create_namespaced_role_binding(name, binding("lab"))
+
+    with pytest.raises(client.ApiException) as err:
+        client.CoreV1Api(app).create_namespaced_secret(name, secret("early"))
+    assert err.value.status == 403
+
+    def created() -> bool:
+        try:
+            client.CoreV1Api(app).create_namespaced_secret(name, secret("later"))
+        except client.ApiException as exc:
+            assert exc.status == 403
+            return False
+        return True
+
+    wait_for(created, timeout=10, interval=0.05)
