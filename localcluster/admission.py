@@ -23,22 +23,29 @@ What the local cluster cannot evaluate is refused when the policies are loaded, 
 `paramKind`/`paramRef`, non-empty namespace/object selectors, `messageExpression`,
 `auditAnnotations`, the `authorizer` variable, and CEL that cel-python does not parse (Kubernetes'
 extension libraries, optional syntax `?`). Keep policies to expressions both evaluate alike.
+
+Importing cel-python and compiling takes a few hundred milliseconds, so the server loads the
+policies' structure before it listens and compiles their CEL right after (`compile`, in a worker
+thread, like the schemas); a policy whose CEL does not compile then stops the server.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import celpy
 import yaml
 
 from localcluster import errors
 from localcluster.errors import Cause
 from localcluster.rbac import User
 from localcluster.resources import ResourceType
+
+if TYPE_CHECKING:
+    import celpy
 
 Obj = dict[str, Any]
 API_VERSION = "admissionregistration.k8s.io/v1"
@@ -62,13 +69,24 @@ class AdmissionRequest:
     subresource: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Expression:
+    where: str
     text: str
-    program: Any  # celpy.Runner
+    program: Any = None  # celpy.Runner, once compiled
+
+    def compile(self, env: celpy.Environment) -> None:
+        import celpy
+
+        try:
+            self.program = env.program(env.compile(self.text))
+        except celpy.CELParseError as error:
+            raise PolicyError(f"{self.where}: cel-python cannot parse {self.text!r}: {error}") from error
 
     def evaluate(self, activation: dict[str, Any]) -> Any:
         """The result, or a CELEvalError describing why there is none."""
+        import celpy
+
         try:
             return self.program.evaluate(activation)
         except celpy.CELEvalError as error:
@@ -149,15 +167,19 @@ class _Decision:
 class AdmissionPolicies:
     policies: dict[str, _Policy] = field(default_factory=dict)
     bindings: list[_Binding] = field(default_factory=list)
+    _compiled: bool = False
+    _compile_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_file(cls, path: Path) -> AdmissionPolicies:
+    def from_file(cls, path: Path, *, compile_now: bool = True) -> AdmissionPolicies:
         with open(path) as f:
-            return cls.from_documents([d for d in yaml.safe_load_all(f) if isinstance(d, dict)])
+            documents = [d for d in yaml.safe_load_all(f) if isinstance(d, dict)]
+        return cls.from_documents(documents, compile_now=compile_now)
 
     @classmethod
-    def from_documents(cls, documents: list[Obj]) -> AdmissionPolicies:
-        env = celpy.Environment()
+    def from_documents(cls, documents: list[Obj], *, compile_now: bool = True) -> AdmissionPolicies:
+        """The policies and bindings of the documents; PolicyError for what cannot be evaluated
+        (with `compile_now=False`, CEL that does not parse is found by `compile` later)."""
         result = cls()
         for doc in documents:
             if doc.get("apiVersion") != API_VERSION:
@@ -165,7 +187,7 @@ class AdmissionPolicies:
             name = (doc.get("metadata") or {}).get("name", "")
             spec = doc.get("spec") or {}
             if doc.get("kind") == "ValidatingAdmissionPolicy":
-                result.policies[name] = _load_policy(env, name, spec)
+                result.policies[name] = _load_policy(name, spec)
             elif doc.get("kind") == "ValidatingAdmissionPolicyBinding":
                 for unsupported in ("paramRef", "matchResources"):
                     if spec.get(unsupported):
@@ -174,10 +196,32 @@ class AdmissionPolicies:
                 if not actions or not set(actions) <= {"Deny", "Warn", "Audit"}:
                     raise PolicyError(f"binding {name}: validationActions must be Deny, Warn and/or Audit")
                 result.bindings.append(_Binding(name, spec.get("policyName", ""), actions))
+        if compile_now:
+            result.compile()
         return result
+
+    def _expressions(self) -> list[_Expression]:
+        found = []
+        for policy in self.policies.values():
+            found += [e for _, e in policy.match_conditions] + [e for _, e in policy.variables]
+            found += [v.expression for v in policy.validations]
+        return found
+
+    def compile(self) -> None:
+        """Compile every expression once (thread-safe); PolicyError if one does not parse."""
+        with self._compile_lock:
+            if self._compiled:
+                return
+            import celpy
+
+            env = celpy.Environment()
+            for expression in self._expressions():
+                expression.compile(env)
+            self._compiled = True
 
     def admit(self, request: AdmissionRequest) -> list[str]:
         """The warnings to return; raises the API server's refusal if a Deny binding's policy fails."""
+        self.compile()
         warnings: list[str] = []
         denied: list[_Decision] = []
         for binding in self.bindings:
@@ -207,13 +251,10 @@ class AdmissionPolicies:
         return warnings
 
 
-def _compile(env: celpy.Environment, where: str, text: str) -> _Expression:
+def _expression(where: str, text: str) -> _Expression:
     if re.search(r"\bauthorizer\b|\bparams\b", text):
         raise PolicyError(f"{where}: the authorizer and params variables are not supported by localcluster")
-    try:
-        return _Expression(text, env.program(env.compile(text)))
-    except celpy.CELParseError as error:
-        raise PolicyError(f"{where}: cel-python cannot parse {text!r}: {error}") from error
+    return _Expression(where, text)
 
 
 def _rules(entries: list[Obj]) -> list[_ResourceRule]:
@@ -229,7 +270,7 @@ def _rules(entries: list[Obj]) -> list[_ResourceRule]:
     ]
 
 
-def _load_policy(env: celpy.Environment, name: str, spec: Obj) -> _Policy:
+def _load_policy(name: str, spec: Obj) -> _Policy:
     for unsupported in ("paramKind", "auditAnnotations"):
         if spec.get(unsupported):
             raise PolicyError(f"policy {name}: {unsupported} is not supported by localcluster")
@@ -245,7 +286,7 @@ def _load_policy(env: celpy.Environment, name: str, spec: Obj) -> _Policy:
         where = f"policy {name} validations[{index}]"
         if entry.get("messageExpression"):
             raise PolicyError(f"{where}: messageExpression is not supported by localcluster")
-        expression = _compile(env, where, entry["expression"])
+        expression = _expression(where, entry["expression"])
         message = entry.get("message") or f"failed expression: {entry['expression']}"
         validations.append(_Validation(expression, message, entry.get("reason") or "Invalid"))
     return _Policy(
@@ -254,11 +295,11 @@ def _load_policy(env: celpy.Environment, name: str, spec: Obj) -> _Policy:
         rules=_rules(constraints.get("resourceRules") or []),
         excluded=_rules(constraints.get("excludeResourceRules") or []),
         match_conditions=[
-            (c["name"], _compile(env, f"policy {name} matchCondition {c['name']}", c["expression"]))
+            (c["name"], _expression(f"policy {name} matchCondition {c['name']}", c["expression"]))
             for c in spec.get("matchConditions") or []
         ],
         variables=[
-            (v["name"], _compile(env, f"policy {name} variable {v['name']}", v["expression"]))
+            (v["name"], _expression(f"policy {name} variable {v['name']}", v["expression"]))
             for v in spec.get("variables") or []
         ],
         validations=validations,
@@ -266,6 +307,8 @@ def _load_policy(env: celpy.Environment, name: str, spec: Obj) -> _Policy:
 
 
 def _activation(request: AdmissionRequest) -> dict[str, Any]:
+    import celpy
+
     rt = request.resource
     review = {
         "operation": request.operation,
@@ -287,6 +330,8 @@ def _activation(request: AdmissionRequest) -> dict[str, Any]:
 
 def _decide(policy: _Policy, binding: _Binding, request: AdmissionRequest) -> _Decision | None:
     """The denial this policy gives the request, or None when it admits it (or does not apply)."""
+    import celpy
+
     activation = _activation(request)
     # Each variable may use the ones before it; an error stays the variable's value and fails only
     # the expressions that read it, as the API server's lazy evaluation does.

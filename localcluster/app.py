@@ -82,7 +82,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     identities = default_identities()
     authorizer = Authorizer.from_file(config.rbac)
     try:
-        policies = AdmissionPolicies.from_file(config.admission_policies)
+        # Their CEL is compiled once the server listens (below): it takes longer than everything else.
+        policies = AdmissionPolicies.from_file(config.admission_policies, compile_now=False)
     except PolicyError as error:
         raise SystemExit(f"localcluster: {config.admission_policies}: {error}") from error
     schemas = Schemas(config.schemas)
@@ -131,8 +132,12 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     print(f"localcluster listening on {url} kubeconfig={kubeconfig_path}", flush=True)
     if ready is not None:
         ready.set()
-    # Compile the schemas off the event loop now, so the first create does not pay for it.
+    # Compile the schemas and the policies' CEL off the event loop now, so the first create does
+    # not pay for it (a write that comes sooner waits for the policies). CEL that does not compile
+    # stops the server, as a policy it cannot evaluate must never be skipped.
     warm_up = loop.run_in_executor(None, schemas.warm_up, RESOURCE_TYPES)
+    compiled = loop.run_in_executor(None, policies.compile)
+    compiled.add_done_callback(lambda future: future.cancelled() or future.exception() is None or stop.set())
     try:
         await stop.wait()
     finally:
@@ -141,3 +146,5 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         await runner.cleanup()
         warm_up.cancel()
         sys.stdout.flush()
+    if compiled.done() and not compiled.cancelled() and compiled.exception() is not None:
+        raise SystemExit(f"localcluster: {config.admission_policies}: {compiled.exception()}")

@@ -2,10 +2,13 @@
 what follows from them. The whole flow with the console is in tests/vncproxy/test_service_account.py."""
 
 import pytest
+from kubernetes import client
 
 from labs import cluster, lifecycle
 from labs.exceptions import ClusterForbidden
 from labs.models import LabInstance
+from localcluster.harness import start_local_cluster
+from localcluster.pytest_plugin import FIXTURE_ARGS
 from tests.labs.conftest import wait_for, wait_until_running
 
 
@@ -13,8 +16,6 @@ from tests.labs.conftest import wait_for, wait_until_running
 def test_each_lab_namespace_gets_the_apps_role_binding_and_loses_it_with_the_namespace(
     app_cluster, make_lab, student, local_cluster
 ):
-    from kubernetes import client
-
     rbac = client.RbacAuthorizationV1Api(local_cluster.api_client("admin"))
     instance = lifecycle.instance_start(user=student, lab=make_lab())
     bindings = rbac.list_namespaced_role_binding(instance.namespace).items
@@ -70,9 +71,6 @@ def test_the_nobody_identity_is_refused_with_a_readable_error(app_cluster, setti
 @pytest.fixture(scope="module")
 def lagging_cluster(tmp_path_factory):
     """A cluster whose RBAC authorizer sees a new RoleBinding 400 ms after it was created."""
-    from localcluster.harness import start_local_cluster
-    from localcluster.pytest_plugin import FIXTURE_ARGS
-
     with start_local_cluster(
         tmp_path_factory.mktemp("lagging"),
         runtime="none",

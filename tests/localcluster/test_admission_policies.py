@@ -10,8 +10,11 @@ ones: what a compromised or buggy app could try with the rights RBAC alone would
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -316,3 +319,30 @@ def test_what_the_local_cluster_cannot_evaluate_is_refused_when_loaded(spec):
     }
     with pytest.raises(PolicyError):
         AdmissionPolicies.from_documents([document])
+
+
+def test_a_policy_the_server_cannot_compile_stops_it(tmp_path):
+    """Structure is checked before the server listens, CEL right after: either way it exits."""
+    bad = tmp_path / "policies.yaml"
+    bad.write_text(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\n"
+        "metadata: {name: p}\nspec:\n  validations:\n"
+        "    - expression: \"object.metadata.labels[?'a'].orValue('') == ''\"\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "localcluster",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--admission-policies",
+            str(bad),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "cel-python cannot parse" in result.stderr
