@@ -1,6 +1,6 @@
-"""The whole app flow as its service account (start, status, both consoles, pause, resume, reconcile,
-stop): every call is allowed, and the two roles of deploy/k8s/rbac.yaml grant exactly the calls made,
-the cluster-wide one outside lab namespaces and the lab one inside them, nothing unused."""
+"""The whole app flow as its service account (readiness, start, status, both consoles, pause, resume,
+reconcile, stop): every call is allowed, and the two roles of deploy/k8s/rbac.yaml grant exactly the
+calls made, the cluster-wide one outside lab namespaces and the lab one inside them, nothing unused."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from labs import lifecycle
+from labs import cluster, lifecycle
 from labs.models import LabInstance
 
 from .conftest import BANNER_PREFIX, communicator, console_path, read_exactly, session_cookie, wait_running
@@ -48,6 +48,7 @@ async def open_and_check(instance: LabInstance, user, kind: str) -> None:
 
 async def test_the_whole_flow_needs_exactly_the_two_roles(app_cluster, lab, student):
     app_cluster.faults.reset_calls()
+    await sync_to_async(cluster.check_api_server)(timeout=5)  # the readiness probe's GET /version
     instance = await sync_to_async(lifecycle.instance_start)(user=student, lab=lab)
     await sync_to_async(wait_running)(instance)
     await open_and_check(instance, student, "serial")
