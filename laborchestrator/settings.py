@@ -225,6 +225,23 @@ KUBEVIRT_CPU_ALLOCATION_RATIO = os.getenv("KUBEVIRT_CPU_ALLOCATION_RATIO", "10")
 KUBEVIRT_MEMORY_OVERHEAD_RATIO = os.getenv("KUBEVIRT_MEMORY_OVERHEAD_RATIO", "")
 # supportContainerResources, as JSON: [{"type": "container-disk", "resources": {"limits": {...}}}]
 KUBEVIRT_SUPPORT_CONTAINER_RESOURCES = envjson("KUBEVIRT_SUPPORT_CONTAINER_RESOURCES", "[]")
+# Seconds a start retries the creates refused right after its RoleBinding: a real API server's RBAC
+# cache learns of a new binding a moment later.
+LABS_RBAC_PROPAGATION_SECONDS = float(os.getenv("LABS_RBAC_PROPAGATION_SECONDS", "5"))
+# The app's own service account: each lab namespace gets a RoleBinding granting it the lab role
+# (deploy/k8s/rbac.yaml). The deployment sets both from the pod (downward API).
+KUBE_SERVICE_ACCOUNT_NAMESPACE = os.getenv("KUBE_SERVICE_ACCOUNT_NAMESPACE", "laborchestrator")
+KUBE_SERVICE_ACCOUNT_NAME = os.getenv("KUBE_SERVICE_ACCOUNT_NAME", "laborchestrator")
+# Pod Security level lab namespaces enforce (label pod-security.kubernetes.io/enforce): KubeVirt's
+# virt-launcher pods need `privileged` where the cluster's default is stricter. Empty: no label.
+LABS_POD_SECURITY_ENFORCE = os.getenv("LABS_POD_SECURITY_ENFORCE", "privileged").strip()
+# Where lab machines may send DNS queries (their NetworkPolicy's one egress rule beyond their own
+# namespace): pods with these labels in this namespace, and/or these CIDRs, on these ports (UDP+TCP).
+# Checked at start (labs.E003-E005); the README lists OpenShift's and NodeLocal DNSCache's values.
+LABS_DNS_NAMESPACE = os.getenv("LABS_DNS_NAMESPACE", "kube-system").strip()
+LABS_DNS_POD_LABELS = envlist("LABS_DNS_POD_LABELS", "k8s-app=kube-dns")
+LABS_DNS_PORTS = envlist("LABS_DNS_PORTS", "53")
+LABS_DNS_CIDRS = envlist("LABS_DNS_CIDRS")
 
 # --- Lab limits ------------------------------------------------------------------------------
 # Running instances a (non-staff) user may have across all labs; each lab also sets its own limit.

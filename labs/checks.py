@@ -1,8 +1,9 @@
 """Start-up checks of the cluster settings the labs depend on."""
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, Warning, register
 
+from labs import cluster_profile
 from labs.launcher_sizing import KubeVirtSizing
 
 
@@ -30,3 +31,21 @@ def check_kubevirt_sizing(app_configs, **kwargs) -> list[Error]:
             )
         ]
     return []
+
+
+@register(Tags.compatibility)
+def check_cluster_profile(app_configs, **kwargs) -> list[Error | Warning]:
+    """The cluster profile (labs/cluster_profile.py): labs.E002-E006, W001."""
+    messages: list[Error | Warning] = [
+        Error(problem.message, hint=problem.hint, id=problem.check_id)
+        for problem in cluster_profile.problems()
+    ]
+    if not settings.LABS_DNS_NAMESPACE and not settings.LABS_DNS_CIDRS:
+        messages.append(
+            Warning(
+                "Lab machines may send DNS queries nowhere: LABS_DNS_NAMESPACE and LABS_DNS_CIDRS are empty.",
+                hint="Their NetworkPolicy then allows traffic inside the lab only; names will not resolve.",
+                id="labs.W001",
+            )
+        )
+    return messages

@@ -138,7 +138,7 @@ def _translate(action: str, error: ApiException) -> ClusterError:
             return QuotaExceeded(message, status=403)
         return ClusterForbidden(
             f"Could not {action}: the application is not allowed to ({detail}). "
-            "Check the ClusterRole in deploy/k8s/rbac.yaml.",
+            "Check deploy/k8s/rbac.yaml and admission-policy.yaml.",
             status=403,
         )
     if status == 404:
@@ -320,6 +320,7 @@ def _create_call(manifest: dict[str, Any]) -> Callable[[], None]:
         "NetworkPolicy": lambda: client.NetworkingV1Api(api).create_namespaced_network_policy,
         "ResourceQuota": lambda: client.CoreV1Api(api).create_namespaced_resource_quota,
         "Secret": lambda: client.CoreV1Api(api).create_namespaced_secret,
+        "RoleBinding": lambda: client.RbacAuthorizationV1Api(api).create_namespaced_role_binding,
     }
 
     def create() -> None:

@@ -26,10 +26,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from labs import cluster, manifests
+from labs import cluster, cluster_profile, manifests
 from labs.checks import kubevirt_sizing_from_settings
 from labs.exceptions import (
     ClusterError,
+    ClusterForbidden,
     ClusterUnavailable,
     InstanceLimitReached,
     InvalidTransition,
@@ -310,7 +311,17 @@ def _reserve_with_retry(**kwargs: Any) -> LabInstance:
     raise AssertionError("unreachable")
 
 
-def _instance_manifests(instance: LabInstance, machines: list[LabMachine]) -> manifests.InstanceManifests:
+def _profile() -> manifests.ClusterProfile:
+    """The cluster profile from settings; a wrong setting is the cluster connection's misconfiguration."""
+    try:
+        return cluster_profile.cluster_profile()
+    except cluster_profile.ClusterProfileInvalid as error:
+        raise ClusterUnavailable(f"The cluster settings are invalid: {error}") from error
+
+
+def _instance_manifests(
+    instance: LabInstance, machines: list[LabMachine], profile: manifests.ClusterProfile
+) -> manifests.InstanceManifests:
     by_name = {m.name: m for m in machines}
     specs = [
         manifests.MachineSpec(
@@ -333,13 +344,15 @@ def _instance_manifests(instance: LabInstance, machines: list[LabMachine]) -> ma
         owner_id=instance.owner_id,
         machines=specs,
         sizing=kubevirt_sizing_from_settings(),
+        profile=profile,
     )
 
 
 def _create_in_cluster(instance: LabInstance, objects: manifests.InstanceManifests) -> None:
-    """Namespace first; then its policy, quota and secrets together; then every VMI together.
+    """Namespace first; then the RoleBinding that gives the app its rights inside it; then its
+    policy, quota and secrets together; then every VMI together.
 
-    Three round trips whatever the number of machines. The quota and the isolation policy exist
+    Four round trips whatever the number of machines. The quota and the isolation policy exist
     before any VMI, so no machine ever runs unconstrained.
     """
     if not cluster.create_namespace(objects.namespace):
@@ -349,8 +362,29 @@ def _create_in_cluster(instance: LabInstance, objects: manifests.InstanceManifes
             raise _ForeignNamespace(
                 f"The namespace {instance.namespace} already exists and does not belong to this instance."
             )
-    cluster.create_objects([objects.network_policy, objects.resource_quota, *objects.secrets])
+    cluster.create_objects([objects.role_binding])
+    _create_once_bound([objects.network_policy, objects.resource_quota, *objects.secrets])
     cluster.create_objects(objects.vmis)
+
+
+def _create_once_bound(objects: list[dict[str, Any]]) -> None:
+    """The first creates in a namespace after its RoleBinding, retried while they are forbidden.
+
+    The API server's authorizer learns of a new binding through a watch, so it may refuse for a
+    moment after the create (Kubernetes' own e2e tests wait up to 5 s for that). A refusal that
+    lasts LABS_RBAC_PROPAGATION_SECONDS is a real one. Creates are idempotent, so a retry is safe.
+    """
+    deadline = time.monotonic() + settings.LABS_RBAC_PROPAGATION_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            cluster.create_objects(objects)
+            return
+        except ClusterForbidden:
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 class _ForeignNamespace(ClusterError):
@@ -393,10 +427,11 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
     """
     machines = list(lab.machines.select_related("image"))
     _check_startable(user=user, lab=lab, machines=machines)
+    profile = _profile()
     passwords = [_generate_password() for _ in machines]
     _abandon_stale_starts(user)
     instance = _reserve_with_retry(user=user, lab=lab, machines=machines, passwords=passwords)
-    objects = _instance_manifests(instance, machines)
+    objects = _instance_manifests(instance, machines, profile)
     with _StartLease(instance.pk):
         try:
             _create_in_cluster(instance, objects)
@@ -511,9 +546,16 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
     if instance.status not in PROVISIONED_STATUSES:
         machines = [_machine_status(name, None) for name in names]
         return _instance_status(instance, machines)
-    vmis = cluster.list_vmis(
-        namespace=instance.namespace, label_selector=manifests.instance_selector(instance.pk)
-    )
+    try:
+        vmis = cluster.list_vmis(
+            namespace=instance.namespace, label_selector=manifests.instance_selector(instance.pk)
+        )
+    except ClusterForbidden:
+        # The app's rights in a lab namespace come from the RoleBinding inside it: once the namespace
+        # is being deleted or gone, reading it is refused rather than empty.
+        if not _namespace_vanished(instance):
+            raise
+        vmis = []
     by_name = {(vmi.get("metadata") or {}).get("name"): vmi for vmi in vmis}
     machines = [_machine_status(name, by_name.get(name)) for name in names]
     if not vmis and _namespace_vanished(instance):

@@ -27,6 +27,13 @@ MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 NETWORK_POLICY_NAME = "lab-isolation"
 RESOURCE_QUOTA_NAME = "lab-quota"
+# The ClusterRole (deploy/k8s/rbac.yaml) that grants the app its rights inside a lab namespace,
+# through a RoleBinding of this name created right after the namespace.
+LAB_CLUSTER_ROLE = "laborchestrator-lab"
+ROLE_BINDING_NAME = "laborchestrator-lab"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 VMI_COUNT_QUOTA_KEY = "count/virtualmachineinstances.kubevirt.io"
 # KubeVirt reads the user data from this key of the referenced Secret.
 USERDATA_KEY = "userdata"
@@ -37,6 +44,35 @@ EXTRA_USER_DATA_MAX_BYTES = 64 * 1024
 EXTRA_USER_DATA_MAX_DEPTH = 32
 
 _LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True)
+class DnsEgress:
+    """Where a lab's machines may send DNS queries: pods selected by labels in a namespace, and/or
+    addresses (CIDRs), on these ports (UDP and TCP each).
+
+    The default is kube-dns/CoreDNS as most clusters run it. OpenShift: namespace `openshift-dns`,
+    labels `dns.operator.openshift.io/daemonset-dns=default`, port 5353. NodeLocal DNSCache: its
+    link-local address, e.g. CIDR 169.254.20.10/32, port 53.
+    """
+
+    namespace: str = "kube-system"
+    pod_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
+    ports: tuple[int, ...] = (53,)
+    cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    """What differs from one cluster to the next, passed in from settings (labs.cluster_profile)."""
+
+    # The app's own service account, the subject of the RoleBinding in each lab namespace.
+    service_account_namespace: str = "laborchestrator"
+    service_account_name: str = "laborchestrator"
+    # The Pod Security level lab namespaces enforce ("" leaves the cluster's default): KubeVirt's
+    # virt-launcher pods need `privileged` where the default is stricter.
+    pod_security_enforce: str = "privileged"
+    dns: DnsEgress = DnsEgress()
 
 
 @dataclass(frozen=True)
@@ -91,20 +127,51 @@ def instance_selector(instance_id: int) -> str:
 # --- Objects ---------------------------------------------------------------------------------------
 
 
-def make_namespace(*, name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels)}}
+def make_namespace(*, name: str, labels: dict[str, str], pod_security_enforce: str = "") -> dict[str, Any]:
+    all_labels = dict(labels)
+    if pod_security_enforce:
+        all_labels[POD_SECURITY_ENFORCE_LABEL] = pod_security_enforce
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": all_labels}}
 
 
-def make_network_policy(*, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
-    """Traffic only between the pods (VMIs) of this namespace, both ways, plus DNS to kube-dns.
+def make_role_binding(
+    *, namespace: str, labels: dict[str, str], service_account_namespace: str, service_account_name: str
+) -> dict[str, Any]:
+    """The app's rights inside this namespace only: its lab ClusterRole, bound to its own account."""
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": ROLE_BINDING_NAME, "namespace": namespace, "labels": dict(labels)},
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": LAB_CLUSTER_ROLE},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": service_account_name, "namespace": service_account_namespace}
+        ],
+    }
+
+
+def _dns_peers(dns: DnsEgress) -> list[dict[str, Any]]:
+    peers: list[dict[str, Any]] = []
+    if dns.namespace:
+        peer: dict[str, Any] = {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns.namespace}}
+        }
+        if dns.pod_labels:
+            peer["podSelector"] = {"matchLabels": dict(dns.pod_labels)}
+        peers.append(peer)
+    peers += [{"ipBlock": {"cidr": cidr}} for cidr in dns.cidrs]
+    return peers
+
+
+def make_network_policy(*, namespace: str, labels: dict[str, str], dns: DnsEgress) -> dict[str, Any]:
+    """Traffic only between the pods (VMIs) of this namespace, both ways, plus DNS (`dns`).
 
     VNC and serial consoles do not cross the pod network, so this never blocks them.
     """
     same_namespace = [{"podSelector": {}}]
-    kube_dns = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-    }
+    egress: list[dict[str, Any]] = [{"to": same_namespace}]
+    if peers := _dns_peers(dns):
+        ports = [{"protocol": protocol, "port": port} for port in dns.ports for protocol in ("UDP", "TCP")]
+        egress.append({"to": peers, "ports": ports})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -113,13 +180,7 @@ def make_network_policy(*, namespace: str, labels: dict[str, str]) -> dict[str, 
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": same_namespace}],
-            "egress": [
-                {"to": same_namespace},
-                {
-                    "to": [kube_dns],
-                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                },
-            ],
+            "egress": egress,
         },
     }
 
@@ -291,6 +352,7 @@ class InstanceManifests:
     """Everything one instance needs, in the order it must be created."""
 
     namespace: dict[str, Any]
+    role_binding: dict[str, Any]
     network_policy: dict[str, Any]
     resource_quota: dict[str, Any]
     secrets: list[dict[str, Any]]
@@ -305,11 +367,20 @@ def make_instance_manifests(
     owner_id: int,
     machines: list[MachineSpec],
     sizing: launcher_sizing.KubeVirtSizing,
+    profile: ClusterProfile,
 ) -> InstanceManifests:
     labels = instance_labels(instance_id=instance_id, lab_slug=lab_slug, owner_id=owner_id)
     return InstanceManifests(
-        namespace=make_namespace(name=namespace, labels=labels),
-        network_policy=make_network_policy(namespace=namespace, labels=labels),
+        namespace=make_namespace(
+            name=namespace, labels=labels, pod_security_enforce=profile.pod_security_enforce
+        ),
+        role_binding=make_role_binding(
+            namespace=namespace,
+            labels=labels,
+            service_account_namespace=profile.service_account_namespace,
+            service_account_name=profile.service_account_name,
+        ),
+        network_policy=make_network_policy(namespace=namespace, labels=labels, dns=profile.dns),
         resource_quota=make_resource_quota(
             namespace=namespace, labels=labels, machines=machines, sizing=sizing
         ),

@@ -17,7 +17,13 @@ import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from localcluster.app import DEFAULT_RBAC, DEFAULT_SCHEMAS, ServerConfig, serve  # noqa: E402
+from localcluster.app import (  # noqa: E402
+    DEFAULT_ADMISSION_POLICIES,
+    DEFAULT_RBAC,
+    DEFAULT_SCHEMAS,
+    ServerConfig,
+    serve,
+)
 from localcluster.launcher import KubeVirtConfig  # noqa: E402
 from localcluster.runtimes import RUNTIMES  # noqa: E402
 
@@ -45,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser.add_argument("--images", type=Path, help="directory of VM images (qemu runtime)")
     parser.add_argument(
         "--rbac", type=Path, default=DEFAULT_RBAC, help=f"RBAC manifest (default {DEFAULT_RBAC})"
+    )
+    parser.add_argument(
+        "--admission-policies",
+        type=Path,
+        default=DEFAULT_ADMISSION_POLICIES,
+        help=f"ValidatingAdmissionPolicy manifest (default {DEFAULT_ADMISSION_POLICIES})",
     )
     parser.add_argument(
         "--schemas",
@@ -81,6 +93,20 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         default=10000,
         help="watch events kept for resuming; older resourceVersions answer 410 Gone (default 10000)",
     )
+    parser.add_argument(
+        "--pod-security-default",
+        default="privileged",
+        choices=("privileged", "baseline", "restricted"),
+        help="Pod Security level enforced in namespaces without the pod-security.kubernetes.io/enforce "
+        "label; below privileged, VMIs' launcher pods are refused (default privileged, as Kubernetes')",
+    )
+    parser.add_argument(
+        "--rbac-propagation-ms",
+        type=float,
+        default=0.0,
+        help="time before a new RoleBinding grants anything, as a real API server's RBAC cache lags "
+        "behind a create (default 0)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     kubevirt = KubeVirtConfig()
@@ -102,12 +128,15 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         runtime=args.runtime,
         images=args.images,
         rbac=args.rbac,
+        admission_policies=args.admission_policies,
         schemas=args.schemas,
         phase_delay=args.phase_delay_ms / 1000,
         finalize_delay=args.finalize_delay_ms / 1000,
         kubevirt=kubevirt,
         image_list=args.image_list,
         watch_history=args.watch_history,
+        pod_security_default=args.pod_security_default,
+        rbac_propagation_delay=args.rbac_propagation_ms / 1000,
     )
 
 

@@ -15,6 +15,7 @@ import yaml
 from aiohttp import web
 
 from localcluster import kubeconfig, tls
+from localcluster.admission import AdmissionPolicies, PolicyError
 from localcluster.cluster import Cluster, ClusterOptions
 from localcluster.faults import Faults
 from localcluster.launcher import KubeVirtConfig
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RBAC = REPO_ROOT / "deploy" / "k8s" / "rbac.yaml"
+# The ValidatingAdmissionPolicies a deployment applies; evaluated on every write, as admission does.
+DEFAULT_ADMISSION_POLICIES = REPO_ROOT / "deploy" / "k8s" / "admission-policy.yaml"
 # KubeVirt's OpenAPI document, vendored with its licence (localcluster/schemas/README.md).
 DEFAULT_SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
@@ -39,12 +42,15 @@ class ServerConfig:
     runtime: str = "none"
     images: Path | None = None
     rbac: Path = DEFAULT_RBAC
+    admission_policies: Path = DEFAULT_ADMISSION_POLICIES
     schemas: Path = DEFAULT_SCHEMAS
     phase_delay: float = 0.02
     finalize_delay: float = 0.05
     kubevirt: KubeVirtConfig = field(default_factory=KubeVirtConfig)
     image_list: Path | None = None
     watch_history: int = 10000
+    pod_security_default: str = "privileged"
+    rbac_propagation_delay: float = 0.0
 
 
 def _namespaces_in_manifest(path: Path) -> tuple[str, ...]:
@@ -66,10 +72,20 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         raise SystemExit(f"localcluster: no kubevirt-v1-swagger.json in {config.schemas} (use --schemas DIR)")
     if not config.rbac.is_file():
         raise SystemExit(f"localcluster: RBAC manifest {config.rbac} not found (use --rbac FILE)")
+    if not config.admission_policies.is_file():
+        raise SystemExit(
+            f"localcluster: admission policies {config.admission_policies} not found "
+            "(use --admission-policies FILE)"
+        )
     config.state_dir.mkdir(parents=True, exist_ok=True)
     tls_files = tls.generate(config.state_dir, config.host)
     identities = default_identities()
     authorizer = Authorizer.from_file(config.rbac)
+    try:
+        # Their CEL is compiled once the server listens (below): it takes longer than everything else.
+        policies = AdmissionPolicies.from_file(config.admission_policies, compile_now=False)
+    except PolicyError as error:
+        raise SystemExit(f"localcluster: {config.admission_policies}: {error}") from error
     schemas = Schemas(config.schemas)
     faults = Faults()
     runtime_options: dict[str, Any] = {"phase_delay": config.phase_delay}
@@ -86,9 +102,15 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             kubevirt=config.kubevirt,
             watch_history=config.watch_history,
             extra_namespaces=_namespaces_in_manifest(config.rbac),
+            pod_security_default=config.pod_security_default,
+            rbac_propagation_delay=config.rbac_propagation_delay,
         ),
         faults,
+        authorizer=authorizer,
+        policies=policies,
     )
+    # RoleBindings created through the API grant (and stop granting) at once.
+    authorizer.role_bindings_in = cluster.role_bindings_in
     api = ApiServer(cluster, authorizer, identities, faults)
 
     ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -110,8 +132,12 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     print(f"localcluster listening on {url} kubeconfig={kubeconfig_path}", flush=True)
     if ready is not None:
         ready.set()
-    # Compile the schemas off the event loop now, so the first create does not pay for it.
+    # Compile the schemas and the policies' CEL off the event loop now, so the first create does
+    # not pay for it (a write that comes sooner waits for the policies). CEL that does not compile
+    # stops the server, as a policy it cannot evaluate must never be skipped.
     warm_up = loop.run_in_executor(None, schemas.warm_up, RESOURCE_TYPES)
+    compiled = loop.run_in_executor(None, policies.compile)
+    compiled.add_done_callback(lambda future: future.cancelled() or future.exception() is None or stop.set())
     try:
         await stop.wait()
     finally:
@@ -120,3 +146,5 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         await runner.cleanup()
         warm_up.cancel()
         sys.stdout.flush()
+    if compiled.done() and not compiled.cancelled() and compiled.exception() is not None:
+        raise SystemExit(f"localcluster: {config.admission_policies}: {compiled.exception()}")

@@ -13,8 +13,10 @@ import binascii
 import contextlib
 import hashlib
 import ipaddress
+import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -22,14 +24,18 @@ from fractions import Fraction
 from typing import Any
 
 from localcluster import errors, launcher, patching, quota
+from localcluster.admission import AdmissionPolicies, AdmissionRequest
 from localcluster.errors import ApiError, Cause
 from localcluster.faults import Faults
+from localcluster.rbac import Authorizer, RoleNotFound, User
 from localcluster.resources import (
     EVENTS,
     NAMESPACES,
     NETWORK_POLICIES,
+    RBAC_GROUP,
     RESOURCE_QUOTAS,
     RESOURCE_TYPES,
+    ROLE_BINDINGS,
     SECRETS,
     SERVICES,
     VIRTUAL_MACHINE_INSTANCES,
@@ -55,6 +61,7 @@ from localcluster.validation import (
     drop_nulls,
     validate_labels,
     validate_name,
+    validate_role_binding,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,23 @@ IMAGE_PULL_NEXT_SYNC_SECONDS = 1.0
 # virt-handler's reason on a failed SyncVMI (pkg/virt-handler/vm.go handleSyncError).
 SYNC_FAILED_REASON = "Synchronizing with the Domain failed."
 SERVICE_NETWORK = ipaddress.IPv4Network("10.96.0.0/16")
+POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+# What Pod Security admission finds wrong with a virt-launcher pod at each level below privileged.
+# The pod modelled is a root launcher (KubeVirt's compute container adds SYS_NICE and runs as UID 0,
+# pkg/virt-controller/services/rendercontainer.go), the case virt-controller reports as "needs a
+# privileged namespace to run" (pkg/virt-controller/watch/vmi/lifecycle.go). Messages as
+# k8s.io/pod-security-admission/policy words them.
+LAUNCHER_POD_SECURITY_VIOLATIONS = {
+    "baseline": 'non-default capabilities (container "compute" must not include "SYS_NICE" in '
+    "securityContext.capabilities.add)",
+    "restricted": 'allowPrivilegeEscalation != false (container "compute" must set '
+    "securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "
+    '"compute" must set securityContext.capabilities.drop=["ALL"]; container "compute" must not '
+    'include "SYS_NICE" in securityContext.capabilities.add), runAsNonRoot != true (pod or container '
+    '"compute" must set securityContext.runAsNonRoot=true), runAsUser=0 (pod and container "compute" '
+    'must not set runAsUser=0), seccompProfile (pod or container "compute" must set '
+    'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")',
+}
 
 
 @dataclass
@@ -88,6 +112,13 @@ class ClusterOptions:
     watch_history: int = 10000
     # Namespaces that exist from the start besides the system ones (where the app's account lives).
     extra_namespaces: tuple[str, ...] = ()
+    # The Pod Security level enforced in namespaces without the enforce label (the admission
+    # configuration's `defaults.enforce`; Kubernetes' own default is privileged).
+    pod_security_default: str = "privileged"
+    # Seconds before a new RoleBinding grants anything. kube-apiserver's RBAC authorizer reads
+    # bindings from an informer cache fed by a watch, so a request right after the create may still
+    # be refused (Kubernetes' e2e framework polls up to 5 s for it: test/e2e/framework/auth/helpers.go).
+    rbac_propagation_delay: float = 0.0
 
 
 @dataclass
@@ -125,12 +156,20 @@ def _body_without(obj: Obj, *keys: str) -> Obj:
 
 class Cluster:
     def __init__(
-        self, schemas: Schemas, options: ClusterOptions | None = None, faults: Faults | None = None
+        self,
+        schemas: Schemas,
+        options: ClusterOptions | None = None,
+        faults: Faults | None = None,
+        authorizer: Authorizer | None = None,
+        policies: AdmissionPolicies | None = None,
     ) -> None:
         self.options = options or ClusterOptions()
         self.faults = faults or Faults()
         self.store = Store(history=self.options.watch_history)
         self.schemas = schemas
+        # RoleBinding writes are checked against escalation with the same RBAC the server enforces.
+        self.authorizer = authorizer or Authorizer()
+        self.policies = policies or AdmissionPolicies()
         self.runtime: Runtime = make_runtime(
             self.options.runtime, self._on_phase, **self.options.runtime_options
         )
@@ -143,6 +182,8 @@ class Cluster:
         self._terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_service_ip = 10
+        # RoleBindings (by uid) the authorizer does not see yet: monotonic time they start granting.
+        self._bindings_pending: dict[str, float] = {}
         for name in (*SYSTEM_NAMESPACES, *self.options.extra_namespaces):
             if not self.store.exists(NAMESPACES, "", name):
                 self._store_new(NAMESPACES, self._new_namespace(name))
@@ -243,6 +284,8 @@ class Cluster:
             raise errors.invalid(rt, name, causes)
         if rt is RESOURCE_QUOTAS:
             check_quantities(rt, obj, [("spec", "hard")], name)
+        if rt is ROLE_BINDINGS and (causes := validate_role_binding(obj)):
+            raise errors.invalid(rt, name, causes)
         if rt is VMI:
             check_quantities(
                 rt,
@@ -253,9 +296,62 @@ class Cluster:
             admit_vmi(obj)
         return obj, checked.warnings
 
+    # -- admission ---------------------------------------------------------------------------------
+    def role_bindings_in(self, namespace: str) -> list[Obj]:
+        """The RoleBindings of a namespace the authorizer sees: its run-time grants."""
+        bindings = self.store.list(ROLE_BINDINGS, namespace)
+        if not self._bindings_pending:
+            return bindings
+        now = time.monotonic()
+        seen = []
+        for binding in bindings:
+            uid = binding["metadata"]["uid"]
+            ready_at = self._bindings_pending.get(uid)
+            if ready_at is not None and now < ready_at:
+                continue
+            self._bindings_pending.pop(uid, None)
+            seen.append(binding)
+        return seen
+
+    def _check_escalation(self, user: User, namespace: str, binding: Obj) -> None:
+        """RoleBinding storage refuses to grant what the user could not grant
+        (pkg/registry/rbac/rolebinding/policybased/storage.go): before validation, as there."""
+        role_ref = binding.get("roleRef") if isinstance(binding.get("roleRef"), dict) else {}
+        name = binding["metadata"].get("name", "")
+        try:
+            refusal = self.authorizer.escalation_refusal(user, namespace, role_ref)
+        except RoleNotFound as missing:
+            raise ApiError(
+                404, "NotFound", str(missing), name=missing.name, group=RBAC_GROUP, kind=missing.plural
+            ) from missing
+        except ValueError as unsupported:
+            raise ApiError(500, "InternalError", str(unsupported)) from unsupported
+        if refusal:
+            raise errors.forbidden(ROLE_BINDINGS, name, refusal)
+
+    def _admit(
+        self, operation: str, rt: ResourceType, namespace: str, obj: Obj | None, old: Obj | None, user: User
+    ) -> list[str]:
+        """Validating admission policies; returns their warnings or raises their refusal."""
+        if not self.policies.bindings:
+            return []
+        name = (obj or old or {}).get("metadata", {}).get("name", "")
+        return self.policies.admit(
+            AdmissionRequest(
+                operation=operation,
+                user=user,
+                resource=rt,
+                namespace=namespace if rt.namespaced else "",
+                name=name,
+                object=obj,
+                old_object=old,
+                namespace_object=self.store.get(NAMESPACES, "", namespace) if rt.namespaced else None,
+            )
+        )
+
     # -- create ------------------------------------------------------------------------------------
     def create(
-        self, rt: ResourceType, namespace: str, body: Any, field_validation: str = "Warn"
+        self, rt: ResourceType, namespace: str, body: Any, field_validation: str = "Warn", *, user: User
     ) -> tuple[Obj, list[str]]:
         obj = self._decode(rt, namespace, body)
         meta = obj["metadata"]
@@ -274,12 +370,18 @@ class Cluster:
             "managedFields",
         ):
             meta.pop(server_field, None)
+        if rt is ROLE_BINDINGS:
+            self._check_escalation(user, namespace, obj)
         obj, warnings = self._validate(rt, obj, field_validation)
         obj = self._prepare(rt, obj, None)
+        warnings += self._admit("CREATE", rt, namespace, obj, None, user)
         self._check_count_quota(rt, namespace, name)
         if self.store.exists(rt, namespace if rt.namespaced else "", name):
             raise errors.already_exists(rt, name)
         created = self._store_new(rt, obj)
+        if rt is ROLE_BINDINGS and self.options.rbac_propagation_delay:
+            ready_at = time.monotonic() + self.options.rbac_propagation_delay
+            self._bindings_pending[created["metadata"]["uid"]] = ready_at
         self._after_change(rt, namespace, created, None)
         return created, warnings
 
@@ -435,11 +537,18 @@ class Cluster:
 
     # -- update / patch ----------------------------------------------------------------------------
     def replace(
-        self, rt: ResourceType, namespace: str, name: str, body: Any, field_validation: str = "Warn"
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        field_validation: str = "Warn",
+        *,
+        user: User,
     ) -> tuple[Obj, list[str]]:
         current = self._require(rt, namespace if rt.namespaced else "", name)
         obj = self._decode(rt, namespace, body)
-        return self._update(rt, current, obj, field_validation, require_rv=rt.custom)
+        return self._update(rt, current, obj, field_validation, require_rv=rt.custom, user=user)
 
     def patch(
         self,
@@ -449,6 +558,8 @@ class Cluster:
         content_type: str,
         patch: Any,
         field_validation: str = "Warn",
+        *,
+        user: User,
     ) -> tuple[Obj, list[str]]:
         current = self._require(rt, namespace if rt.namespaced else "", name)
         if content_type == patching.JSON_PATCH:
@@ -466,10 +577,10 @@ class Cluster:
                 f"{patching.MERGE}, {patching.STRATEGIC}",
             )
         obj = self._decode(rt, namespace, patched)
-        return self._update(rt, current, obj, field_validation, require_rv=False)
+        return self._update(rt, current, obj, field_validation, require_rv=False, user=user)
 
     def _update(
-        self, rt: ResourceType, current: Obj, obj: Obj, field_validation: str, require_rv: bool
+        self, rt: ResourceType, current: Obj, obj: Obj, field_validation: str, require_rv: bool, user: User
     ) -> tuple[Obj, list[str]]:
         meta, current_meta = obj["metadata"], current["metadata"]
         name = current_meta["name"]
@@ -504,13 +615,29 @@ class Cluster:
                 meta[server_field] = current_meta[server_field]
             else:
                 meta.pop(server_field, None)
+        namespace = current_meta.get("namespace", "")
+        if rt is ROLE_BINDINGS:
+            self._check_escalation(user, namespace, obj)
         obj, warnings = self._validate(rt, obj, field_validation)
+        if rt is ROLE_BINDINGS and obj.get("roleRef") != current.get("roleRef"):
+            raise errors.invalid(
+                rt,
+                name,
+                [
+                    Cause(
+                        "FieldValueInvalid",
+                        f"Invalid value: {json.dumps(obj.get('roleRef'))}: cannot change roleRef",
+                        "roleRef",
+                    )
+                ],
+            )
         obj = self._prepare(rt, obj, current)
         if rt.has_generation and _body_without(obj, "metadata", "status") != _body_without(
             current, "metadata", "status"
         ):
             meta["generation"] = current_meta.get("generation", 1) + 1
         meta["resourceVersion"] = current_meta["resourceVersion"]
+        warnings += self._admit("UPDATE", rt, namespace, obj, current, user)
         if obj == current:
             return current, warnings  # a no-op write is not stored: same resourceVersion, no event
         updated = self.store.replace(rt, obj)
@@ -518,7 +645,9 @@ class Cluster:
         return updated, warnings
 
     # -- delete ------------------------------------------------------------------------------------
-    def delete(self, rt: ResourceType, namespace: str, name: str, options: Obj | None = None) -> Obj:
+    def delete(
+        self, rt: ResourceType, namespace: str, name: str, options: Obj | None = None, *, user: User
+    ) -> Obj:
         """The object (kinds that finish deleting later) or a Success Status, as the real API returns."""
         current = self._require(rt, namespace if rt.namespaced else "", name)
         preconditions = (options or {}).get("preconditions") or {}
@@ -543,6 +672,7 @@ class Cluster:
                 group=rt.group,
                 kind=rt.plural,
             )
+        self._admit("DELETE", rt, namespace, None, current, user)
         if rt is NAMESPACES:
             return self._delete_namespace(current)
         if rt is VMI:
@@ -555,12 +685,12 @@ class Cluster:
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
     def delete_collection(
-        self, rt: ResourceType, namespace: str, label_selector: str, field_selector: str
+        self, rt: ResourceType, namespace: str, label_selector: str, field_selector: str, *, user: User
     ) -> Obj:
         matched = self.list(rt, namespace, label_selector, field_selector).items
         items = []
         for obj in matched:
-            result = self.delete(rt, namespace, obj["metadata"]["name"])
+            result = self.delete(rt, namespace, obj["metadata"]["name"], user=user)
             items.append(result if result.get("kind") != "Status" else obj)
         return {
             "kind": f"{rt.kind}List",
@@ -634,6 +764,9 @@ class Cluster:
 
     # -- after every change: quota status, blocked launchers, new VMIs ------------------------------
     def _after_change(self, rt: ResourceType, namespace: str, new: Obj | None, old: Obj | None) -> None:
+        if rt is NAMESPACES and new is not None and old is not None:
+            # A relabelled namespace (Pod Security level): virt-controller's next retry may succeed.
+            self._retry_blocked(new["metadata"]["name"])
         if not rt.namespaced:
             return
         if rt is VMI and new is not None and old is None:
@@ -731,6 +864,17 @@ class Cluster:
         if not vmi.get("status", {}).get("phase"):
             vmi = self._set_vmi_status(vmi, phase="Pending")
         pod_name = _launcher_pod_name(vmi)
+        # Pod Security admission runs before ResourceQuota, as in the API server's plugin order.
+        if violation := self._pod_security_violation(namespace):
+            # virt-controller words this refusal itself (pkg/virt-controller/watch/vmi/lifecycle.go).
+            reason = (
+                f"failed to create pod for vmi {namespace}/{name}, it needs a privileged namespace to run: "
+                f'pods "{pod_name}" is forbidden: {violation}'
+            )
+            self._blocked[key] = None
+            vmi = self._set_condition(vmi, "Synchronized", "FailedCreate", reason)
+            self.record_event(vmi, "Warning", "FailedCreate", f"failed to render launch manifest: {reason}")
+            return
         pod = launcher.launcher_pod(vmi, self.options.kubevirt, self._namespace_context(namespace), pod_name)
         refusal = self._pod_quota_refusal(namespace, pod.containers)
         if refusal:
@@ -843,6 +987,17 @@ class Cluster:
         except Exception as exc:  # a runtime failure is the VMI's failure, not the server's
             log.exception("runtime failed to start %s/%s", namespace, name)
             self._on_phase(namespace, name, PhaseUpdate("Failed", reason="RuntimeError", message=str(exc)))
+
+    def _pod_security_violation(self, namespace: str) -> str | None:
+        ns = self.store.get(NAMESPACES, "", namespace) or {}
+        level = (ns.get("metadata", {}).get("labels") or {}).get(
+            POD_SECURITY_ENFORCE_LABEL, self.options.pod_security_default
+        )
+        if level == "privileged":
+            return None
+        # An unknown level is enforced as the most restrictive one, as Pod Security admission does.
+        level = level if level in LAUNCHER_POD_SECURITY_VIOLATIONS else "restricted"
+        return f'violates PodSecurity "{level}:latest": {LAUNCHER_POD_SECURITY_VIOLATIONS[level]}'
 
     def _pod_quota_refusal(self, namespace: str, containers: list[launcher.Container]) -> str | None:
         in_use = [p.resources for (ns, _), p in self._launchers.items() if ns == namespace]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 CORE_GROUP = ""
 NETWORKING_GROUP = "networking.k8s.io"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 KUBEVIRT_GROUP = "kubevirt.io"
 SUBRESOURCES_GROUP = "subresources.kubevirt.io"
 
@@ -97,6 +98,9 @@ NETWORK_POLICIES = ResourceType(
     short_names=("netpol",),
     has_generation=True,
 )
+# Namespaced grants made at run time (the app binds its lab role in each namespace it creates).
+# ClusterRoles, Roles and ClusterRoleBindings come from the RBAC manifest only (`--rbac`).
+ROLE_BINDINGS = ResourceType(RBAC_GROUP, "v1", "rolebindings", "rolebinding", "RoleBinding", namespaced=True)
 VIRTUAL_MACHINE_INSTANCES = ResourceType(
     KUBEVIRT_GROUP,
     "v1",
@@ -117,6 +121,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     SERVICES,
     EVENTS,
     NETWORK_POLICIES,
+    ROLE_BINDINGS,
     VIRTUAL_MACHINE_INSTANCES,
 )
 
@@ -133,6 +138,7 @@ VMI_SUBRESOURCES: dict[str, str] = {
 # Groups in the order /apis lists them.
 GROUP_VERSIONS: tuple[tuple[str, str], ...] = (
     (NETWORKING_GROUP, "v1"),
+    (RBAC_GROUP, "v1"),
     (KUBEVIRT_GROUP, "v1"),
     (SUBRESOURCES_GROUP, "v1"),
 )

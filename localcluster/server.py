@@ -209,7 +209,7 @@ class ApiServer:
             return self.non_resource(request, info)
         if info.group == SUBRESOURCES_GROUP:
             return await self.vmi_subresource(request, info)
-        return await self.resource(request, info)
+        return await self.resource(request, info, user)
 
     def authorize(self, user: User, info: RequestInfo) -> None:
         attrs = RequestAttributes(
@@ -252,7 +252,7 @@ class ApiServer:
         return json_response(body)
 
     # -- resources ---------------------------------------------------------------------------------
-    async def resource(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+    async def resource(self, request: web.Request, info: RequestInfo, user: User) -> web.StreamResponse:
         rt = lookup(info.group, info.version, info.resource)
         if rt is None or info.subresource or (info.namespace and not rt.namespaced and rt is not NAMESPACES):
             raise errors.path_not_found()
@@ -280,17 +280,19 @@ class ApiServer:
         if info.verb == "watch":
             return await self.watch(request, rt, namespace)
         if info.verb == "create":
-            obj, warnings = cluster.create(rt, namespace, await self._body(request), field_validation)
+            obj, warnings = cluster.create(
+                rt, namespace, await self._body(request), field_validation, user=user
+            )
             return json_response(obj, status=201, warnings=warnings)
         if info.verb == "update":
             obj, warnings = cluster.replace(
-                rt, namespace, info.name, await self._body(request), field_validation
+                rt, namespace, info.name, await self._body(request), field_validation, user=user
             )
             return json_response(obj, warnings=warnings)
         if info.verb == "patch":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             obj, warnings = cluster.patch(
-                rt, namespace, info.name, content_type, await self._body(request), field_validation
+                rt, namespace, info.name, content_type, await self._body(request), field_validation, user=user
             )
             return json_response(obj, warnings=warnings)
         if info.verb == "delete":
@@ -298,11 +300,11 @@ class ApiServer:
             for key in ("gracePeriodSeconds", "propagationPolicy"):
                 if key in query:
                     options[key] = query[key]
-            return json_response(cluster.delete(rt, namespace, info.name, options))
+            return json_response(cluster.delete(rt, namespace, info.name, options, user=user))
         if info.verb == "deletecollection":
             return json_response(
                 cluster.delete_collection(
-                    rt, namespace, query.get("labelSelector", ""), query.get("fieldSelector", "")
+                    rt, namespace, query.get("labelSelector", ""), query.get("fieldSelector", ""), user=user
                 )
             )
         raise errors.method_not_allowed()

@@ -382,6 +382,60 @@ def _duplicates(items: list[dict[str, Any]], items_field: str) -> list[Cause]:
     return causes
 
 
+# -- RoleBindings (pkg/apis/rbac/validation/validation.go, v1 defaults) ---------------------------
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def _not_supported(value: Any, supported: list[str], field_path: str) -> Cause:
+    listed = ", ".join(json.dumps(v) for v in supported)
+    return Cause(
+        "FieldValueNotSupported",
+        f"Unsupported value: {json.dumps(value)}: supported values: {listed}",
+        field_path,
+    )
+
+
+def validate_role_binding(binding: dict[str, Any]) -> list[Cause]:
+    """Defaults User/Group subjects' apiGroup (as v1 decoding does), then the registry's checks."""
+    causes: list[Cause] = []
+    role_ref = binding.get("roleRef") or {}
+    if role_ref.get("apiGroup") != RBAC_GROUP:
+        causes.append(_not_supported(role_ref.get("apiGroup", ""), [RBAC_GROUP], "roleRef.apiGroup"))
+    if role_ref.get("kind") not in ("Role", "ClusterRole"):
+        causes.append(_not_supported(role_ref.get("kind", ""), ["Role", "ClusterRole"], "roleRef.kind"))
+    if not role_ref.get("name"):
+        causes.append(Cause("FieldValueRequired", "Required value", "roleRef.name"))
+    for index, subject in enumerate(binding.get("subjects") or []):
+        path = f"subjects[{index}]"
+        kind = subject.get("kind")
+        if kind in ("User", "Group"):
+            subject.setdefault("apiGroup", RBAC_GROUP)
+        if not subject.get("name"):
+            causes.append(Cause("FieldValueRequired", "Required value", f"{path}.name"))
+        if kind == "ServiceAccount":
+            if subject.get("apiGroup"):
+                causes.append(_not_supported(subject["apiGroup"], [""], f"{path}.apiGroup"))
+            if subject.get("name") and not _DNS_SUBDOMAIN.match(subject["name"]):
+                causes += validate_name_as_subdomain(subject["name"], f"{path}.name")
+        elif kind in ("User", "Group"):
+            if subject.get("apiGroup") != RBAC_GROUP:
+                causes.append(_not_supported(subject.get("apiGroup"), [RBAC_GROUP], f"{path}.apiGroup"))
+        else:
+            causes.append(_not_supported(kind, ["ServiceAccount", "User", "Group"], f"{path}.kind"))
+    return causes
+
+
+def validate_name_as_subdomain(name: str, field_path: str) -> list[Cause]:
+    return [
+        Cause(
+            "FieldValueInvalid",
+            f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+            "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            field_path,
+        )
+    ]
+
+
 def check_quantities(rt: ResourceType, obj: dict[str, Any], paths: list[tuple[str, ...]], name: str) -> None:
     """ResourceQuota `hard` and VMI resource maps must hold parseable quantities (422 otherwise)."""
     causes = []

@@ -14,6 +14,8 @@ KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
 # A template for operators; deliberately not a resource of the kustomization.
 SECRET_TEMPLATE = K8S_DIR / "secret.example.yaml"
 # Kinds whose objects live in no namespace, so kustomize's `namespace:` leaves them alone.
+# Not ValidatingAdmissionPolicy(Binding): kustomize's built-in schema predates them and sets the
+# namespace on them too, which the API server drops for a cluster-scoped kind (rest.BeforeCreate).
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass"}
 
 Manifest = dict[str, Any]

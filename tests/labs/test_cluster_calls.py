@@ -4,14 +4,25 @@ import uuid
 
 import pytest
 
-from labs import cluster
+from labs import cluster, manifests
 from labs.exceptions import ClusterError
 
 
 def test_a_manifest_with_an_unknown_field_is_refused_not_silently_trimmed(app_cluster):
     namespace = f"strict-{uuid.uuid4().hex[:8]}"
-    cluster.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    labels = {manifests.MANAGED_BY_LABEL: manifests.MANAGED_BY}
+    cluster.create_namespace(manifests.make_namespace(name=namespace, labels=labels))
     try:
+        cluster.create_objects(
+            [
+                manifests.make_role_binding(
+                    namespace=namespace,
+                    labels=labels,
+                    service_account_namespace="laborchestrator",
+                    service_account_name="laborchestrator",
+                )
+            ]
+        )
         misspelt = {
             "apiVersion": "kubevirt.io/v1",
             "kind": "VirtualMachineInstance",

@@ -95,6 +95,7 @@ def test_start_creates_each_object_once(app_cluster, make_lab, student):
         "namespaces",
         "networkpolicies",
         "resourcequotas",
+        "rolebindings",
         "secrets",
         "secrets",
         "virtualmachineinstances",

@@ -34,9 +34,11 @@ ROUTER = MachineSpec(
 
 
 KUBEVIRT_DEFAULTS = KubeVirtSizing()
+# Today's behaviour: the defaults the settings have too (tests/labs/test_cluster_profile.py).
+DEFAULT_PROFILE = manifests.ClusterProfile()
 
 
-def build(machines=(WEB, ROUTER), sizing=KUBEVIRT_DEFAULTS):
+def build(machines=(WEB, ROUTER), sizing=KUBEVIRT_DEFAULTS, profile=DEFAULT_PROFILE):
     return manifests.make_instance_manifests(
         namespace="net101-42",
         instance_id=42,
@@ -44,6 +46,7 @@ def build(machines=(WEB, ROUTER), sizing=KUBEVIRT_DEFAULTS):
         owner_id=7,
         machines=list(machines),
         sizing=sizing,
+        profile=profile,
     )
 
 
@@ -56,8 +59,33 @@ def test_namespace_carries_the_labels_reconcile_and_selectors_rely_on():
             "laborchestrator/instance": "42",
             "laborchestrator/lab": "net-101",
             "laborchestrator/owner": "7",
+            # KubeVirt's launcher pods need it where the cluster's default level is stricter.
+            "pod-security.kubernetes.io/enforce": "privileged",
         },
     }
+
+
+def test_the_pod_security_level_follows_the_profile_or_is_left_out():
+    baseline = build(profile=manifests.ClusterProfile(pod_security_enforce="baseline")).namespace
+    assert baseline["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    unset = build(profile=manifests.ClusterProfile(pod_security_enforce="")).namespace
+    assert "pod-security.kubernetes.io/enforce" not in unset["metadata"]["labels"]
+
+
+def test_the_role_binding_gives_the_apps_own_account_the_lab_role_in_this_namespace_only():
+    profile = manifests.ClusterProfile(service_account_namespace="labs", service_account_name="orchestrator")
+    objects = build(profile=profile)
+    binding = objects.role_binding
+    assert binding["apiVersion"] == "rbac.authorization.k8s.io/v1"
+    assert binding["kind"] == "RoleBinding"
+    assert binding["metadata"]["namespace"] == "net101-42"
+    assert binding["metadata"]["labels"]["laborchestrator/instance"] == "42"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "laborchestrator-lab",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "orchestrator", "namespace": "labs"}]
 
 
 def test_network_policy_keeps_traffic_inside_the_namespace_plus_dns():
@@ -80,6 +108,43 @@ def test_network_policy_keeps_traffic_inside_the_namespace_plus_dns():
             },
         ],
     }
+
+
+def dns_rule(dns: manifests.DnsEgress) -> list[dict]:
+    egress = build(profile=manifests.ClusterProfile(dns=dns)).network_policy["spec"]["egress"]
+    assert egress[0] == {"to": [{"podSelector": {}}]}
+    return egress[1:]
+
+
+def test_the_dns_rule_for_openshift():
+    rule = dns_rule(
+        manifests.DnsEgress(
+            namespace="openshift-dns",
+            pod_labels=(("dns.operator.openshift.io/daemonset-dns", "default"),),
+            ports=(5353,),
+        )
+    )
+    assert rule == [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "openshift-dns"}},
+                    "podSelector": {"matchLabels": {"dns.operator.openshift.io/daemonset-dns": "default"}},
+                }
+            ],
+            "ports": [{"protocol": "UDP", "port": 5353}, {"protocol": "TCP", "port": 5353}],
+        }
+    ]
+
+
+def test_the_dns_rule_for_node_local_dns_cache_keeps_kube_dns_as_a_fallback():
+    rule = dns_rule(manifests.DnsEgress(cidrs=("169.254.20.10/32",)))
+    assert rule[0]["to"][1] == {"ipBlock": {"cidr": "169.254.20.10/32"}}
+    assert rule[0]["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+
+
+def test_without_a_dns_namespace_or_address_the_lab_may_not_leave_its_namespace():
+    assert dns_rule(manifests.DnsEgress(namespace="", pod_labels=(), cidrs=())) == []
 
 
 def test_quota_covers_each_machines_launcher_pod_but_no_more_vmis():

@@ -1,50 +1,63 @@
-"""The service account's role grants what the lifecycle calls, and nothing more."""
-
-from pathlib import Path
+"""The app as its service account: rights in its own lab namespaces only (deploy/k8s/rbac.yaml), and
+what follows from them. The whole flow with the console is in tests/vncproxy/test_service_account.py."""
 
 import pytest
-import yaml
+from kubernetes import client
 
 from labs import cluster, lifecycle
 from labs.exceptions import ClusterForbidden
-from tests.labs.conftest import wait_until_running, wait_until_stopped
-
-RBAC = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "rbac.yaml"
-# Called by the console proxy (vncproxy), not by the lifecycle.
-CONSOLE_PERMISSIONS = {("get", "virtualmachineinstances/vnc"), ("get", "virtualmachineinstances/console")}
-
-
-def granted() -> set[tuple[str, str]]:
-    role = next(doc for doc in yaml.safe_load_all(RBAC.read_text()) if doc and doc["kind"] == "ClusterRole")
-    return {
-        (verb, resource) for rule in role["rules"] for resource in rule["resources"] for verb in rule["verbs"]
-    }
-
-
-def used(calls) -> set[tuple[str, str]]:
-    result = set()
-    for call in calls:
-        resource = call["resource"] + (f"/{call['subresource']}" if call.get("subresource") else "")
-        result.add((call["verb"], resource))
-    return result
+from labs.models import LabInstance
+from localcluster.harness import start_local_cluster
+from localcluster.pytest_plugin import FIXTURE_ARGS
+from tests.labs.conftest import wait_for, wait_until_running
 
 
 @pytest.mark.django_db
-def test_the_role_grants_exactly_what_the_lifecycle_calls(app_cluster, make_lab, student, settings):
-    app_cluster.faults.reset_calls()
-    instance = lifecycle.instance_start(user=student, lab=make_lab(machines=2))
-    wait_until_running(instance)
-    lifecycle.instance_pause(instance=instance)
-    lifecycle.instance_resume(instance=instance)
-    lifecycle.reconcile()
+def test_each_lab_namespace_gets_the_apps_role_binding_and_loses_it_with_the_namespace(
+    app_cluster, make_lab, student, local_cluster
+):
+    rbac = client.RbacAuthorizationV1Api(local_cluster.api_client("admin"))
+    instance = lifecycle.instance_start(user=student, lab=make_lab())
+    bindings = rbac.list_namespaced_role_binding(instance.namespace).items
+    assert [(b.metadata.name, b.role_ref.name) for b in bindings] == [
+        ("laborchestrator-lab", "laborchestrator-lab")
+    ]
+    assert bindings[0].metadata.labels["laborchestrator/instance"] == str(instance.pk)
+
     lifecycle.instance_stop(instance=instance)
-    wait_until_stopped(instance)
-
-    assert used(app_cluster.faults.calls()) == granted() - CONSOLE_PERMISSIONS
+    wait_for(lambda: lifecycle.instance_refresh(instance=instance).status == LabInstance.Status.STOPPED)
+    assert rbac.list_namespaced_role_binding(instance.namespace).items == []
 
 
 @pytest.mark.django_db
-def test_the_nobody_identity_is_refused_with_a_readable_error(app_cluster, make_lab, student, settings):
+def test_an_instance_whose_namespace_was_deleted_behind_its_back_fails_with_a_plain_reason(
+    app_cluster, make_lab, student, admin_core
+):
+    """Without the namespace (and the RoleBinding in it) the app may not even list its VMIs: the
+    refresh must see that the namespace went, not report the refusal."""
+    instance = lifecycle.instance_start(user=student, lab=make_lab())
+    wait_until_running(instance)
+    admin_core.delete_namespace(instance.namespace)
+    wait_for(
+        lambda: not any(n.metadata.name == instance.namespace for n in admin_core.list_namespace().items)
+    )
+
+    status = lifecycle.instance_refresh(instance=instance)
+
+    assert status.status == LabInstance.Status.FAILED
+    assert status.last_error == "The instance's namespace was deleted outside Lab Orchestrator."
+
+
+@pytest.mark.django_db
+def test_the_app_cannot_work_in_a_namespace_it_did_not_bind(app_cluster, admin_core):
+    """No cluster-wide grant: a VMI list anywhere else is refused (the old role allowed it)."""
+    with pytest.raises(ClusterForbidden) as raised:
+        cluster.list_vmis(namespace="kube-system", label_selector="")
+    assert raised.value.status == 403
+
+
+@pytest.mark.django_db
+def test_the_nobody_identity_is_refused_with_a_readable_error(app_cluster, settings):
     settings.KUBE_CONTEXT = "nobody"
     cluster.reset_client()
 
@@ -53,3 +66,43 @@ def test_the_nobody_identity_is_refused_with_a_readable_error(app_cluster, make_
 
     assert "not allowed" in raised.value.message
     assert raised.value.status == 403
+
+
+@pytest.fixture(scope="module")
+def lagging_cluster(tmp_path_factory):
+    """A cluster whose RBAC authorizer sees a new RoleBinding 400 ms after it was created."""
+    with start_local_cluster(
+        tmp_path_factory.mktemp("lagging"),
+        runtime="none",
+        extra_args=(*FIXTURE_ARGS, "--rbac-propagation-ms", "400"),
+    ) as local:
+        yield local
+
+
+@pytest.mark.django_db
+def test_a_start_waits_for_the_new_binding_to_take_effect(lagging_cluster, settings, make_lab, student):
+    settings.KUBECONFIG = str(lagging_cluster.kubeconfig)
+    settings.KUBE_CONTEXT = "laborchestrator"
+    settings.KUBE_IN_CLUSTER = False
+    cluster.reset_client()
+    try:
+        lagging_cluster.faults.reset_calls()
+        instance = lifecycle.instance_start(user=student, lab=make_lab())
+        assert instance.status == LabInstance.Status.STARTING, instance.last_error
+        wait_until_running(instance)
+        refused = [c for c in lagging_cluster.faults.calls() if c["status"] == 403]
+        assert refused, "the cluster did not lag: this test proves nothing"
+        assert {c["namespace"] for c in refused} == {instance.namespace}
+    finally:
+        cluster.reset_client()
+
+
+@pytest.mark.django_db
+def test_a_refusal_that_lasts_still_fails_the_start(app_cluster, settings, make_lab, student):
+    settings.LABS_RBAC_PROPAGATION_SECONDS = 0.3
+    app_cluster.faults.fail("create", "networkpolicies", status=403, times=None)
+    with pytest.raises(ClusterForbidden):
+        lifecycle.instance_start(user=student, lab=make_lab())
+    failed = LabInstance.objects.get()
+    assert failed.status == LabInstance.Status.FAILED
+    assert "not allowed" in failed.last_error

@@ -1,0 +1,81 @@
+"""The whole app flow as its service account (readiness, start, status, both consoles, pause, resume,
+reconcile, stop): every call is allowed, and the two roles of deploy/k8s/rbac.yaml grant exactly the
+calls made, the cluster-wide one outside lab namespaces and the lab one inside them, nothing unused."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+
+from labs import cluster, lifecycle
+from labs.models import LabInstance
+
+from .conftest import BANNER_PREFIX, communicator, console_path, read_exactly, session_cookie, wait_running
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RBAC = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "rbac.yaml"
+
+
+def granted(role: str) -> set[tuple[str, str]]:
+    docs = [d for d in yaml.safe_load_all(RBAC.read_text()) if d]
+    rules = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == role)["rules"]
+    return {(verb, resource) for rule in rules for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def used(calls: list[dict]) -> set[tuple[str, str]]:
+    return {(c["verb"], c["resource"] + (f"/{c['subresource']}" if c["subresource"] else "")) for c in calls}
+
+
+async def open_and_check(instance: LabInstance, user, kind: str) -> None:
+    cookie = await database_sync_to_async(session_cookie)(user)
+    comm = communicator(console_path(instance.pk, kind=kind), cookie=cookie)
+    connected, _ = await comm.connect(5)
+    assert connected
+    if kind == "serial":
+        assert (await comm.receive_output(5))["bytes"].startswith(BANNER_PREFIX)
+        await comm.send_to(bytes_data=b"echo")
+        assert await read_exactly(comm, 4) == b"echo"
+    else:
+        assert await read_exactly(comm, 12) == b"RFB 003.008\n"
+    await comm.disconnect()
+
+
+async def test_the_whole_flow_needs_exactly_the_two_roles(app_cluster, lab, student):
+    app_cluster.faults.reset_calls()
+    await sync_to_async(cluster.check_api_server)(timeout=5)  # the readiness probe's GET /version
+    instance = await sync_to_async(lifecycle.instance_start)(user=student, lab=lab)
+    await sync_to_async(wait_running)(instance)
+    await open_and_check(instance, student, "serial")
+    await open_and_check(instance, student, "vnc")
+    await sync_to_async(lifecycle.instance_pause)(instance=instance)
+    await sync_to_async(lifecycle.instance_resume)(instance=instance)
+    report = await sync_to_async(lifecycle.reconcile)()
+    assert report.errors == []
+    await sync_to_async(lifecycle.instance_stop)(instance=instance)
+
+    def stopped() -> bool:
+        return lifecycle.instance_refresh(instance=instance).status == LabInstance.Status.STOPPED
+
+    for _ in range(200):  # ten seconds
+        if await sync_to_async(stopped)():
+            break
+        await asyncio.sleep(0.05)
+    assert instance.status == LabInstance.Status.STOPPED
+    await sync_to_async(lifecycle.reconcile)()
+
+    calls = app_cluster.faults.calls()
+    assert [c for c in calls if c["status"] in (401, 403)] == []
+    in_lab = [c for c in calls if c["namespace"] == instance.namespace and c["resource"] != "namespaces"]
+    elsewhere = [c for c in calls if c not in in_lab]
+    assert {c["namespace"] for c in elsewhere if c["resource"] != "namespaces"} <= {instance.namespace}
+    # The RoleBinding is made in the lab namespace but with the cluster-wide role, like the namespace.
+    assert used(in_lab) - {("create", "rolebindings")} == granted("laborchestrator-lab")
+    assert used(elsewhere) | {("create", "rolebindings")} == granted("laborchestrator") - {
+        ("bind", "clusterroles")
+    }
