@@ -304,6 +304,19 @@ def make_userdata_secret(*, namespace: str, labels: dict[str, str], machine: Mac
 def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
     """A VMI of the machine; its login comes from the Secret, so the password is not in here."""
     memory = f"{machine.memory_mib}Mi"
+    devices: dict[str, Any] = {
+        "autoattachGraphicsDevice": machine.has_vnc,
+        "autoattachSerialConsole": machine.has_serial_console,
+        "disks": [
+            {"name": "rootdisk", "disk": {"bus": "virtio"}},
+            {"name": "cloudinit", "disk": {"bus": "virtio"}},
+        ],
+        "interfaces": [{"name": "default", "masquerade": {}}],
+    }
+    if machine.has_vnc:
+        # An absolute pointer, so the guest's pointer is where the student's is in noVNC. USB is
+        # KubeVirt's default bus, driven by every guest OS without extra drivers (virtio is not).
+        devices["inputs"] = [{"name": "tablet", "type": "tablet", "bus": "usb"}]
     return {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstance",
@@ -325,15 +338,7 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
                 # for Guaranteed QoS: a whole core reserved per vCPU for mostly idle lab machines,
                 # 100Mi more overhead and every support container raised to its limits.
                 "resources": {"requests": {"memory": memory}, "limits": {"memory": memory}},
-                "devices": {
-                    "autoattachGraphicsDevice": machine.has_vnc,
-                    "autoattachSerialConsole": machine.has_serial_console,
-                    "disks": [
-                        {"name": "rootdisk", "disk": {"bus": "virtio"}},
-                        {"name": "cloudinit", "disk": {"bus": "virtio"}},
-                    ],
-                    "interfaces": [{"name": "default", "masquerade": {}}],
-                },
+                "devices": devices,
             },
             "networks": [{"name": "default", "pod": {}}],
             "volumes": [

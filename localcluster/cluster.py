@@ -488,6 +488,9 @@ class Cluster:
         ):
             spec["networks"] = [{"name": "default", "pod": {}}]
             devices["interfaces"] = [{"name": "default", "bridge": {}}]
+        for device in devices.get("inputs") or []:
+            if not device.get("bus"):
+                device["bus"] = "usb"
         spec["domain"].setdefault("machine", {"type": "q35"})
         firmware = spec["domain"].setdefault("firmware", {})
         firmware.setdefault("uuid", str(uuid.uuid4()))

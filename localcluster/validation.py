@@ -328,6 +328,7 @@ def admit_vmi(vmi: dict[str, Any]) -> None:
         devices.get("disks") or [], spec.get("volumes") or [], "spec.domain.devices.disks", None
     )
     causes += _duplicates(spec.get("volumes") or [], "spec.volumes")
+    causes += _input_devices(devices.get("inputs") or [])
     if causes:
         error = invalid(VIRTUAL_MACHINE_INSTANCES, name, causes)
         # virt-api answers through its admission webhook; the message says so on a real cluster.
@@ -336,6 +337,24 @@ def admit_vmi(vmi: dict[str, Any]) -> None:
             "the request: " + "; ".join(c.message for c in causes)
         )
         raise error
+
+
+def _input_devices(inputs: list[dict[str, Any]]) -> list[Cause]:
+    """virt-api's validateInputDevices: tablets only, on usb or virtio (an empty bus becomes usb)."""
+    causes = []
+    field = "spec.domain.devices.inputs"
+    for i, device in enumerate(inputs):
+        if device.get("bus", "") not in ("virtio", "usb", ""):
+            causes.append(
+                Cause(
+                    "FieldValueInvalid", "Input device can have only virtio or usb bus.", f"{field}[{i}].bus"
+                )
+            )
+        if device.get("type") != "tablet":
+            causes.append(
+                Cause("FieldValueInvalid", "Input device can have only tablet type.", f"{field}[{i}].type")
+            )
+    return causes
 
 
 def _names_match(

@@ -161,6 +161,7 @@ class Machine:
     drives: tuple[Drive, ...] = ()
     switch: Path | None = None
     mac: str = ""
+    tablets: tuple[str, ...] = ()  # the bus of each tablet: usb or virtio
     extra: tuple[str, ...] = field(default=())
 
 
@@ -208,6 +209,11 @@ def qemu_command(qemu: str, m: Machine) -> list[str]:
         if d.boot_index is not None:
             opts += f",bootindex={d.boot_index}"
         cmd += ["-device", opts]
+    if "usb" in m.tablets:
+        cmd += ["-device", "qemu-xhci,id=usb"]
+    for i, bus in enumerate(m.tablets):
+        tablet = f"usb-tablet,bus=usb.0,id=input{i}" if bus == "usb" else f"virtio-tablet-pci,id=input{i}"
+        cmd += ["-device", tablet]
     if m.switch is not None:
         # romfile= drops the iPXE option ROM: no network boot, and a second less of TCG boot time.
         cmd += [

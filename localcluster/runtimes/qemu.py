@@ -18,6 +18,9 @@
   memory 'pc.ram': Cannot allocate memory", or its disks cannot be prepared) the VMI stays
   `Scheduled` with virt-handler's `Synchronized=False` "Synchronizing with the Domain failed." and
   QEMU's message; a guest that exits on its own later is `Failed`.
+- Input: each `devices.inputs` tablet is a QEMU `usb-tablet` (on one xHCI controller) or
+  `virtio-tablet-pci`, as libvirt attaches them for KubeVirt; without one the guest has only the PC's
+  PS/2 mouse, whose relative motion drifts away from the VNC pointer.
 - Console/VNC: unix sockets; the console goes through `SerialConsole`, which replays recent output
   (the boot banner) to a new viewer. `pause`/`unpause` are QMP `stop`/`cont`; screenshots are QMP
   `screendump` as PNG.
@@ -133,6 +136,11 @@ def guest_memory_mib(spec: dict[str, Any]) -> int:
     if not value:
         raise LaunchError("InvalidSpec", "no memory requested")
     return max(16, math.ceil(parse_quantity(value) / (1 << 20)))
+
+
+def vmi_tablets(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The bus of each input device (admission lets only tablets on usb or virtio through)."""
+    return tuple(device.get("bus") or "usb" for device in spec["domain"]["devices"].get("inputs") or [])
 
 
 class QemuRuntime(Runtime):
@@ -298,6 +306,7 @@ class QemuRuntime(Runtime):
             drives=tuple(drives),
             switch=switch.folder if switch else None,
             mac=mac,
+            tablets=vmi_tablets(spec),
         )
         vm.started = time.monotonic()
         vm.proc = await spawn(

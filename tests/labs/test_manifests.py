@@ -257,6 +257,14 @@ def test_consoles_follow_the_image():
     assert router["spec"]["domain"]["devices"]["autoattachSerialConsole"] is True
 
 
+def test_a_machine_with_a_screen_gets_a_usb_tablet_for_the_browsers_pointer():
+    """KubeVirt's default bus for inputs, which every guest OS drives without extra drivers; without a
+    tablet the guest's PS/2 mouse moves relatively and its pointer drifts from the browser's."""
+    web, router = build().vmis
+    assert web["spec"]["domain"]["devices"]["inputs"] == [{"name": "tablet", "type": "tablet", "bus": "usb"}]
+    assert "inputs" not in router["spec"]["domain"]["devices"]
+
+
 def test_the_password_is_never_in_a_vmi():
     objects = build()
     for vmi, machine in zip(objects.vmis, (WEB, ROUTER), strict=True):

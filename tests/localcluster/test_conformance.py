@@ -81,6 +81,40 @@ def test_disk_must_name_a_volume(vmis, ns):
     assert "'nothing' not found" in status_of(err.value)["message"]
 
 
+def test_input_devices_are_tablets_on_usb_or_virtio(vmis, ns):
+    """Only tablets on the usb or virtio bus (kubevirt pkg/virt-api/webhooks/validating-webhook/
+    admitters/vmi-create-admitter.go, validateInputDevices): 422 with a cause per field."""
+    body = small_vmi("badinput")
+    body["spec"]["domain"]["devices"]["inputs"] = [
+        {"name": "keys", "type": "keyboard", "bus": "usb"},
+        {"name": "mouse", "type": "tablet", "bus": "ps2"},
+    ]
+    with pytest.raises(client.ApiException) as err:
+        vmis.create(ns, body)
+    status = status_of(err.value)
+    assert (err.value.status, status["reason"]) == (422, "Invalid")
+    causes = {c["field"]: c["message"] for c in status["details"]["causes"]}
+    assert causes == {
+        "spec.domain.devices.inputs[0].type": "Input device can have only tablet type.",
+        "spec.domain.devices.inputs[1].bus": "Input device can have only virtio or usb bus.",
+    }
+
+
+def test_an_input_device_defaults_to_the_usb_bus(vmis, ns):
+    """A tablet without a bus goes on USB (kubevirt staging/src/kubevirt.io/api/core/v1/defaults.go,
+    setDefaults_Input); one on virtio keeps its bus. (`type` is required by the schema.)"""
+    body = small_vmi("tablets")
+    body["spec"]["domain"]["devices"]["inputs"] = [
+        {"name": "pointer", "type": "tablet"},
+        {"name": "fast", "type": "tablet", "bus": "virtio"},
+    ]
+    created = vmis.create(ns, body)
+    assert created["spec"]["domain"]["devices"]["inputs"] == [
+        {"name": "pointer", "type": "tablet", "bus": "usb"},
+        {"name": "fast", "type": "tablet", "bus": "virtio"},
+    ]
+
+
 def test_schema_violations_answer_invalid_with_causes(vmis, ns):
     """Schema failures: 422 Invalid, details.causes = [{reason, message, field}] for each problem."""
     body = small_vmi("badschema")

@@ -13,7 +13,7 @@ from localcluster.qemu.cloudinit import CloudInitError, nocloud_data
 from localcluster.qemu.images import ImageNotFound, ImageStore, normalise_reference
 from localcluster.qemu.png import ppm_to_png
 from localcluster.qemu.process import Drive, Machine, qemu_command
-from localcluster.runtimes.qemu import LaunchError, guest_cores, guest_memory_mib
+from localcluster.runtimes.qemu import LaunchError, guest_cores, guest_memory_mib, vmi_tablets
 from tests.localcluster_qemu.qemu_helpers import demo_vmi, png_colours
 
 
@@ -67,6 +67,37 @@ def test_disk_machine_without_screen_or_console(tmp_path: Path) -> None:
         f"if=none,id=drive1,file={tmp_path / 'cidata.iso'},format=raw,readonly=on",
     ]
     assert _pairs(cmd, "-device") == ["virtio-blk-pci,drive=drive0,bootindex=1", "ide-cd,drive=drive1"]
+
+
+def test_tablets_as_kubevirt_attaches_them(tmp_path: Path) -> None:
+    """A USB tablet hangs off one xHCI controller (as libvirt gives KubeVirt's `bus: usb`), a virtio
+    one is its own PCI device: the VNC pointer is then absolute, so it lands where the user clicks."""
+    machine = Machine(
+        name="lab-1/desk",
+        accel="tcg",
+        cores=1,
+        memory_mib=256,
+        qmp=tmp_path / "qmp",
+        vnc=tmp_path / "vnc",
+        tablets=("usb", "virtio", "usb"),
+    )
+    devices = _pairs(qemu_command("qemu-system-x86_64", machine), "-device")
+    assert devices == [
+        "qemu-xhci,id=usb",
+        "usb-tablet,bus=usb.0,id=input0",
+        "virtio-tablet-pci,id=input1",
+        "usb-tablet,bus=usb.0,id=input2",
+    ]
+
+
+def test_vmi_inputs_become_tablets() -> None:
+    vmi = demo_vmi("desk")
+    assert vmi_tablets(vmi["spec"]) == ()
+    vmi["spec"]["domain"]["devices"]["inputs"] = [
+        {"name": "pointer", "type": "tablet", "bus": "usb"},
+        {"name": "fast", "type": "tablet", "bus": "virtio"},
+    ]
+    assert vmi_tablets(vmi["spec"]) == ("usb", "virtio")
 
 
 def _image(root: Path, folder: str, meta: dict[str, str], files: tuple[str, ...]) -> None:
