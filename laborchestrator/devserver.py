@@ -72,6 +72,16 @@ def choose_runtime(requested: str = "") -> tuple[str, Path | None]:
         say(f"It needs: sudo apt-get install {QEMU_PACKAGES} (and apt-get download for the kernel).")
         say("Labs still start, with simulated machines (a test pattern and an echo console).")
         return "none", None
+    say("Preparing the desktop demo image (the first time: ~40 MB of Debian packages, a minute or two).")
+    desktop = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "localcluster", "build-desktop-image", "--output", str(IMAGES)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if desktop.returncode != 0:
+        say("Could not build the desktop demo image; the desktop lab's machine will fail to start:")
+        print(desktop.stderr.strip() or desktop.stdout.strip(), flush=True)
     return "qemu", IMAGES
 
 

@@ -166,6 +166,10 @@ def main(argv: list[str] | None = None) -> None:
         from localcluster.demoimage import main as build_image  # only this subcommand needs it
 
         raise SystemExit(build_image(argv[1:]))
+    if argv[:1] == ["build-desktop-image"]:  # the desktop demo image (Xorg, Fluxbox, xterm, Dillo)
+        from localcluster.desktopimage import main as build_desktop_image
+
+        raise SystemExit(build_desktop_image(argv[1:]))
     config = parse_args(argv)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -198,8 +198,10 @@ def fetch_kernel_deb(cache: Path) -> Path:
     return target
 
 
-def extract_kernel(deb: Path, workdir: Path) -> tuple[Path, list[tuple[str, Path]]]:
-    """Unpack the kernel package; return vmlinuz and the modules to load, in load order."""
+def extract_kernel(
+    deb: Path, workdir: Path, modules: tuple[str, ...] = MODULES
+) -> tuple[Path, list[tuple[str, Path]]]:
+    """Unpack the kernel package; return vmlinuz and `modules` with their dependencies, in load order."""
     run(["dpkg-deb", "-x", str(deb), str(workdir)])
     vmlinuz = sorted((workdir / "boot").glob("vmlinuz-*"))
     if not vmlinuz:
@@ -208,7 +210,7 @@ def extract_kernel(deb: Path, workdir: Path) -> tuple[Path, list[tuple[str, Path
         path.name.split(".ko")[0].replace("-", "_"): path
         for path in (workdir / "lib" / "modules").rglob("*.ko*")
     }
-    return vmlinuz[-1], module_load_order(MODULES, available)
+    return vmlinuz[-1], module_load_order(modules, available)
 
 
 def module_dependencies(module: bytes) -> list[str]:

@@ -23,3 +23,28 @@ def test_demo_lab_and_tutorial_are_loaded_once_and_edits_survive():
     call_command("load_demo")
     assert Lab.objects.get(slug="explore-your-lab-network").name == "Edited by an instructor"
     assert Step.objects.filter(page__tutorial=tutorial).count() == steps
+
+
+def test_desktop_lab_comes_first_with_a_screen_only_desktop_and_a_server():
+    """A new user's catalog opens with the graphical desktop (labs are listed by name), beside a
+    small server whose web page the desktop's browser opens."""
+    call_command("load_demo")
+    assert list(Lab.objects.published().values_list("slug", flat=True)) == [
+        "desktop-in-your-browser",
+        "explore-your-lab-network",
+    ]
+    lab = Lab.objects.get(slug="desktop-in-your-browser")
+    desktop, server = lab.machines.all()
+    assert (desktop.name, desktop.opens_first, server.name) == ("desktop", True, "server")
+    assert desktop.image.container_disk_image == "localcluster/desktop:latest"
+    # The desktop's Screen is what opens: it has no serial console to open instead.
+    assert (desktop.image.has_vnc, desktop.image.has_serial_console) == (True, False)
+    assert desktop.memory_mib >= desktop.image.min_memory_mib
+    assert server.image.container_disk_image == "localcluster/demo:latest"
+    tutorial = Tutorial.objects.get(slug="desktop-in-your-browser")
+    assert list(tutorial.labs.all()) == [lab]
+    bodies = " ".join(page.body_markdown for page in tutorial.pages.all())
+    assert "{{ vm.server.ip }}" in bodies and "httpd" in bodies
+    call_command("load_demo")
+    assert Lab.objects.filter(slug="desktop-in-your-browser").count() == 1
+    assert lab.machines.count() == 2

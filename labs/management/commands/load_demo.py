@@ -1,4 +1,8 @@
-"""Load the demo content `make run` offers a new user: a two-machine lab and its tutorial.
+"""Load the demo content `make run` offers a new user: two labs, each with its tutorial.
+
+- "A desktop in your browser" (listed first: labs are sorted by name): a graphical Linux desktop
+  and a small server; the student serves a web page on the server and opens it on the desktop.
+- "Explore your lab network": two small machines with serial consoles that ping each other.
 
 Idempotent: existing objects (matched by name or slug) are left as they are, so an instructor's
 edits to the demo survive the next `make run`.
@@ -11,6 +15,58 @@ from labs.models import Lab, LabMachine, VMImage
 from tutorials.models import Step, Tutorial, TutorialPage
 
 DEMO_IMAGE_REFERENCE = "localcluster/demo:latest"
+DESKTOP_IMAGE_REFERENCE = "localcluster/desktop:latest"
+
+DESKTOP_PAGES = [
+    (
+        "Your desktop",
+        """The machine **desktop** shows a Linux desktop on the right: a terminal and a web browser
+in windows, and a bar at the bottom that lists them. It is a real graphical desktop (X11), running
+in your own virtual machine.
+
+!!! note "Knowledge: a desktop in the browser"
+    The screen is the virtual machine's graphics card, sent to your browser over VNC. Your mouse
+    and keyboard go back the same way: click into a window and type.
+
+Click into the terminal window and find the desktop's address (or use **Type into VM** above the
+command, which types it for you):
+
+```
+ip -4 addr show eth0
+```
+
+Right-click the desktop's background for a menu: a second terminal, another browser window.
+""",
+        [
+            "Find the desktop's address in its terminal: `{{ vm.desktop.ip }}`.",
+            "Open a second terminal from the menu (right-click the background).",
+        ],
+    ),
+    (
+        "Open a page from your server",
+        """Your lab has a second machine, **server**, without a desktop: pick it on the right and its
+terminal opens. Write a web page and serve it with the web server busybox brings along:
+
+```
+mkdir -p /www && echo '<h1>Hello from the server</h1>' > /www/index.html && httpd -h /www
+```
+
+Switch back to **desktop**, click the browser's address bar, type the server's address and press
+Enter:
+
+```
+http://{{ vm.server.ip }}/
+```
+
+!!! tip "Nobody else sees it"
+    The server's page is on your lab's private network: only your machines can open it.
+""",
+        [
+            "Start the web server on **server**.",
+            "Open `http://{{ vm.server.ip }}/` in the desktop's browser and read the greeting.",
+        ],
+    ),
+]
 
 PAGES = [
     (
@@ -57,8 +113,23 @@ Each machine also has a user `{{ vm.alpha.user }}` whose password was generated 
 ]
 
 
+def load_tutorial(*, slug: str, title: str, summary: str, lab: Lab, pages: list) -> Tutorial:
+    tutorial, created = Tutorial.objects.get_or_create(
+        slug=slug, defaults={"title": title, "summary": summary, "published": True}
+    )
+    if created:
+        tutorial.labs.add(lab)
+        for page_order, (page_title, body, steps) in enumerate(pages):
+            page = TutorialPage.objects.create(
+                tutorial=tutorial, title=page_title, order=page_order, body_markdown=body
+            )
+            for step_order, text in enumerate(steps):
+                Step.objects.create(page=page, order=step_order, text_markdown=text)
+    return tutorial
+
+
 class Command(BaseCommand):
-    help = "Create the demo VM image, a two-machine lab and its tutorial, unless they exist."
+    help = "Create the demo VM images, the demo labs and their tutorials, unless they exist."
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
@@ -73,6 +144,53 @@ class Command(BaseCommand):
                 "has_serial_console": True,
                 "min_memory_mib": 96,
             },
+        )
+        desktop_image, _ = VMImage.objects.get_or_create(
+            name="Lab Orchestrator desktop",
+            defaults={
+                "description": "Debian kernel, Xorg, the Fluxbox window manager, xterm and the Dillo "
+                "browser; boots to its desktop in seconds. Built by `python -m localcluster "
+                "build-desktop-image` for the local cluster.",
+                "container_disk_image": DESKTOP_IMAGE_REFERENCE,
+                "default_username": "lab",
+                # Only the screen: it is what the student should see first, and its terminal
+                # window replaces a serial console.
+                "has_vnc": True,
+                "has_serial_console": False,
+                "min_memory_mib": 192,
+            },
+        )
+        desktop_lab, created = Lab.objects.get_or_create(
+            slug="desktop-in-your-browser",
+            defaults={
+                "name": "A desktop in your browser",
+                "description": "A Linux desktop with a terminal and a web browser, and a small server "
+                "on a private network: serve a web page and open it on the desktop.",
+                "published": True,
+                "namespace_prefix": "desktop",
+                "lifetime_minutes": 60,
+                "idle_timeout_minutes": 20,
+            },
+        )
+        if created:
+            LabMachine.objects.create(
+                lab=desktop_lab,
+                name="desktop",
+                image=desktop_image,
+                cores=1,
+                memory_mib=256,
+                order=0,
+                opens_first=True,
+            )
+            LabMachine.objects.create(
+                lab=desktop_lab, name="server", image=image, cores=1, memory_mib=128, order=1
+            )
+        load_tutorial(
+            slug="desktop-in-your-browser",
+            title="A desktop in your browser",
+            summary="Use a graphical desktop, then open a web page that your own server serves.",
+            lab=desktop_lab,
+            pages=DESKTOP_PAGES,
         )
         lab, created = Lab.objects.get_or_create(
             slug="explore-your-lab-network",
@@ -97,20 +215,11 @@ class Command(BaseCommand):
                     order=order,
                     opens_first=order == 0,
                 )
-        tutorial, created = Tutorial.objects.get_or_create(
+        load_tutorial(
             slug="explore-your-lab-network",
-            defaults={
-                "title": "Explore your lab network",
-                "summary": "Find your machines' addresses and ping one from the other.",
-                "published": True,
-            },
+            title="Explore your lab network",
+            summary="Find your machines' addresses and ping one from the other.",
+            lab=lab,
+            pages=PAGES,
         )
-        if created:
-            tutorial.labs.add(lab)
-            for page_order, (title, body, steps) in enumerate(PAGES):
-                page = TutorialPage.objects.create(
-                    tutorial=tutorial, title=title, order=page_order, body_markdown=body
-                )
-                for step_order, text in enumerate(steps):
-                    Step.objects.create(page=page, order=step_order, text_markdown=text)
-        self.stdout.write(f"Demo lab '{lab.name}' with tutorial '{tutorial.title}' is ready.")
+        self.stdout.write(f"Demo labs '{desktop_lab.name}' and '{lab.name}' with their tutorials are ready.")
