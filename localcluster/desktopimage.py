@@ -214,8 +214,8 @@ desktop() {
     export DISPLAY=:0
     fbsetroot -gradient vertical -from '#2b5876' -to '#4e4376' 2>/dev/null
     fluxbox >/var/log/fluxbox.log 2>&1 &
-    (cd /root && xterm -title "Terminal on $HN" -geometry 64x22+16+16 >/dev/null 2>&1 &)
-    dillo -g 450x490+560+200 file:///usr/share/lab/welcome.html >/dev/null 2>&1 &
+    (cd /root && xterm -title "Terminal on $HN" -geometry 56x22+16+16 >/dev/null 2>&1 &)
+    dillo -g 420x480+596+190 file:///usr/share/lab/welcome.html >/dev/null 2>&1 &
     sleep 1
     mark programs started
     echo "__READY__ ($HN)" > /dev/ttyS0
@@ -395,9 +395,8 @@ WELCOME_HTML = r"""<!DOCTYPE html>
 <p>This is a real X11 desktop running in your lab's virtual machine.</p>
 <ul>
 <li><b>Terminal</b>: the xterm window; a new one from the menu (right-click the desktop).</li>
-<li><b>Browser</b>: this window (Dillo). Type an address such as
-<code>http://10.244.0.2/</code> in the location bar to open a web page served by another machine
-of your lab.</li>
+<li><b>Browser</b>: this window (Dillo). Type the address of a web server of your lab network
+in the location bar (your tutorial says which) and press Enter.</li>
 <li><b>Windows</b>: drag a title bar to move a window; the bar at the bottom lists them.</li>
 </ul>
 </body></html>

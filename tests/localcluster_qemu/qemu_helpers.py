@@ -18,6 +18,7 @@ from typing import Any
 import websockets
 
 from localcluster.demoimage import DEMO_REFERENCE, build_demo_image
+from localcluster.desktopimage import DESKTOP_REFERENCE, build_desktop_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Shared with `make run`-style use and kept between runs: the kernel .deb is fetched only once.
@@ -39,6 +40,20 @@ TOOLS = {
 def demo_images() -> Path:
     build_demo_image(IMAGES_DIR, log=lambda _msg: None)
     return IMAGES_DIR
+
+
+def desktop_images() -> Path:
+    """The store with both demo images (the desktop one downloads its packages once, then is cached)."""
+    build_demo_image(IMAGES_DIR, log=lambda _msg: None)
+    build_desktop_image(IMAGES_DIR, log=lambda _msg: None)
+    return IMAGES_DIR
+
+
+def desktop_vmi(name: str, memory: str = "256Mi", user_data: str | None = None) -> dict[str, Any]:
+    """A VMI of the desktop image with the USB tablet labs/manifests.py gives machines with a screen."""
+    vmi = demo_vmi(name, image=DESKTOP_REFERENCE, memory=memory, user_data=user_data)
+    vmi["spec"]["domain"]["devices"]["inputs"] = [{"name": "tablet", "type": "tablet", "bus": "usb"}]
+    return vmi
 
 
 def demo_vmi(
@@ -264,6 +279,38 @@ async def rfb_framebuffer(stream: Stream) -> tuple[int, int, bytes]:
             start = ((y + row) * width + x) * 4
             pixels[start : start + w * 4] = data[row * w * 4 : (row + 1) * w * 4]
     return width, height, bytes(pixels)
+
+
+async def rfb_click(stream: Stream, x: int, y: int, button: int = 1) -> None:
+    """A click at (x, y) on the screen (button 1 left, 3 right): RFB PointerEvents, down then up."""
+    for mask in (0, 1 << (button - 1), 0):
+        await stream.send(struct.pack(">BBHH", 5, mask, x, y))
+        await asyncio.sleep(0.05)
+
+
+def framebuffer_region(pixels: bytes, width: int, box: tuple[int, int, int, int]) -> bytes:
+    """The 32-bit pixels of the box (left, top, right, bottom) of a framebuffer, row after row."""
+    left, top, right, bottom = box
+    return b"".join(pixels[(y * width + left) * 4 : (y * width + right) * 4] for y in range(top, bottom))
+
+
+async def rfb_type(stream: Stream, text: str) -> None:
+    """Type characters that need no Shift on a US keyboard (lower case, digits, / - . space), then Enter.
+
+    KeyEvents carry X keysyms; for these characters the keysym is the character's code.
+    """
+    unshifted = set("abcdefghijklmnopqrstuvwxyz0123456789/-. ")
+    assert set(text) <= unshifted, f"needs Shift: {set(text) - unshifted}"
+    for keysym in [ord(c) for c in text] + [0xFF0D]:  # XK_Return
+        for down in (1, 0):
+            await stream.send(struct.pack(">BBxxI", 4, down, keysym))
+        await asyncio.sleep(0.02)
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    assert png.startswith(b"\x89PNG\r\n\x1a\n"), "not a PNG"
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
 
 
 def png_colours(png: bytes) -> set[tuple[int, ...]]:

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from localcluster.demoimage import BuildError, module_load_order
+from localcluster.desktopimage import (
+    console_cpio_entry,
+    elf_needed,
+    library_closure,
+    package_closure,
+    parse_depends,
+)
 from localcluster.qemu.cloudinit import CloudInitError, nocloud_data
 from localcluster.qemu.images import ImageNotFound, ImageStore, normalise_reference
 from localcluster.qemu.png import ppm_to_png
 from localcluster.qemu.process import Drive, Machine, qemu_command
 from localcluster.runtimes.qemu import LaunchError, guest_cores, guest_memory_mib, vmi_tablets
+from tests.conftest import require_tool
 from tests.localcluster_qemu.qemu_helpers import demo_vmi, png_colours
 
 
@@ -188,3 +198,94 @@ def test_demo_image_modules_load_after_their_dependencies(tmp_path: Path) -> Non
     assert order == ["failover", "net_failover", "virtio_ring", "virtio", "virtio_net"]
     with pytest.raises(BuildError, match="lacks module bochs"):
         module_load_order(("bochs",), available)
+
+
+APT_CACHE_DEPENDS = """xterm
+  Depends: xbitmaps
+  Depends: libc6
+ |Depends: libxft2
+  Depends: <libxft-virtual>
+  Depends: libx11-6
+  PreDepends: libtinfo6
+  Recommends: xfonts-base
+libx11-6
+  Depends: libc6
+  Depends: libx11-data
+"""
+
+
+def test_apt_cache_depends_output_becomes_hard_dependencies_first_alternative_only() -> None:
+    assert parse_depends(APT_CACHE_DEPENDS) == {
+        "xterm": ["xbitmaps", "libc6", "libxft2", "libx11-6", "libtinfo6"],
+        "libx11-6": ["libc6", "libx11-data"],
+    }
+
+
+def test_package_closure_follows_libraries_and_listed_data_only() -> None:
+    graph = {
+        "xterm": ["xbitmaps", "libx11-6", "debconf"],
+        "libx11-6": ["libc6", "libx11-data"],
+        "libc6": ["libgcc-s1", "gcc-12-base"],
+        "libgcc-s1": ["libc6"],
+        "libx11-data": [],
+    }
+    asked: list[list[str]] = []
+
+    def depends_of(names: list[str]) -> dict[str, list[str]]:
+        asked.append(names)
+        return {name: graph.get(name, []) for name in names}
+
+    assert package_closure(["xterm"], depends_of) == [
+        "libc6",
+        "libgcc-s1",
+        "libx11-6",
+        "libx11-data",
+        "xterm",
+    ]
+    assert len(asked) == 4, "one apt-cache call per level, each package asked once"
+
+
+def _host_elf(name: str) -> Path:
+    path = Path("/usr/bin") / name
+    if not path.exists():
+        pytest.skip(f"no {path} on this machine")
+    return path.resolve()
+
+
+def test_elf_needed_reads_the_dynamic_section() -> None:
+    assert "libc.so.6" in elf_needed(_host_elf("env").read_bytes())
+    assert elf_needed(b"#!/bin/sh\n") == []
+
+
+def test_library_closure_takes_what_is_linked_and_names_what_is_missing(tmp_path: Path) -> None:
+    libc = Path("/lib/x86_64-linux-gnu/libc.so.6")
+    loader = Path("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    if not (libc.exists() and loader.exists()):
+        pytest.skip("not a Debian amd64 machine")
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "lib/x86_64-linux-gnu").mkdir(parents=True)
+    (tmp_path / "usr/bin/env").write_bytes(_host_elf("env").read_bytes())
+    (tmp_path / "usr/bin/not-a-program").write_text("data")
+    (tmp_path / "lib/x86_64-linux-gnu/libc.so.6").write_bytes(libc.read_bytes())
+    (tmp_path / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").write_bytes(loader.read_bytes())
+    assert library_closure(tmp_path, ["usr/bin/env", "usr/bin/not-a-program"]) == [
+        "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "lib/x86_64-linux-gnu/libc.so.6",
+        "usr/bin/env",
+        "usr/bin/not-a-program",
+    ]
+    (tmp_path / "lib/x86_64-linux-gnu/libc.so.6").unlink()
+    with pytest.raises(BuildError, match=r"no package provides libc\.so\.6"):
+        library_closure(tmp_path, ["usr/bin/env"])
+
+
+def test_console_node_archive_is_a_valid_newc_cpio(tmp_path: Path) -> None:
+    """The device node the kernel needs before /init, written without root (cpio lists it)."""
+    archive = console_cpio_entry()
+    assert len(archive) % 512 == 0
+    cpio = require_tool("cpio", "cpio")
+    listing = subprocess.run(
+        [cpio, "-itv", "--quiet"], input=archive, capture_output=True, check=True
+    ).stdout.decode()
+    assert re.search(r"^d\S+ .* dev$", listing, re.M), listing
+    assert re.search(r"^c\S+ .* 5,\s*1 .* dev/console$", listing, re.M), listing
