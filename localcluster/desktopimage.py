@@ -122,6 +122,8 @@ DATA = (
     "usr/share/fontconfig",
     "usr/lib/locale/C.utf8",
     "usr/share/fluxbox/styles",
+    "usr/share/fluxbox/nls/C",
+    "usr/share/fluxbox/nls/en_US.UTF-8",
     "etc/X11/fluxbox/window.menu",
     "etc/dillo",
     "lib/terminfo/x/xterm",
@@ -625,6 +627,8 @@ def assemble_rootfs(packages: Path, rootfs: Path, busybox: Path, modules: list[t
     shutil.copyfile(busybox, rootfs / "bin" / "busybox")
     (rootfs / "bin" / "busybox").chmod(0o755)
     os.symlink("../lib/xorg/Xorg", rootfs / "usr/bin/Xorg")
+    # Fluxbox's messages for the LANG the image runs with.
+    os.symlink("en_US.UTF-8", rootfs / "usr/share/fluxbox/nls/C.UTF-8")
     names = " ".join(name for name, _ in modules)
     init = (
         INIT_SCRIPT.replace("__MODULES__", names)

@@ -1,7 +1,7 @@
 """Browser tests: Debian's Chromium, driven by Playwright, against the app under the real app server
 process (uvicorn, as deployed) talking to the local cluster.
 
-The cluster runs real QEMU VMs (runtime `qemu`, the demo image) when QEMU and its helpers are
+The cluster runs real QEMU VMs (runtime `qemu`, the demo and desktop images) when QEMU and its helpers are
 installed, as in CI; otherwise the `none` runtime (fake guests: a console banner and echo, a tiny
 RFB server) still exercises the whole UI. BROWSER_TEST_RUNTIME=none|qemu forces one.
 Never `playwright install`: the browser is /usr/bin/chromium (`apt-get install chromium`).
@@ -90,9 +90,9 @@ def browser_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     if runtime == "qemu":
         for executable, package in QEMU_TOOLS.items():
             require_tool(executable, package)
-        from tests.localcluster_qemu.qemu_helpers import demo_images
+        from tests.localcluster_qemu.qemu_helpers import desktop_images
 
-        with start_local_cluster(state, runtime="qemu", images=demo_images()) as cluster:
+        with start_local_cluster(state, runtime="qemu", images=desktop_images()) as cluster:
             yield cluster, runtime
     else:
         # Phases a little apart, so the page shows the machines waiting, scheduled, booting.

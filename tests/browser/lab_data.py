@@ -6,6 +6,7 @@ import uuid
 
 from labs.models import InstanceMachine, Lab, LabInstance, LabMachine, VMImage
 from localcluster.demoimage import DEMO_REFERENCE
+from localcluster.desktopimage import DESKTOP_REFERENCE
 from tutorials.models import Step, Tutorial, TutorialPage
 
 from .conftest import PASSWORD
@@ -77,6 +78,40 @@ def make_demo_lab(*, runtime: str, name: str = "Explore your lab network") -> La
         tutorial=tutorial, title="The network", order=1, body_markdown=SECOND_PAGE
     )
     Step.objects.create(page=second, order=0, text_markdown="Ping alpha from beta.")
+    return lab
+
+
+DESKTOP_PAGE = """Click into the terminal window of the desktop, then type this:
+
+```
+fbsetroot -solid red
+```
+"""
+
+
+def make_desktop_lab() -> Lab:
+    """One machine with the desktop image, screen only, as the demo's desktop lab has it."""
+    tag = uuid.uuid4().hex[:6]
+    image = VMImage.objects.create(
+        name=f"Desktop {tag}",
+        container_disk_image=DESKTOP_REFERENCE,
+        default_username="lab",
+        has_vnc=True,
+        has_serial_console=False,
+        min_memory_mib=192,
+    )
+    lab = Lab.objects.create(
+        name=f"A desktop {tag}",
+        slug=f"desktop-{tag}",
+        namespace_prefix=f"d{tag}",
+        published=True,
+        lifetime_minutes=60,
+        description="A graphical desktop.",
+    )
+    LabMachine.objects.create(lab=lab, name="desktop", image=image, memory_mib=256, order=0, opens_first=True)
+    tutorial = Tutorial.objects.create(title="The desktop", slug=f"desktop-{tag}", published=True)
+    tutorial.labs.add(lab)
+    TutorialPage.objects.create(tutorial=tutorial, title="Your desktop", order=0, body_markdown=DESKTOP_PAGE)
     return lab
 
 
