@@ -1,19 +1,25 @@
-"""Boot time and memory of the local cluster's qemu runtime with the demo image.
+"""Boot time and memory of the local cluster's qemu runtime with the demo images.
 
-    .venv/bin/python bench/vm_boot.py [--sizes 1 4] [--idle 10]
+    .venv/bin/python bench/vm_boot.py [--image demo|desktop] [--sizes 1 4] [--idle 10] [--runs 1]
 
-For each size N, creates N demo VMIs at once in one namespace through the real API and measures,
-per VM, the time from its create call to the boot banner arriving on its `console` websocket
-(the console is opened as soon as the VMI is Running, i.e. QEMU is up, so the banner is seen live).
+For each size N, creates N VMIs at once in one namespace through the real API and measures, per VM,
+the time from its create call to:
+- `demo` (busybox): the boot banner arriving on its `console` websocket (the console is opened as
+  soon as the VMI is Running, i.e. QEMU is up, so the banner is seen live);
+- `desktop`: the desktop drawn on its screen, read over its `vnc` websocket every half second: at
+  least DESKTOP_COLOURS distinct colours, which only the terminal's and the browser's anti-aliased
+  text bring (the wallpaper and the toolbar alone have ~50; a text console a handful).
 After `--idle` seconds the resident memory (VmRSS) of each QEMU process and of the namespace's
-vde_switch is read from /proc. Says whether QEMU used KVM or TCG. Needs the qemu runtime's Debian
-packages (see localcluster/qemu/host.py) and builds the demo image into var/localcluster/images.
+vde_switch is read from /proc. Says whether QEMU used KVM or TCG, and the host's load average (the
+machine is shared: TCG boot times grow with it). Needs the qemu runtime's Debian packages (see
+localcluster/qemu/host.py) and builds the images into var/localcluster/images.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import statistics
 import sys
@@ -30,14 +36,18 @@ from localcluster.demoimage import BANNER
 from localcluster.harness import LocalCluster, start_local_cluster
 from tests.localcluster_qemu.qemu_helpers import (
     Stream,
-    demo_images,
     demo_vmi,
+    desktop_images,
+    desktop_vmi,
     qemu_pids,
     qemu_switch_dirs,
+    rfb_framebuffer,
     switch_pids,
 )
 
 VMI = ("kubevirt.io", "v1")
+DESKTOP_COLOURS = 500
+POLL_SECONDS = 0.5
 
 
 def rss_mib(pid: int) -> float:
@@ -52,7 +62,31 @@ def accelerator(pid: int) -> str:
     return args[args.index(b"-accel") + 1].decode() if b"-accel" in args else "?"
 
 
-async def boot_one(cluster: LocalCluster, custom: Any, ns: str, name: str, created: float) -> float:
+def distinct_colours(pixels: bytes) -> int:
+    return len(set(memoryview(pixels).cast("I")))
+
+
+async def desktop_drawn(cluster: LocalCluster, ns: str, name: str, created: float) -> float:
+    """Seconds from `created` to the first screen with the desktop's windows and their text."""
+    while True:
+        stream = await Stream.open(
+            cluster.url, cluster.token("admin"), cluster.ssl_context(), ns, name, "vnc"
+        )
+        try:
+            _, _, pixels = await rfb_framebuffer(stream)
+        finally:
+            await stream.close()
+        seen = time.monotonic()
+        if distinct_colours(pixels) >= DESKTOP_COLOURS:
+            return seen - created
+        if seen - created > 300:
+            raise RuntimeError(f"{name}: no desktop after 300 s ({distinct_colours(pixels)} colours)")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def boot_one(
+    cluster: LocalCluster, custom: Any, ns: str, name: str, created: float, image: str
+) -> float:
     while True:
         obj = await asyncio.to_thread(
             custom.get_namespaced_custom_object, *VMI, ns, "virtualmachineinstances", name
@@ -63,6 +97,8 @@ async def boot_one(cluster: LocalCluster, custom: Any, ns: str, name: str, creat
         if phase == "Running":
             break
         await asyncio.sleep(0.05)
+    if image == "desktop":
+        return await desktop_drawn(cluster, ns, name, created)
     stream = await Stream.open(
         cluster.url, cluster.token("admin"), cluster.ssl_context(), ns, name, "console"
     )
@@ -88,7 +124,11 @@ async def warm_up(cluster: LocalCluster) -> None:
     await asyncio.sleep(2)
 
 
-async def run_size(cluster: LocalCluster, size: int, idle: float) -> dict[str, Any]:
+def vmi_of(image: str, name: str) -> dict[str, Any]:
+    return desktop_vmi(name) if image == "desktop" else demo_vmi(name)
+
+
+async def run_size(cluster: LocalCluster, size: int, idle: float, image: str) -> dict[str, Any]:
     api = cluster.api_client("admin")
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     ns = f"bench-vm-{size}-{secrets.token_hex(3)}"
@@ -98,12 +138,14 @@ async def run_size(cluster: LocalCluster, size: int, idle: float) -> dict[str, A
         starts = {}
         for name in names:
             starts[name] = time.monotonic()
-            custom.create_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", demo_vmi(name))
-        times = await asyncio.gather(*(boot_one(cluster, custom, ns, n, starts[n]) for n in names))
+            custom.create_namespaced_custom_object(*VMI, ns, "virtualmachineinstances", vmi_of(image, name))
+        times = await asyncio.gather(*(boot_one(cluster, custom, ns, n, starts[n], image) for n in names))
         await asyncio.sleep(idle)
         pids = [pid for n in names for pid in qemu_pids(f"{ns}/{n}")]
         switches = switch_pids(qemu_switch_dirs(f"{ns}/{names[0]}"))
         return {
+            "image": image,
+            "load": os.getloadavg()[0],
             "size": size,
             "boot_s": sorted(times),
             "rss_mib": [rss_mib(p) for p in pids],
@@ -117,8 +159,10 @@ async def run_size(cluster: LocalCluster, size: int, idle: float) -> dict[str, A
 
 def report(result: dict[str, Any]) -> str:
     boot, rss = result["boot_s"], result["rss_mib"]
+    target = "desktop on screen" if result["image"] == "desktop" else "banner"
     return (
-        f"{result['size']} VM(s) at once [{result['accel']}]: create→banner "
+        f"{result['image']}: {result['size']} VM(s) at once [{result['accel']}, load {result['load']:.1f}]: "
+        f"create→{target} "
         f"median {statistics.median(boot):.1f} s, max {max(boot):.1f} s (all: "
         f"{', '.join(f'{t:.1f}' for t in boot)}); idle RSS per QEMU median {statistics.median(rss):.0f} MiB "
         f"(max {max(rss):.0f}); vde_switch {sum(result['switch_rss_mib']):.1f} MiB"
@@ -133,15 +177,20 @@ async def main() -> None:
     parser.add_argument(
         "--idle", type=float, default=10.0, help="seconds idle before reading RSS (default 10)"
     )
+    parser.add_argument(
+        "--image", choices=["demo", "desktop"], default="demo", help="which demo image (default demo)"
+    )
+    parser.add_argument("--runs", type=int, default=1, help="repeat each size (default 1)")
     args = parser.parse_args()
-    images = demo_images()
+    images = desktop_images()
     with (
         tempfile.TemporaryDirectory(prefix="vm-boot-bench-") as state,
         start_local_cluster(Path(state), runtime="qemu", images=images) as cluster,
     ):
         await warm_up(cluster)
         for size in args.sizes:
-            print(report(await run_size(cluster, size, args.idle)), flush=True)
+            for _ in range(args.runs):
+                print(report(await run_size(cluster, size, args.idle, args.image)), flush=True)
 
 
 if __name__ == "__main__":
