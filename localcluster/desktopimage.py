@@ -397,8 +397,8 @@ WELCOME_HTML = r"""<!DOCTYPE html>
 <p>This is a real X11 desktop running in your lab's virtual machine.</p>
 <ul>
 <li><b>Terminal</b>: the xterm window; a new one from the menu (right-click the desktop).</li>
-<li><b>Browser</b>: this window (Dillo). Type the address of a web server of your lab network
-in the location bar (your tutorial says which) and press Enter.</li>
+<li><b>Browser</b>: this window (Dillo). Press Ctrl+L to select the address bar, type the address
+of a web server of your lab network (your tutorial says which) and press Enter.</li>
 <li><b>Windows</b>: drag a title bar to move a window; the bar at the bottom lists them.</li>
 </ul>
 </body></html>

@@ -51,8 +51,8 @@ terminal opens. Write a web page and serve it with the web server busybox brings
 mkdir -p /www && echo '<h1>Hello from the server</h1>' > /www/index.html && httpd -h /www
 ```
 
-Switch back to **desktop**, click the browser's address bar, type the server's address and press
-Enter:
+Switch back to **desktop**, click into the browser window and press **Ctrl+L**, which selects its
+address bar. Type the server's address (or use **Type into VM**), ending with Enter:
 
 ```
 http://{{ vm.server.ip }}/
