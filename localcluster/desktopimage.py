@@ -1,11 +1,12 @@
 """Build the desktop demo VM image: Debian's kernel and an initramfs that boots to an X11 desktop.
 
-`python -m localcluster build-image --desktop --output DIR` writes `DIR/localcluster-desktop/` under
+`python -m localcluster build-desktop-image --output DIR` writes `DIR/localcluster-desktop/` under
 the reference `localcluster/desktop:latest`, in the same store layout as the busybox demo image
 (`localcluster.demoimage`): the same Debian kernel, booted directly through PVH, and an initramfs.
 
 What is in it, all from Debian packages (downloaded with `apt-get download`, unpacked with `dpkg -x`,
-cached under `DIR/.cache/desktop-debs`, so a rebuild is offline):
+cached under `DIR/.cache/desktop-debs`, so a rebuild is offline; delete that folder to take newer
+package versions):
 - Xorg with the modesetting driver on the bochs DRM device (QEMU's standard VGA), the evdev input
   driver, xkbcomp and the XKB data;
 - Fluxbox as the window manager (a toolbar with the open windows and a clock; right-click on the
@@ -17,7 +18,7 @@ Only the programs above, the shared libraries they need (read from their ELF `NE
 nothing is guessed) and their data go into the image: a package's dependencies are downloaded, but
 what nobody links is left out.
 
-Why these choices (measured under TCG on a loaded 2-core machine, README "The desktop demo"):
+Why these choices (measured under TCG on a loaded 2-core machine, README "The desktop demo image"):
 - an initramfs rather than a root disk: the image keeps the busybox demo's format and PVH boot (a
   BIOS boot from a disk costs ~10 s of firmware and kernel decompression under TCG), and an
   uncompressed cpio unpacks faster under TCG than a compressed one is decompressed;
@@ -775,7 +776,7 @@ def build_desktop_image(output: Path, cache: Path | None = None, log: Callable[[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m localcluster build-image --desktop", description=__doc__.split("\n")[0]
+        prog="python -m localcluster build-desktop-image", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--output", required=True, type=Path, help="image store directory (the --images DIR)")
     parser.add_argument("--cache", type=Path, help="where to keep the .debs (default OUTPUT/.cache)")
