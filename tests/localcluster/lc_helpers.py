@@ -40,7 +40,9 @@ def small_vmi(name: str, labels: dict[str, str] | None = None, memory: str = "64
     }
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.01) -> Any:
+    """The check's first truthy result; the generous timeout only matters when it never comes (a
+    loaded CI machine can take seconds where an idle one takes milliseconds)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
