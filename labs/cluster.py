@@ -279,7 +279,12 @@ def read_namespace(name: str) -> NamespaceInfo | None:
 
 
 def delete_namespace(name: str) -> None:
-    """Ask for the namespace and everything in it to be deleted; already gone is fine.
+    """Ask for the namespace and everything in it to be deleted; already gone or going is fine.
+
+    One DELETE starts the termination; the caller then polls `read_namespace` until it is None.
+    A DELETE of a namespace already Terminating answers the namespace (200) on Kubernetes 1.17 and
+    later, 409 Conflict before (pkg/registry/core/namespace/storage/storage.go, kubernetes#84122);
+    both mean "already going". No preconditions are sent, so a 409 has no other meaning here.
 
     If a create of it by this process is still waiting for its answer (see `create_namespace`), the
     namespace is deleted again as soon as that create turns out to have made it.
@@ -288,7 +293,7 @@ def delete_namespace(name: str) -> None:
         create = _creates_in_flight.get(name)
     if create is not None:
         create.add_done_callback(lambda done: _delete_if_created_late(name, done))
-    with contextlib.suppress(ClusterNotFound):
+    with contextlib.suppress(ClusterNotFound, ClusterConflict):
         _call(f"delete namespace {name}", client.CoreV1Api(api_client()).delete_namespace, name=name)
 
 

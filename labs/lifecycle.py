@@ -586,10 +586,23 @@ def _instance_status(instance: LabInstance, machines: list[MachineStatus]) -> In
 # --- Stop --------------------------------------------------------------------------------------------
 
 
-def _finish_stop(instance: LabInstance) -> bool:
-    """Delete the namespace (again: a racing start may have recreated it) and finish if it is gone."""
+def _begin_stop(instance: LabInstance) -> bool:
+    """The stop's one DELETE of the namespace, then the first look whether it is gone already."""
     cluster.delete_namespace(instance.namespace)
-    if cluster.read_namespace(instance.namespace) is not None:
+    return _finish_stop(instance)
+
+
+def _finish_stop(instance: LabInstance) -> bool:
+    """Finish the stop if the namespace is gone (GET says 404); True if this call finished it.
+
+    A Terminating namespace is only read, never deleted again: its termination is under way. One
+    still Active is deleted: a start racing the stop recreated it, or the stop's DELETE never
+    reached the server.
+    """
+    namespace = cluster.read_namespace(instance.namespace)
+    if namespace is not None:
+        if namespace.phase != "Terminating":
+            cluster.delete_namespace(instance.namespace)
         return False
     now = timezone.now()
     # An instance whose lifetime had run out when the stop finished is reported as expired.
@@ -607,12 +620,15 @@ def instance_stop(*, instance: LabInstance, reason: str = "") -> LabInstance:
     if instance.status in (Status.STOPPED, Status.EXPIRED):
         return instance
     because = {"last_error": reason[:2000], "last_error_plain": reason[:2000]} if reason else {}
-    if instance.status != Status.STOPPING and not _transition(instance, Status.STOPPING, **because):
+    already_stopping = instance.status == Status.STOPPING
+    if not already_stopping and not _transition(instance, Status.STOPPING, **because):
         return instance_stop(instance=instance, reason=reason)  # someone else moved it; act on what it is now
-    if instance.namespace:
-        _finish_stop(instance)
-    else:
+    if not instance.namespace:
         _transition(instance, Status.STOPPED, stopped_at=timezone.now())
+    elif already_stopping:
+        _finish_stop(instance)  # the DELETE was made: look, and delete only an Active namespace
+    else:
+        _begin_stop(instance)
     return instance
 
 
@@ -715,7 +731,7 @@ def instance_expire_due(*, now: datetime | None = None) -> list[int]:
             continue
         claimed.append(instance.pk)
         try:
-            _finish_stop(instance)
+            _begin_stop(instance)
         except ClusterError as error:  # stays `stopping`; reconcile finishes it
             logger.warning("Stopping expired instance %s: %s", instance.pk, error.message)
     return claimed

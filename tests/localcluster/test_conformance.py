@@ -444,6 +444,26 @@ def test_namespace_deletion_goes_through_terminating(core, vmis, ns):
     assert vmis.list(ns)["items"] == []
 
 
+def test_a_second_delete_of_a_terminating_namespace_answers_the_namespace(core, vmis, ns):
+    """kubernetes/kubernetes pkg/registry/core/namespace/storage/storage.go, `REST.Delete`: once the
+    namespace has a deletionTimestamp, a DELETE while `spec.finalizers` is not empty returns the
+    namespace as it is (HTTP 200), not the 409 Conflict "The system is ensuring all content is
+    removed from this namespace" of Kubernetes 1.16 and older (kubernetes/kubernetes#84122)."""
+    slow = small_vmi("inside")
+    slow["spec"]["terminationGracePeriodSeconds"] = 1  # keeps the namespace Terminating for a second
+    vmis.create(ns, slow)
+    vmis.running(ns, "inside")
+    first = core.delete_namespace(ns)
+
+    again, code, _ = core.delete_namespace_with_http_info(ns)
+
+    assert code == 200
+    assert again["metadata"]["deletionTimestamp"] == first["metadata"]["deletionTimestamp"]
+    assert again["metadata"]["uid"] == first["metadata"]["uid"]
+    assert again["status"]["phase"] == "Terminating"
+    assert again["spec"]["finalizers"] == ["kubernetes"]
+
+
 def test_create_in_a_missing_namespace_is_404(core):
     with pytest.raises(client.exceptions.NotFoundException) as err:
         core.create_namespaced_secret("no-such-namespace", {"metadata": {"name": "s"}})
