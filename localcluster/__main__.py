@@ -88,6 +88,13 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         help="none runtime: the images that exist, one reference per line; others fail to pull",
     )
     parser.add_argument(
+        "--pause-condition-delay-ms",
+        type=float,
+        default=100.0,
+        help="time between a pause/unpause answer and the VMI's Paused condition following it, as "
+        "virt-handler writes it at its next sync (default 100)",
+    )
+    parser.add_argument(
         "--watch-history",
         type=int,
         default=10000,
@@ -134,6 +141,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         finalize_delay=args.finalize_delay_ms / 1000,
         kubevirt=kubevirt,
         image_list=args.image_list,
+        pause_condition_delay=args.pause_condition_delay_ms / 1000,
         watch_history=args.watch_history,
         pod_security_default=args.pod_security_default,
         rbac_propagation_delay=args.rbac_propagation_ms / 1000,

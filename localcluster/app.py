@@ -48,6 +48,7 @@ class ServerConfig:
     finalize_delay: float = 0.05
     kubevirt: KubeVirtConfig = field(default_factory=KubeVirtConfig)
     image_list: Path | None = None
+    pause_condition_delay: float = 0.1
     watch_history: int = 10000
     pod_security_default: str = "privileged"
     rbac_propagation_delay: float = 0.0
@@ -100,6 +101,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             runtime_options=runtime_options,
             finalize_delay=config.finalize_delay,
             kubevirt=config.kubevirt,
+            pause_condition_delay=config.pause_condition_delay,
             watch_history=config.watch_history,
             extra_namespaces=_namespaces_in_manifest(config.rbac),
             pod_security_default=config.pod_security_default,

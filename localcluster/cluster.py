@@ -108,6 +108,9 @@ class ClusterOptions:
     finalize_delay: float = 0.05
     # The KubeVirt CR's spec.configuration: how launcher pods are sized (localcluster/launcher.py).
     kubevirt: launcher.KubeVirtConfig = field(default_factory=launcher.KubeVirtConfig)
+    # How long after a pause/unpause answer the VMI's Paused condition follows: virt-handler writes it
+    # at its next sync, not in the request (pkg/virt-handler/vm.go, updatePausedConditions).
+    pause_condition_delay: float = 0.1
     # Watch events kept for resuming from a resourceVersion (older ones answer 410 Gone).
     watch_history: int = 10000
     # Namespaces that exist from the start besides the system ones (where the app's account lives).
@@ -180,6 +183,7 @@ class Cluster:
         self._unschedulable: dict[tuple[str, str], None] = {}  # pods waiting for room on the node
         self._pull_wakeup = asyncio.Event()  # set when images may have appeared: retry pulls now
         self._terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._paused_domains: set[tuple[str, str]] = set()  # what the guests are, ahead of the conditions
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_service_ip = 10
         # RoleBindings (by uid) the authorizer does not see yet: monotonic time they start granting.
@@ -756,6 +760,7 @@ class Cluster:
                 pod.task.cancel()
             await self.runtime.stop(namespace, name)
             self._launchers.pop(key, None)
+            self._paused_domains.discard(key)
             vmi = self.store.get(VMI, namespace, name)
             if vmi is not None:
                 vmi["metadata"]["finalizers"] = []
@@ -1142,32 +1147,73 @@ class Cluster:
             for c in vmi.get("status", {}).get("conditions", [])
         )
 
-    async def pause(self, namespace: str, name: str) -> None:
-        vmi = self._running_vmi(namespace, name, code=409)
-        if self.is_paused(vmi):
-            raise ApiError(409, "Conflict", "VMI is already paused")
-        await self.runtime.pause(namespace, name)
-        vmi = self._require(VMI, namespace, name)
-        conditions = [
-            *vmi["status"].get("conditions", []),
-            {
-                "type": "Paused",
-                "status": "True",
-                "reason": "PausedByUser",
-                "message": "VMI was paused by user",
-                "lastProbeTime": None,
-                "lastTransitionTime": now_timestamp(),
-            },
-        ]
-        self._set_vmi_status(vmi, conditions=conditions)
+    async def set_paused(
+        self, namespace: str, name: str, *, paused: bool, condition_delay: float | None = None
+    ) -> None:
+        """virt-api's pause/unpause: decided on the Paused condition, done by virt-handler at once.
 
-    async def unpause(self, namespace: str, name: str) -> None:
+        pkg/virt-api/rest/lifecycle.go refuses from the condition alone (409 "VMI is already paused" /
+        "VMI is not paused"), then virt-handler pauses or resumes the domain before the answer
+        (virt-launcher does nothing to a domain already in that state). The condition follows at
+        virt-handler's next sync, `condition_delay` seconds later (the option's by default).
+        """
         vmi = self._running_vmi(namespace, name, code=409)
-        if not self.is_paused(vmi):
+        if paused and self.is_paused(vmi):
+            raise ApiError(409, "Conflict", "VMI is already paused")
+        if not paused and not self.is_paused(vmi):
             raise ApiError(409, "Conflict", "VMI is not paused")
-        await self.runtime.unpause(namespace, name)
-        vmi = self._require(VMI, namespace, name)
-        conditions = [c for c in vmi["status"].get("conditions", []) if c.get("type") != "Paused"]
+        key = (namespace, name)
+        if paused:
+            await self.runtime.pause(namespace, name)
+            self._paused_domains.add(key)
+        else:
+            await self.runtime.unpause(namespace, name)
+            self._paused_domains.discard(key)
+        delay = self.options.pause_condition_delay if condition_delay is None else condition_delay
+        self._spawn(self._sync_paused_condition(namespace, name, delay))
+
+    async def _sync_paused_condition(self, namespace: str, name: str, delay: float) -> None:
+        """virt-handler's updatePausedConditions after `delay`, from what the domain is by then; and
+        the Ready condition, which follows the launcher pod's readiness gate
+        `kubevirt.io/virtual-machine-unpaused` (virt-controller's syncPausedConditionToPod, then
+        syncReadyConditionFromPod; the kubelet's message). Both are written at once here."""
+        await asyncio.sleep(delay)
+        vmi = self.store.get(VMI, namespace, name)
+        if vmi is None or vmi["metadata"].get("deletionTimestamp"):
+            return
+        if vmi.get("status", {}).get("phase") != "Running":
+            return
+        paused = (namespace, name) in self._paused_domains
+        if paused == self.is_paused(vmi):
+            return
+        now = now_timestamp()
+        conditions = [
+            c for c in vmi["status"].get("conditions", []) if c.get("type") not in ("Paused", "Ready")
+        ]
+        if paused:
+            conditions += [
+                {
+                    "type": "Paused",
+                    "status": "True",
+                    "reason": "PausedByUser",
+                    "message": "VMI was paused by user",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now,
+                },
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "ReadinessGatesNotReady",
+                    "message": 'the status of pod readiness gate "kubevirt.io/virtual-machine-unpaused" '
+                    'is not "True", but False',
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now,
+                },
+            ]
+        else:
+            conditions.append(
+                {"type": "Ready", "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
+            )
         self._set_vmi_status(vmi, conditions=conditions)
 
     async def open_stream(

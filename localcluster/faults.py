@@ -18,6 +18,8 @@ see `server.py`) or `FaultControl` in `harness.py`:
 - missing_image: pulling this image reference fails as a registry without it answers (ErrImagePull);
 - node: the node's allocatable `memory` and/or `cpu` (a small node: launcher pods that do not fit
   stay unschedulable, as the scheduler leaves them).
+- pause_condition_delay: a slower virt-handler: the `Paused` condition follows a pause or unpause
+  this long after the answer (instead of the server's `--pause-condition-delay-ms`).
 
 Verbs are Kubernetes verbs (get, list, watch, create, update, patch, delete); resources are plurals,
 optionally with a subresource (`virtualmachineinstances/pause`); `*` matches any.
@@ -84,6 +86,7 @@ class Faults:
     websocket_drops: list[DropRule] = field(default_factory=list)
     missing_images: set[str] = field(default_factory=set)
     node_allocatable: dict[str, Fraction] = field(default_factory=dict)
+    pause_condition_delay_ms: float | None = None
     calls: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=CALL_LOG_LIMIT))
 
     def clear(self) -> None:
@@ -95,6 +98,7 @@ class Faults:
         self.websocket_drops.clear()
         self.missing_images.clear()
         self.node_allocatable.clear()
+        self.pause_condition_delay_ms = None
 
     def delay(self) -> float:
         """Seconds to wait before serving a request."""
@@ -138,6 +142,10 @@ class Faults:
         rule = self._take(self.watch_drops, lambda r: r.target in ("*", resource))
         return rule.after if rule else None
 
+    def pause_condition_delay(self) -> float | None:
+        """Seconds until a Paused condition follows a pause, when a test set it; None: the default."""
+        return None if self.pause_condition_delay_ms is None else self.pause_condition_delay_ms / 1000
+
     def take_websocket_drop(self, kind: str) -> int | None:
         rule = self._take(self.websocket_drops, lambda r: r.target in ("*", kind))
         return rule.after if rule else None
@@ -153,6 +161,7 @@ class Faults:
             "drop_websocket": [asdict(r) for r in self.websocket_drops],
             "missing_images": sorted(self.missing_images),
             "node": {k: format_quantity(v, k) for k, v in self.node_allocatable.items()},
+            "pause_condition_delay_ms": self.pause_condition_delay_ms,
         }
 
     # -- the control API's request bodies ----------------------------------------------------------
@@ -192,6 +201,11 @@ class Faults:
                 for resource in ("cpu", "memory"):
                     if resource in spec:
                         self.node_allocatable[resource] = parse_quantity(spec[resource])
+            elif fault == "pause-condition-delay":
+                milliseconds = float(spec["ms"])
+                if not 0 <= milliseconds <= 600_000:
+                    raise ValueError("ms must be between 0 and 600000")
+                self.pause_condition_delay_ms = milliseconds
             else:
                 raise ApiError(404, "NotFound", f"unknown fault {fault!r}")
         except (KeyError, ValueError, TypeError) as exc:

@@ -115,6 +115,10 @@ class FaultControl:
         """The running VMI's guest dies now: its phase becomes Failed, its console a 409."""
         self._call("POST", "faults/fail-vmi", {"namespace": namespace, "name": name, "message": message})
 
+    def slow_pause_condition(self, ms: float) -> None:
+        """A VMI's Paused condition follows a pause or unpause `ms` milliseconds after the answer."""
+        self._call("PUT", "faults/pause-condition-delay", {"ms": ms})
+
     def clear(self) -> None:
         self._call("DELETE", "faults")
 

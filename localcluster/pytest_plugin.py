@@ -14,8 +14,9 @@ from localcluster.harness import FaultControl, LocalCluster, start_local_cluster
 
 __all__ = ["FaultControl", "LocalCluster", "local_cluster", "start_local_cluster"]
 
-# Fast timers: VMIs reach Running in ~15 ms and deleted namespaces vanish in ~10 ms.
-FIXTURE_ARGS = ("--phase-delay-ms", "5", "--finalize-delay-ms", "10")
+# Fast timers: VMIs reach Running in ~15 ms, deleted namespaces vanish in ~10 ms, and a VMI's Paused
+# condition follows a pause 20 ms after the answer (a window the app must cope with, kept short).
+FIXTURE_ARGS = ("--phase-delay-ms", "5", "--finalize-delay-ms", "10", "--pause-condition-delay-ms", "20")
 
 
 @pytest.fixture(scope="session")

@@ -444,8 +444,11 @@ class ApiServer:
         namespace, name = info.namespace, info.name
         if info.subresource in ("pause", "unpause"):
             await self._body(request, required=False)
-            await (self.cluster.pause if info.subresource == "pause" else self.cluster.unpause)(
-                namespace, name
+            await self.cluster.set_paused(
+                namespace,
+                name,
+                paused=info.subresource == "pause",
+                condition_delay=self.faults.pause_condition_delay(),
             )
             return web.Response(status=200)
         if info.subresource == "vnc/screenshot":

@@ -254,22 +254,80 @@ def _paused(vmi: dict) -> bool:
     return any(c["type"] == "Paused" and c["status"] == "True" for c in vmi["status"].get("conditions", []))
 
 
+def _when_paused(vmi: dict) -> dict | None:
+    return vmi if _paused(vmi) else None
+
+
+def _ready(vmi: dict) -> dict:
+    return next(c for c in vmi["status"]["conditions"] if c["type"] == "Ready")
+
+
 def test_pause_sets_the_paused_condition_and_phase_stays_running(vmis, ns, admin_api):
     vmis.create(ns, small_vmi("p"))
     vmis.running(ns, "p")
     vmi_subresource(admin_api, ns, "p", "pause")
-    vmi = vmis.get(ns, "p")
-    assert _paused(vmi)
+    vmi = wait_for(lambda: _when_paused(vmis.get(ns, "p")))
     assert vmi["status"]["phase"] == "Running"
     with pytest.raises(client.ApiException) as err:
         vmi_subresource(admin_api, ns, "p", "pause")
     assert (err.value.status, status_of(err.value)["message"]) == (409, "VMI is already paused")
 
     vmi_subresource(admin_api, ns, "p", "unpause")
-    assert not _paused(vmis.get(ns, "p"))
+    wait_for(lambda: not _paused(vmis.get(ns, "p")))
     with pytest.raises(client.ApiException) as err:
         vmi_subresource(admin_api, ns, "p", "unpause")
     assert (err.value.status, status_of(err.value)["message"]) == (409, "VMI is not paused")
+
+
+def test_the_paused_condition_comes_later_than_the_answer(vmis, ns, admin_api, local_cluster):
+    """virt-api's pause returns once virt-handler paused the domain (pkg/virt-api/rest/lifecycle.go,
+    PauseVMIRequestHandler); the `Paused` condition is written later, when virt-handler's next sync
+    sees the paused domain (pkg/virt-handler/vm.go, updatePausedConditions). virt-api decides "already
+    paused" / "not paused" from the condition alone, so in that window an unpause is 409 "VMI is not
+    paused" and another pause is accepted (virt-launcher's PauseVMI does nothing to a paused domain)."""
+    local_cluster.faults.slow_pause_condition(ms=1500)
+    vmis.create(ns, small_vmi("late"))
+    vmis.running(ns, "late")
+
+    vmi_subresource(admin_api, ns, "late", "pause")
+
+    assert not _paused(vmis.get(ns, "late"))
+    assert _ready(vmis.get(ns, "late"))["status"] == "True"
+    vmi_subresource(admin_api, ns, "late", "pause")  # still accepted
+    with pytest.raises(client.ApiException) as err:
+        vmi_subresource(admin_api, ns, "late", "unpause")
+    assert (err.value.status, status_of(err.value)["message"]) == (409, "VMI is not paused")
+    wait_for(lambda: _paused(vmis.get(ns, "late")), timeout=10)
+
+    vmi_subresource(admin_api, ns, "late", "unpause")
+
+    assert _paused(vmis.get(ns, "late"))  # the condition goes later too
+    with pytest.raises(client.ApiException) as err:
+        vmi_subresource(admin_api, ns, "late", "pause")
+    assert (err.value.status, status_of(err.value)["message"]) == (409, "VMI is already paused")
+    wait_for(lambda: not _paused(vmis.get(ns, "late")), timeout=10)
+
+
+def test_a_paused_vmi_is_not_ready(vmis, ns, admin_api):
+    """The launcher pod's readiness gate `kubevirt.io/virtual-machine-unpaused` turns False
+    (pkg/virt-controller/watch/vmi/lifecycle.go, syncPausedConditionToPod), so the kubelet marks the
+    pod not Ready with reason ReadinessGatesNotReady, and the VMI's Ready condition follows the pod's
+    (syncReadyConditionFromPod). Unpaused, it is Ready again."""
+    vmis.create(ns, small_vmi("rd"))
+    vmis.running(ns, "rd")
+    assert _ready(vmis.get(ns, "rd"))["status"] == "True"
+
+    vmi_subresource(admin_api, ns, "rd", "pause")
+    vmi = wait_for(lambda: _when_paused(vmis.get(ns, "rd")))
+
+    ready = _ready(vmi)
+    assert (ready["status"], ready["reason"]) == ("False", "ReadinessGatesNotReady")
+    assert ready["message"] == (
+        'the status of pod readiness gate "kubevirt.io/virtual-machine-unpaused" is not "True", but False'
+    )
+    vmi_subresource(admin_api, ns, "rd", "unpause")
+    wait_for(lambda: _ready(vmis.get(ns, "rd"))["status"] == "True")
+    assert not _paused(vmis.get(ns, "rd"))
 
 
 def test_pause_of_a_missing_vmi_is_not_found(admin_api, ns):

@@ -184,3 +184,12 @@ def test_the_call_log_keeps_the_most_recent_calls_only():
     assert len(faults.calls) == CALL_LOG_LIMIT
     assert faults.calls[0]["name"] == "5"
     assert faults.calls[-1]["name"] == str(CALL_LOG_LIMIT + 4)
+
+
+def test_a_slow_pause_condition_is_set_described_refused_when_out_of_range_and_cleared(local_cluster):
+    local_cluster.faults.slow_pause_condition(ms=2500)
+    assert local_cluster.faults.describe()["pause_condition_delay_ms"] == 2500
+    with pytest.raises(RuntimeError, match="400"):
+        local_cluster.faults.slow_pause_condition(ms=-1)
+    local_cluster.faults.clear()
+    assert local_cluster.faults.describe()["pause_condition_delay_ms"] is None
