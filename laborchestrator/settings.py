@@ -242,6 +242,9 @@ LABS_DNS_NAMESPACE = os.getenv("LABS_DNS_NAMESPACE", "kube-system").strip()
 LABS_DNS_POD_LABELS = envlist("LABS_DNS_POD_LABELS", "k8s-app=kube-dns")
 LABS_DNS_PORTS = envlist("LABS_DNS_PORTS", "53")
 LABS_DNS_CIDRS = envlist("LABS_DNS_CIDRS")
+# KubeVirt confirms a pause or resume (the VMI's Paused condition) a moment after answering it; one
+# not confirmed this long after it was asked is dropped with an error on the instance.
+LABS_PAUSE_TIMEOUT_SECONDS = float(os.getenv("LABS_PAUSE_TIMEOUT_SECONDS", "60"))
 
 # --- Lab limits ------------------------------------------------------------------------------
 # Running instances a (non-staff) user may have across all labs; each lab also sets its own limit.

@@ -43,6 +43,7 @@ from labs.models import InstanceMachine, Lab, LabInstance, LabMachine
 logger = logging.getLogger(__name__)
 
 Status = LabInstance.Status
+PendingAction = LabInstance.PendingAction
 
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     Status.REQUESTED: frozenset({Status.STARTING, Status.FAILED, Status.STOPPING}),
@@ -63,6 +64,9 @@ PROVISIONED_STATUSES = (Status.STARTING, Status.RUNNING, Status.PAUSED)
 PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
 PASSWORD_LENGTH = 16
 ACTIVITY_WRITE_INTERVAL = timedelta(minutes=1)
+# How long a resume waits for the cluster to confirm the pause before it (or the reverse), before
+# it is refused: virt-handler usually confirms within a second.
+OPPOSITE_ACTION_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -562,15 +566,16 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
         _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator.")
     else:
         derived = _derive_status(instance, machines)
-        if derived.status != instance.status:
-            if derived.status == Status.FAILED:
+        target = _settle_pending_action(instance, machines, derived.status)
+        if target != instance.status:
+            if target == Status.FAILED:
                 if _fail(instance, derived.reason, derived.plain):
                     # Nothing of a failed instance may keep running or holding the cluster's
                     # resources; if this call fails, reconcile deletes the namespace later.
                     with contextlib.suppress(ClusterError):
                         cluster.delete_namespace(instance.namespace)
             else:
-                _transition(instance, derived.status)
+                _transition(instance, target)
     return _instance_status(instance, machines)
 
 
@@ -656,6 +661,67 @@ def instances_stop_all(*, reason: str, wait_seconds: float = 0.0) -> list[LabIns
 
 
 # --- Pause and resume --------------------------------------------------------------------------------
+#
+# KubeVirt answers a pause once the guest is paused, but writes the VMI's `Paused` condition at
+# virt-handler's next sync (pkg/virt-handler/vm.go, updatePausedConditions), and decides "already
+# paused" / "not paused" from that condition alone. So the instance remembers what was asked
+# (`pending_action`) until every machine's condition agrees, and shows that meanwhile instead of the
+# lagging condition; an opposite request in that window is refused (KubeVirt would answer an unpause
+# "VMI is not paused" while the guest is paused, and the machine would stay paused).
+
+
+def _pending_expired(instance: LabInstance, now: datetime) -> bool:
+    timeout = timedelta(seconds=settings.LABS_PAUSE_TIMEOUT_SECONDS)
+    return instance.pending_since is None or instance.pending_since + timeout <= now
+
+
+def _clear_pending(instance: LabInstance, **fields: Any) -> None:
+    """Forget the pending action (conditionally: a newer request made meanwhile is kept)."""
+    updated = LabInstance.objects.filter(
+        pk=instance.pk, pending_action=instance.pending_action, pending_since=instance.pending_since
+    ).update(pending_action=PendingAction.NONE, pending_since=None, **fields)
+    if updated:
+        instance.pending_action, instance.pending_since = PendingAction.NONE, None
+        for name, value in fields.items():
+            setattr(instance, name, value)
+    else:
+        instance.refresh_from_db()
+
+
+def _settle_pending_action(instance: LabInstance, machines: list[MachineStatus], target: str) -> str:
+    """The status to show while a pause or resume awaits the cluster's confirmation.
+
+    Confirmed (every machine's Paused condition agrees): the request is forgotten. Not yet: the
+    status asked for is kept, so it does not flap back. Not confirmed within
+    LABS_PAUSE_TIMEOUT_SECONDS: dropped with an error, and the status is what the cluster says.
+    """
+    if not instance.pending_action or target == Status.FAILED:
+        return target
+    if instance.status not in (Status.RUNNING, Status.PAUSED):
+        return target
+    wants_paused = instance.pending_action == PendingAction.PAUSE
+    wanted = Status.PAUSED if wants_paused else Status.RUNNING
+    if all(m.phase == "Running" and m.paused == wants_paused for m in machines):
+        _clear_pending(instance)
+        return wanted
+    if not _pending_expired(instance, timezone.now()):
+        return wanted
+    seconds = f"{settings.LABS_PAUSE_TIMEOUT_SECONDS:g}"
+    message = f"The machines did not {'pause' if wants_paused else 'resume'} within {seconds} seconds."
+    logger.warning("Instance %s: %s", instance.pk, message)
+    _clear_pending(instance, last_error=message, last_error_plain=message)
+    return Status.PAUSED if all(m.paused for m in machines) else Status.RUNNING
+
+
+def _wait_for_confirmation(instance: LabInstance) -> None:
+    """Give the cluster a moment (OPPOSITE_ACTION_WAIT_SECONDS) to confirm the pending action, so a
+    quick pause-then-resume usually just works; the caller refuses if it is still pending."""
+    deadline = time.monotonic() + OPPOSITE_ACTION_WAIT_SECONDS
+    while True:
+        instance_refresh(instance=instance)
+        if not instance.pending_action or time.monotonic() >= deadline:
+            return
+        time.sleep(0.1)
 
 
 def _set_paused(instance: LabInstance, paused: bool) -> LabInstance:
@@ -669,19 +735,39 @@ def _set_paused(instance: LabInstance, paused: bool) -> LabInstance:
             current=instance.status,
             target=target,
         )
+    if instance.pending_action:
+        _wait_for_confirmation(instance)
+        if instance.status != source:
+            return _set_paused(instance, paused)
+        if instance.pending_action:
+            still = "pausing" if instance.pending_action == PendingAction.PAUSE else "resuming"
+            raise InvalidTransition(
+                f"The machines are still {still}; try again in a moment.",
+                current=instance.status,
+                target=target,
+            )
     names = list(instance.machines.values_list("name", flat=True))
     cluster.set_vmis_paused(namespace=instance.namespace, names=names, paused=paused)
-    _transition(instance, target)
+    _transition(
+        instance,
+        target,
+        pending_action=PendingAction.PAUSE if paused else PendingAction.RESUME,
+        pending_since=timezone.now(),
+        last_error="",
+        last_error_plain="",
+    )
     return instance
 
 
 def instance_pause(*, instance: LabInstance) -> LabInstance:
-    """Pause every machine (idempotent). Raises InvalidTransition unless running or paused."""
+    """Pause every machine (idempotent). Raises InvalidTransition unless running or paused, or while
+    a resume is not yet confirmed by the cluster."""
     return _set_paused(instance, True)
 
 
 def instance_resume(*, instance: LabInstance) -> LabInstance:
-    """Unpause every machine (idempotent). Raises InvalidTransition unless paused or running."""
+    """Unpause every machine (idempotent). Raises InvalidTransition unless paused or running, or
+    while a pause is not yet confirmed by the cluster."""
     return _set_paused(instance, False)
 
 

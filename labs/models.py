@@ -201,6 +201,14 @@ class LabInstance(models.Model):
         FAILED = "failed", "Failed"
         EXPIRED = "expired", "Expired"
 
+    class PendingAction(models.TextChoices):
+        """A pause or resume the cluster answered but has not confirmed yet (KubeVirt writes a VMI's
+        Paused condition a moment after the pause call returns)."""
+
+        NONE = "", "None"
+        PAUSE = "pause", "Pause"
+        RESUME = "resume", "Resume"
+
     # Statuses in which the instance may hold cluster resources, and counts against limits.
     ACTIVE_STATUSES = (Status.REQUESTED, Status.STARTING, Status.RUNNING, Status.PAUSED, Status.STOPPING)
 
@@ -223,6 +231,9 @@ class LabInstance(models.Model):
     # (no internal addresses, no client library text).
     last_error = models.TextField(blank=True)
     last_error_plain = models.TextField("last error (plain words)", blank=True)
+    # Until the cluster confirms it, the status shows what was asked for, not what the cluster says.
+    pending_action = models.CharField(max_length=8, choices=PendingAction.choices, default="", blank=True)
+    pending_since = models.DateTimeField(null=True, blank=True)
 
     objects = LabInstanceQuerySet.as_manager()
 

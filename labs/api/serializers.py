@@ -120,6 +120,10 @@ class InstanceSerializer(serializers.ModelSerializer):
     last_error = serializers.SerializerMethodField(
         help_text="Why the instance failed: the cluster's exact reason for staff, plain words for others."
     )
+    pending_action = serializers.SerializerMethodField(
+        help_text="`pause` or `resume` while the cluster has not yet confirmed it (the status already "
+        "shows the state asked for), else null."
+    )
 
     class Meta:
         model = LabInstance
@@ -135,6 +139,7 @@ class InstanceSerializer(serializers.ModelSerializer):
             "expires_at",
             "stopped_at",
             "last_error",
+            "pending_action",
         ]
         read_only_fields = fields
 
@@ -143,6 +148,10 @@ class InstanceSerializer(serializers.ModelSerializer):
         if _for_staff(self.context):
             return instance.last_error
         return instance.last_error_plain or instance.last_error
+
+    @extend_schema_field({"type": "string", "enum": ["pause", "resume"], "nullable": True})
+    def get_pending_action(self, instance: LabInstance) -> str | None:
+        return instance.pending_action or None
 
 
 class ConsoleUrlsSerializer(serializers.Serializer):

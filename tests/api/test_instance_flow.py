@@ -40,16 +40,23 @@ def test_full_lifecycle_over_the_api(app_cluster, make_lab, student, client_for)
     # The list shows the stored status without asking the cluster.
     (listed,) = client.get("/api/instances/").json()["results"]
     assert listed["status"] == Status.RUNNING
+    assert listed["pending_action"] is None
     assert "machines" not in listed
 
     paused = client.post(f"{url}pause/")
     assert paused.status_code == 200 and paused.json()["status"] == Status.PAUSED
-    assert all(m["paused"] for m in client.get(url).json()["machines"])
+    assert paused.json()["pending_action"] == "pause"  # until the cluster's Paused conditions agree
     assert client.post(f"{url}pause/").status_code == 200  # pausing twice is harmless
+    detail = wait_for(lambda: (d := client.get(url).json())["pending_action"] is None and d)
+    assert detail["status"] == Status.PAUSED
+    assert all(m["paused"] and m["ready"] is False for m in detail["machines"])
 
     resumed = client.post(f"{url}resume/")
     assert resumed.status_code == 200 and resumed.json()["status"] == Status.RUNNING
-    assert not any(m["paused"] for m in client.get(url).json()["machines"])
+    assert resumed.json()["pending_action"] == "resume"
+    detail = wait_for(lambda: (d := client.get(url).json())["pending_action"] is None and d)
+    assert detail["status"] == Status.RUNNING
+    assert not any(m["paused"] for m in detail["machines"])
 
     stopped = client.delete(url)
     assert stopped.status_code in (200, 202)
@@ -117,3 +124,22 @@ def test_starts_are_throttled(make_lab, student, client_for, settings):
     ]
 
     assert codes == [400, 400, 429]
+
+
+def test_a_resume_before_the_cluster_confirmed_the_pause_is_a_409_saying_so(
+    app_cluster, make_lab, student, client_for
+):
+    app_cluster.faults.slow_pause_condition(ms=6000)
+    client = client_for(student)
+    started = client.post("/api/instances/", {"lab": make_lab().slug}, format="json").json()
+    url = f"/api/instances/{started['id']}/"
+    wait_for(lambda: client.get(url).json()["status"] == Status.RUNNING)
+    assert client.post(f"{url}pause/").status_code == 200
+
+    detail = client.get(url).json()
+    refused = client.post(f"{url}resume/")
+
+    assert (detail["status"], detail["pending_action"]) == (Status.PAUSED, "pause")
+    assert detail["machines"][0]["paused"] is False  # the cluster has not caught up yet
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == "The machines are still pausing; try again in a moment."

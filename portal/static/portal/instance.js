@@ -11,6 +11,7 @@ const BUSY_POLL_MS = 2000; // while something changes: starting, stopping, machi
 const STEADY_POLL_MS = 15000;
 const WARN_BEFORE_EXPIRY_MS = 10 * 60 * 1000;
 const BUSY = new Set(["requested", "starting", "stopping"]);
+const ACTIVE_WITH_MACHINES = new Set(["running", "paused"]);
 const FINISHED = new Set(["stopped", "failed", "expired"]);
 const STATUS_LABELS = {
   requested: "Requested", starting: "Starting", running: "Running", paused: "Paused",
@@ -224,7 +225,7 @@ class Workspace {
 
   pollInterval() {
     if (this.lastPollError) return BUSY_POLL_MS * 2;
-    if (BUSY.has(this.status)) return BUSY_POLL_MS;
+    if (BUSY.has(this.status) || this.data?.pending_action) return BUSY_POLL_MS;
     if (this.status === "running" && this.data?.machines.some((m) => machineStage(this.status, m) !== "running")) {
       return BUSY_POLL_MS;
     }
@@ -246,6 +247,10 @@ class Workspace {
     if (data.status === "failed") this.showMessage(data.last_error || "The lab failed to start.", "error");
     // A stop that was not the student's own (e.g. the local cluster shut down) says why.
     else if (data.status === "stopped" && data.last_error) this.showMessage(`${data.last_error} ${this.describe()}`, "");
+    // A running or paused lab has an error only when a pause or resume was not confirmed in time.
+    else if (ACTIVE_WITH_MACHINES.has(data.status) && data.last_error && !data.pending_action) {
+      this.showMessage(data.last_error, "error");
+    }
     else this.showMessage(this.describe(), "");
     // Addresses arrived or changed: the tutorial's {{ vm.NAME.ip }} can be filled in now. The first
     // answer reloads it too if it has any address: the tutorial's first load may have been answered
@@ -269,10 +274,12 @@ class Workspace {
         return [`Starting your machines: ${ready} of ${counts.length} running (${elapsed}).`, ...why].join(" ");
       }
       case "running":
+        if (this.data?.pending_action === "resume") return "Resuming the machines…";
         return ready < counts.length ? `Machines booting: ${ready} of ${counts.length} running.` : "";
       case "stopping":
         return `Stopping and deleting the machines (${elapsed})…`;
       case "paused":
+        if (this.data?.pending_action === "pause") return "Pausing the machines…";
         return "Paused: the machines keep their state until you resume them.";
       case "stopped":
         return "This lab is stopped; its machines were deleted, so the tutorial no longer shows their addresses and logins.";
