@@ -209,6 +209,10 @@ KUBE_REQUEST_TIMEOUT = float(os.getenv("KUBE_REQUEST_TIMEOUT", "10"))
 # cluster creates the namespace after all (its storage call outlives the request), the failed start's
 # rollback deletes it then. An API server answers within its --request-timeout (60 s by default).
 KUBE_CREATE_FOLLOW_SECONDS = float(os.getenv("KUBE_CREATE_FOLLOW_SECONDS", "60"))
+# The value of the `laborchestrator/installation` label on everything this installation creates in
+# the cluster; it selects, adopts and deletes only objects with its own. Empty: generated at the first
+# start and kept in the database (`manage.py installation_id` shows it).
+INSTALLATION_ID = os.getenv("INSTALLATION_ID", "").strip()
 # Seconds a failed start waits for the namespace it created to be gone before reporting failure.
 LABS_ROLLBACK_WAIT_SECONDS = float(os.getenv("LABS_ROLLBACK_WAIT_SECONDS", "10"))
 # An instance whose machines are not all running this long after its start is marked failed.

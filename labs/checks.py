@@ -1,9 +1,10 @@
-"""Start-up checks of the cluster settings the labs depend on."""
+"""Start-up checks of the labs settings: KubeVirt sizing, the cluster profile, the installation id."""
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from labs import cluster_profile
+from labs.installation import INSTALLATION_ID_PATTERN
 from labs.launcher_sizing import KubeVirtSizing
 
 
@@ -49,3 +50,18 @@ def check_cluster_profile(app_configs, **kwargs) -> list[Error | Warning]:
             )
         )
     return messages
+
+
+@register()
+def check_installation_id(app_configs, **kwargs) -> list[Error]:
+    value = settings.INSTALLATION_ID
+    if not value or INSTALLATION_ID_PATTERN.match(value):
+        return []
+    return [
+        Error(
+            f"INSTALLATION_ID is {value!r}, which is not a Kubernetes label value.",
+            hint="Use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
+            "or digit; or leave it empty to use the id generated at the first start.",
+            id="labs.E007",
+        )
+    ]

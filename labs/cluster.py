@@ -35,7 +35,6 @@ from labs.exceptions import (
     NamespaceTerminating,
     QuotaExceeded,
 )
-from labs.manifests import MANAGED_SELECTOR
 
 KUBEVIRT_GROUP = "kubevirt.io"
 KUBEVIRT_VERSION = "v1"
@@ -297,11 +296,12 @@ def delete_namespace(name: str) -> None:
         _call(f"delete namespace {name}", client.CoreV1Api(api_client()).delete_namespace, name=name)
 
 
-def list_managed_namespaces() -> list[NamespaceInfo]:
+def list_namespaces(*, label_selector: str) -> list[NamespaceInfo]:
+    """The namespaces the selector picks (labs.manifests makes the selectors)."""
     result = _call(
         "list lab namespaces",
         client.CoreV1Api(api_client()).list_namespace,
-        label_selector=MANAGED_SELECTOR,
+        label_selector=label_selector,
     )
     return [_namespace_info(item) for item in result.items]
 

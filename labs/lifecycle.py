@@ -37,6 +37,7 @@ from labs.exceptions import (
     LabMisconfigured,
     LabNotAvailable,
 )
+from labs.installation import installation_id
 from labs.machine_reasons import MachineProblem, machine_problem
 from labs.models import InstanceMachine, Lab, LabInstance, LabMachine
 
@@ -90,6 +91,8 @@ class InstanceStatus:
 @dataclass
 class ReconcileReport:
     orphans_deleted: list[str] = field(default_factory=list)
+    # Managed namespaces without an installation label (made before there was one): never deleted.
+    unlabelled: list[str] = field(default_factory=list)
     stopped: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     refreshed: list[int] = field(default_factory=list)
@@ -342,6 +345,7 @@ def _instance_manifests(
         for m in instance.machines.all()
     ]
     return manifests.make_instance_manifests(
+        installation_id=installation_id(),
         namespace=instance.namespace,
         instance_id=instance.pk,
         lab_slug=instance.lab.slug,
@@ -360,12 +364,17 @@ def _create_in_cluster(instance: LabInstance, objects: manifests.InstanceManifes
     before any VMI, so no machine ever runs unconstrained.
     """
     if not cluster.create_namespace(objects.namespace):
+        # Ours only if this installation made it for this instance (a retried create): another
+        # installation's instance with the same id and lab prefix has the same namespace name.
         existing = cluster.read_namespace(instance.namespace)
-        owner = existing.labels.get(manifests.INSTANCE_LABEL) if existing else None
-        if owner != str(instance.pk):
-            raise _ForeignNamespace(
-                f"The namespace {instance.namespace} already exists and does not belong to this instance."
-            )
+        labels = existing.labels if existing else {}
+        ours = manifests.belongs_to(
+            labels,
+            installation_id=objects.namespace["metadata"]["labels"][manifests.INSTALLATION_LABEL],
+            instance_id=instance.pk,
+        )
+        if not ours:
+            raise _ForeignNamespace(_foreign_namespace_message(instance.namespace, labels))
     cluster.create_objects([objects.role_binding])
     _create_once_bound([objects.network_policy, objects.resource_quota, *objects.secrets])
     cluster.create_objects(objects.vmis)
@@ -395,6 +404,17 @@ class _ForeignNamespace(ClusterError):
     """Someone else's namespace has our name: never delete it."""
 
     public_default = "This lab's place in the cluster is taken by something else. Tell your instructor."
+
+
+def _foreign_namespace_message(namespace: str, labels: dict[str, str]) -> str:
+    if labels.get(manifests.MANAGED_BY_LABEL) == manifests.MANAGED_BY:
+        whose = "another Lab Orchestrator installation"
+        if labels.get(manifests.INSTALLATION_LABEL):
+            whose += f" ({labels[manifests.INSTALLATION_LABEL]})"
+        hint = " Give this lab a namespace prefix no other installation on the cluster uses."
+    else:
+        whose, hint = "someone else", ""
+    return f"The namespace {namespace} already exists and belongs to {whose}.{hint}"
 
 
 def _wait_until_gone(namespace: str, seconds: float) -> bool:
@@ -856,15 +876,20 @@ def _reconcile_instance(
 def reconcile(*, now: datetime | None = None) -> ReconcileReport:
     """Make the cluster and the database agree; safe to run in several processes at once.
 
-    Deletes managed namespaces that no active instance owns, fails instances whose namespace
-    vanished or that never started, finishes stops and refreshes the others' status.
+    Deletes this installation's namespaces that no active instance owns, fails instances whose
+    namespace vanished or that never started, finishes stops and refreshes the others' status.
+    Managed namespaces without an installation label are reported, never deleted.
     """
     now = now or timezone.now()
     report = ReconcileReport()
+    # Only this installation's namespaces: another one's, on the same cluster, are not orphans.
     # The cluster is listed before the database is read: a start commits its instance before
     # creating the namespace, so every namespace seen here has its owner in the query below.
-    namespaces = cluster.list_managed_namespaces()
+    namespaces = cluster.list_namespaces(label_selector=manifests.installation_selector(installation_id()))
+    unlabelled = cluster.list_namespaces(label_selector=manifests.UNLABELLED_SELECTOR)
     active = {i.namespace: i for i in LabInstance.objects.active().select_related("lab")}
+    # Our own instances started before the label existed are looked after by name, as before.
+    report.unlabelled = sorted(namespace.name for namespace in unlabelled if namespace.name not in active)
     for namespace in namespaces:
         if namespace.name not in active and namespace.phase != "Terminating":
             cluster.delete_namespace(namespace.name)

@@ -18,12 +18,16 @@ from labs import launcher_sizing
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "laborchestrator"
+# Which installation made the object (labs.installation): several may share a cluster.
+INSTALLATION_LABEL = "laborchestrator/installation"
 INSTANCE_LABEL = "laborchestrator/instance"
 LAB_LABEL = "laborchestrator/lab"
 OWNER_LABEL = "laborchestrator/owner"
 MACHINE_LABEL = "laborchestrator/machine"
-# Selects every namespace this application created (reconcile compares them with the database).
+# Every namespace any installation of this application created.
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+# Those made by a version before installation labels: no installation may assume they are its own.
+UNLABELLED_SELECTOR = f"{MANAGED_SELECTOR},!{INSTALLATION_LABEL}"
 
 NETWORK_POLICY_NAME = "lab-isolation"
 RESOURCE_QUOTA_NAME = "lab-quota"
@@ -107,9 +111,12 @@ def label_value(value: str) -> str:
     return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned)
 
 
-def instance_labels(*, instance_id: int, lab_slug: str, owner_id: int) -> dict[str, str]:
+def instance_labels(
+    *, installation_id: str, instance_id: int, lab_slug: str, owner_id: int
+) -> dict[str, str]:
     return {
         MANAGED_BY_LABEL: MANAGED_BY,
+        INSTALLATION_LABEL: installation_id,
         INSTANCE_LABEL: str(instance_id),
         LAB_LABEL: label_value(lab_slug),
         OWNER_LABEL: str(owner_id),
@@ -120,8 +127,22 @@ def machine_labels(instance_labels: dict[str, str], machine_name: str) -> dict[s
     return {**instance_labels, MACHINE_LABEL: machine_name}
 
 
+def installation_selector(installation_id: str) -> str:
+    """Selects the namespaces (and objects) this installation created, and no other's."""
+    return f"{MANAGED_SELECTOR},{INSTALLATION_LABEL}={installation_id}"
+
+
 def instance_selector(instance_id: int) -> str:
+    """An instance's objects inside its own namespace (which the database names, so the installation
+    label is not needed here, and objects made before it existed are still found)."""
     return f"{MANAGED_SELECTOR},{INSTANCE_LABEL}={instance_id}"
+
+
+def belongs_to(labels: dict[str, str], *, installation_id: str, instance_id: int) -> bool:
+    """Whether an object with these labels was made by this installation for this instance."""
+    return labels.get(INSTALLATION_LABEL) == installation_id and labels.get(INSTANCE_LABEL) == str(
+        instance_id
+    )
 
 
 # --- Objects ---------------------------------------------------------------------------------------
@@ -366,6 +387,7 @@ class InstanceManifests:
 
 def make_instance_manifests(
     *,
+    installation_id: str,
     namespace: str,
     instance_id: int,
     lab_slug: str,
@@ -374,7 +396,9 @@ def make_instance_manifests(
     sizing: launcher_sizing.KubeVirtSizing,
     profile: ClusterProfile,
 ) -> InstanceManifests:
-    labels = instance_labels(instance_id=instance_id, lab_slug=lab_slug, owner_id=owner_id)
+    labels = instance_labels(
+        installation_id=installation_id, instance_id=instance_id, lab_slug=lab_slug, owner_id=owner_id
+    )
     return InstanceManifests(
         namespace=make_namespace(
             name=namespace, labels=labels, pod_security_enforce=profile.pod_security_enforce

@@ -276,3 +276,22 @@ class InstanceMachine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id}/{self.name}"
+
+
+class Installation(models.Model):
+    """This installation's id, generated once: every object it creates in the cluster carries it, so
+    several installations can share a cluster and each touches only its own (labs.installation).
+
+    One row, shared by every replica through the database; INSTALLATION_ID overrides it.
+    """
+
+    ROW_ID = 1
+
+    uid = models.CharField("installation id", max_length=63, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="labs_installation_single_row")]
+
+    def __str__(self) -> str:
+        return self.uid

@@ -40,6 +40,7 @@ DEFAULT_PROFILE = manifests.ClusterProfile()
 
 def build(machines=(WEB, ROUTER), sizing=KUBEVIRT_DEFAULTS, profile=DEFAULT_PROFILE):
     return manifests.make_instance_manifests(
+        installation_id="3f9c2a7d1e04",
         namespace="net101-42",
         instance_id=42,
         lab_slug="net-101",
@@ -56,6 +57,7 @@ def test_namespace_carries_the_labels_reconcile_and_selectors_rely_on():
         "name": "net101-42",
         "labels": {
             "app.kubernetes.io/managed-by": "laborchestrator",
+            "laborchestrator/installation": "3f9c2a7d1e04",
             "laborchestrator/instance": "42",
             "laborchestrator/lab": "net-101",
             "laborchestrator/owner": "7",
@@ -86,6 +88,32 @@ def test_the_role_binding_gives_the_apps_own_account_the_lab_role_in_this_namesp
         "name": "laborchestrator-lab",
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "orchestrator", "namespace": "labs"}]
+
+
+def test_every_object_carries_the_installation_and_instance_labels():
+    built = build()
+    objects = [
+        built.namespace,
+        built.role_binding,
+        built.network_policy,
+        built.resource_quota,
+        *built.secrets,
+        *built.vmis,
+    ]
+    for obj in objects:
+        labels = obj["metadata"]["labels"]
+        assert manifests.belongs_to(labels, installation_id="3f9c2a7d1e04", instance_id=42), obj["kind"]
+        assert not manifests.belongs_to(labels, installation_id="another", instance_id=42)
+        assert not manifests.belongs_to(labels, installation_id="3f9c2a7d1e04", instance_id=4)
+
+
+def test_selectors_pick_one_installation_or_the_unlabelled_ones():
+    assert manifests.installation_selector("3f9c2a7d1e04") == (
+        "app.kubernetes.io/managed-by=laborchestrator,laborchestrator/installation=3f9c2a7d1e04"
+    )
+    assert manifests.UNLABELLED_SELECTOR == (
+        "app.kubernetes.io/managed-by=laborchestrator,!laborchestrator/installation"
+    )
 
 
 def test_network_policy_keeps_traffic_inside_the_namespace_plus_dns():

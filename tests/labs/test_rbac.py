@@ -4,7 +4,7 @@ what follows from them. The whole flow with the console is in tests/vncproxy/tes
 import pytest
 from kubernetes import client
 
-from labs import cluster, lifecycle
+from labs import cluster, lifecycle, manifests
 from labs.exceptions import ClusterForbidden
 from labs.models import LabInstance
 from localcluster.harness import start_local_cluster
@@ -62,7 +62,7 @@ def test_the_nobody_identity_is_refused_with_a_readable_error(app_cluster, setti
     cluster.reset_client()
 
     with pytest.raises(ClusterForbidden) as raised:
-        cluster.list_managed_namespaces()
+        cluster.list_namespaces(label_selector=manifests.MANAGED_SELECTOR)
 
     assert "not allowed" in raised.value.message
     assert raised.value.status == 403

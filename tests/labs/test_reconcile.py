@@ -11,6 +11,7 @@ from django.utils import timezone
 from kubernetes import client
 
 from labs import cluster, lifecycle, manifests
+from labs.installation import installation_id
 from labs.models import LabInstance
 from tests.labs.conftest import namespace_exists, wait_for, wait_until_running
 
@@ -21,12 +22,20 @@ def create_namespace(admin_core, name, labels):
     admin_core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
 
 
+def ours() -> dict[str, str]:
+    """The labels this installation's namespaces carry."""
+    return {
+        manifests.MANAGED_BY_LABEL: manifests.MANAGED_BY,
+        manifests.INSTALLATION_LABEL: installation_id(),
+    }
+
+
 @pytest.mark.django_db
 def test_orphan_namespaces_are_deleted_and_foreign_ones_left_alone(
     app_cluster, admin_core, make_lab, student
 ):
     kept = lifecycle.instance_start(user=student, lab=make_lab())
-    create_namespace(admin_core, "orphan-lab-1", {manifests.MANAGED_BY_LABEL: manifests.MANAGED_BY})
+    create_namespace(admin_core, "orphan-lab-1", ours())
     create_namespace(admin_core, "someone-elses", {"team": "infra"})
     out = StringIO()
 
@@ -112,9 +121,7 @@ def test_two_reconcilers_at_once_do_each_job_once(app_cluster, admin_core, make_
     instance = lifecycle.instance_start(user=student, lab=make_lab())
     LabInstance.objects.filter(pk=instance.pk).update(status=Status.STOPPING)
     for index in range(3):
-        create_namespace(
-            admin_core, f"orphan-race-{index}", {manifests.MANAGED_BY_LABEL: manifests.MANAGED_BY}
-        )
+        create_namespace(admin_core, f"orphan-race-{index}", ours())
     errors = []
 
     def run():

@@ -1,6 +1,8 @@
 """Make the cluster agree with the database (see labs.lifecycle.reconcile).
 
-Deletes namespaces labelled managed-by=laborchestrator that no active instance owns, marks
+Deletes this installation's namespaces (labelled managed-by=laborchestrator and with its
+laborchestrator/installation id) that no active instance owns, reports managed namespaces without an
+installation label (made by an older version; never deleted), marks
 instances whose namespace vanished, finishes stops and refreshes states. Safe to run in several
 processes at once. `--loop SECONDS` keeps running (development, single-container deployments).
 """
@@ -21,6 +23,12 @@ class Command(PeriodicCommand):
             return
         for name in report.orphans_deleted:
             self.stdout.write(f"Deleted orphan namespace {name}")
+        if report.unlabelled:
+            self.stderr.write(
+                f"{len(report.unlabelled)} namespace(s) labelled managed-by=laborchestrator carry no "
+                f"installation label and are left alone: {', '.join(report.unlabelled)} "
+                "(README: 'Several installations on one cluster')"
+            )
         for instance_id in report.failed:
             self.stdout.write(f"Marked instance {instance_id} failed")
         for instance_id in report.stopped:
