@@ -124,6 +124,8 @@ class LabInstanceAdmin(InstructorAdmin):
         "stopped_at",
         "last_error",
         "last_error_plain",
+        "pending_action",
+        "pending_since",
     )
 
     def has_add_permission(self, request) -> bool:
