@@ -129,7 +129,7 @@ def test_starts_are_throttled(make_lab, student, client_for, settings):
 def test_a_resume_before_the_cluster_confirmed_the_pause_is_a_409_saying_so(
     app_cluster, make_lab, student, client_for
 ):
-    app_cluster.faults.slow_pause_condition(ms=6000)
+    app_cluster.faults.slow_pause_condition(ms=30_000)
     client = client_for(student)
     started = client.post("/api/instances/", {"lab": make_lab().slug}, format="json").json()
     url = f"/api/instances/{started['id']}/"

@@ -106,7 +106,7 @@ def test_the_status_stays_running_until_the_cluster_confirms_the_resume(running,
 def test_a_resume_while_the_pause_is_not_confirmed_is_refused_with_a_reason(running, app_cluster):
     """In that window KubeVirt answers an unpause with 409 "VMI is not paused" although the machine
     is paused: resuming then would leave it paused while the page says running."""
-    app_cluster.faults.slow_pause_condition(ms=6000)  # longer than a resume waits for it
+    app_cluster.faults.slow_pause_condition(ms=8000)  # longer than a resume waits for it
     lifecycle.instance_pause(instance=running)
 
     with pytest.raises(InvalidTransition, match="still pausing"):
@@ -118,7 +118,8 @@ def test_a_resume_while_the_pause_is_not_confirmed_is_refused_with_a_reason(runn
     assert wait_until_confirmed(running).status == Status.RUNNING
 
 
-def test_a_resume_right_after_the_pause_waits_for_its_confirmation(running, app_cluster):
+def test_a_resume_right_after_the_pause_waits_for_its_confirmation(running, app_cluster, monkeypatch):
+    monkeypatch.setattr(lifecycle, "OPPOSITE_ACTION_WAIT_SECONDS", 20.0)  # however loaded the machine
     app_cluster.faults.slow_pause_condition(ms=500)
     lifecycle.instance_pause(instance=running)
 
@@ -132,7 +133,7 @@ def test_a_resume_right_after_the_pause_waits_for_its_confirmation(running, app_
 
 def test_a_pause_the_cluster_does_not_confirm_in_time_is_reported(running, app_cluster, settings):
     settings.LABS_PAUSE_TIMEOUT_SECONDS = 0.3
-    app_cluster.faults.slow_pause_condition(ms=5000)
+    app_cluster.faults.slow_pause_condition(ms=30_000)
     lifecycle.instance_pause(instance=running)
     time.sleep(0.4)
 

@@ -50,7 +50,7 @@ def test_a_console_that_cannot_be_opened_fails_the_smoke_test_and_the_lab_is_sti
 
     result = smoke(
         "--kubeconfig", local_cluster.kubeconfig, "--context", "laborchestrator", "--check-context", "admin",
-        "--timeout", "30",
+        "--timeout", "60",
     )  # fmt: skip
 
     assert result.returncode == 1
@@ -65,7 +65,7 @@ def test_what_the_cluster_keeps_is_named(local_cluster):
 
     result = smoke(
         "--kubeconfig", local_cluster.kubeconfig, "--context", "laborchestrator", "--check-context", "admin",
-        "--timeout", "5",
+        "--timeout", "60",
     )  # fmt: skip
 
     assert result.returncode == 1
