@@ -4,11 +4,12 @@
     python -m labs.smoke                                                # none at hand: a local cluster
 
 In a temporary directory it makes a throw-away installation (its own SQLite database, its own
-installation id `smoke-<random>`, a student and a one-machine lab), serves it with Daphne as
-production does, and then, as the student, through the REST API and the console websocket:
+installation id `smoke-<random>`, a student and a one-machine lab), serves it with the app server
+as production does (`laborchestrator.serve`), and then, as the student, through the REST API and
+the console websocket:
 
 1. starts the lab and waits until its machine runs and is ready;
-2. opens the machine's serial console through the relay (Daphne, the Channels consumer, the
+2. opens the machine's serial console through the relay (the app server, the Channels consumer, the
    cluster's `console` subresource) and waits for bytes from the guest;
 3. pauses the lab until the cluster confirms it, then resumes it likewise;
 4. stops it and waits until the namespace is gone (404);
@@ -78,7 +79,7 @@ def say(message: str) -> None:
 
 
 def installation_env(workdir: Path, target: Target, installation: str) -> dict[str, str]:
-    """Settings of the smoke's own installation, for this process and its Daphne (never the caller's
+    """Settings of the smoke's own installation, for this process and its app server (never the caller's
     database: DATABASE_URL is always the temporary SQLite file)."""
     return {
         "DJANGO_SETTINGS_MODULE": "laborchestrator.settings",
@@ -137,10 +138,9 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_app(env: dict[str, str], log_file: Path) -> Iterator[str]:
-    """The installation under Daphne on uvloop, as deployed (`laborchestrator.serve`); yields its URL."""
+    """The installation under the app server, as deployed (`laborchestrator.serve`); yields its URL."""
     port = free_port()
-    args = [sys.executable, "-m", "laborchestrator.serve", "-b", "127.0.0.1", "-p", str(port)]
-    args.append("laborchestrator.asgi:application")
+    args = [sys.executable, "-m", "laborchestrator.serve", "--host", "127.0.0.1", "--port", str(port)]
     repo = Path(__file__).resolve().parent.parent
     full_env = {
         **os.environ,
@@ -155,7 +155,7 @@ def serve_app(env: dict[str, str], log_file: Path) -> Iterator[str]:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
             if process.poll() is not None or time.monotonic() > deadline:
-                raise SmokeFailed(f"Daphne did not start: {log_file.read_text()[-2000:]}")
+                raise SmokeFailed(f"the app server did not start: {log_file.read_text()[-2000:]}")
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -368,7 +368,7 @@ class Run:
         os.environ.update(env)
         say(f"installation {installation}, lab namespace prefix {prefix}, image {self.target.image}")
         username, password, lab_slug = prepare_database(self.target, prefix)
-        log_file = workdir / "daphne.log"
+        log_file = workdir / "app-server.log"
         try:
             with serve_app(env, log_file) as base_url:
                 self._as_student(Api(base_url), username, password, lab_slug, installation)
@@ -493,7 +493,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--images", type=Path, default=LOCAL_IMAGES, help="local cluster only, qemu: image store"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, logs)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (database, the app server's log)"
+    )
     return parser.parse_args(argv)
 
 
