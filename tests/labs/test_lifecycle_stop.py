@@ -106,7 +106,7 @@ def test_stop_during_start_leaves_nothing_behind(app_cluster, admin_core, make_l
     assert not namespace_exists(admin_core, instance.namespace)
 
 
-def _hold_terminating(local_cluster, namespace: str, seconds: int = 2) -> None:
+def _hold_terminating(local_cluster, namespace: str, seconds: int = 6) -> None:
     """A VMI whose guest takes `seconds` to stop keeps the namespace Terminating that long, as a real
     cluster's namespace controller takes seconds to empty a namespace."""
     from kubernetes import client as k8s
@@ -144,7 +144,7 @@ def test_a_stop_deletes_once_then_only_reads_until_the_namespace_is_gone(
     for _ in range(3):  # the student's page polls while the namespace terminates
         assert lifecycle.instance_refresh(instance=instance).status == Status.STOPPING
     lifecycle.reconcile()
-    wait_until_stopped(instance)
+    wait_until_stopped(instance, timeout=30)
 
     assert len(_namespace_calls(app_cluster, instance.namespace, "delete")) == 1
     assert len(_namespace_calls(app_cluster, instance.namespace, "get")) >= 5
@@ -165,7 +165,7 @@ def test_a_409_on_the_namespace_delete_means_it_is_already_going(app_cluster, ad
 
     assert instance.status == Status.STOPPING
     assert instance.last_error == ""
-    wait_until_stopped(instance)
+    wait_until_stopped(instance, timeout=30)
 
 
 @pytest.mark.django_db
