@@ -4,6 +4,7 @@ import os
 import shutil
 
 import pytest
+from django.test import override_settings
 
 from laborchestrator.ratelimit import local_store
 
@@ -46,6 +47,16 @@ def _fresh_rate_limits():
     local_store.clear()
     yield
     local_store.clear()
+
+
+@pytest.fixture(autouse=True)
+def _one_installation():
+    """The whole suite is one installation, as a deployment is: without this every test database
+    would generate its own installation id, and a later `reconcile` would not remove the lab
+    namespaces an earlier test left running (their machines count against the local cluster's node).
+    (Not through pytest-django's `settings` fixture: some tests use that name for a parameter.)"""
+    with override_settings(INSTALLATION_ID="test-suite"):
+        yield
 
 
 @pytest.fixture

@@ -83,6 +83,7 @@ def test_every_object_of_an_instance_carries_the_installation_label(
     assert len(objects) == 4 and len(vmis) == 1
     assert {o.metadata.labels[manifests.INSTALLATION_LABEL] for o in objects} == {"ours"}
     assert vmis[0]["metadata"]["labels"][manifests.INSTALLATION_LABEL] == "ours"
+    lifecycle.instance_stop(instance=instance)  # the suite's installation would not remove it
 
 
 @pytest.mark.django_db

@@ -118,8 +118,19 @@ def _hold_terminating(local_cluster, namespace: str, seconds: int = 6) -> None:
     api = local_cluster.api_client("admin")
     # Room for it: the lab's quota has none to spare.
     call(api, "DELETE", f"/api/v1/namespaces/{namespace}/resourcequotas/{manifests.RESOURCE_QUOTA_NAME}")
-    k8s.CustomObjectsApi(api).create_namespaced_custom_object(
-        "kubevirt.io", "v1", namespace, "virtualmachineinstances", slow
+    vmis = k8s.CustomObjectsApi(api)
+    vmis.create_namespaced_custom_object("kubevirt.io", "v1", namespace, "virtualmachineinstances", slow)
+    # Only a running guest takes its grace period to stop.
+    wait_for(
+        lambda: (
+            vmis.get_namespaced_custom_object(
+                "kubevirt.io", "v1", namespace, "virtualmachineinstances", "slow"
+            )
+            .get("status", {})
+            .get("phase")
+            == "Running"
+        ),
+        timeout=30,
     )
 
 
