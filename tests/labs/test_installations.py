@@ -43,7 +43,7 @@ def test_the_setting_overrides_the_generated_id(settings):
 def test_a_malformed_installation_id_is_refused_at_start_up(settings, value):
     settings.INSTALLATION_ID = value
     (error,) = check_installation_id(None)
-    assert error.id == "labs.E002"
+    assert error.id == "labs.E007"
     assert repr(value) in error.msg
 
 
@@ -72,6 +72,7 @@ def test_every_object_of_an_instance_carries_the_installation_label(
 
     objects = [
         admin_core.read_namespace(namespace),
+        *client.RbacAuthorizationV1Api(api).list_namespaced_role_binding(namespace).items,
         *client.NetworkingV1Api(api).list_namespaced_network_policy(namespace).items,
         *admin_core.list_namespaced_resource_quota(namespace).items,
         *admin_core.list_namespaced_secret(namespace).items,
@@ -80,7 +81,7 @@ def test_every_object_of_an_instance_carries_the_installation_label(
         "kubevirt.io", "v1", namespace, "virtualmachineinstances"
     )["items"]
 
-    assert len(objects) == 4 and len(vmis) == 1
+    assert len(objects) == 5 and len(vmis) == 1
     assert {o.metadata.labels[manifests.INSTALLATION_LABEL] for o in objects} == {"ours"}
     assert vmis[0]["metadata"]["labels"][manifests.INSTALLATION_LABEL] == "ours"
     lifecycle.instance_stop(instance=instance)  # the suite's installation would not remove it

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labs", "0003_last_error_plain"),
+        ("labs", "0005_instance_start_lease"),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labs", "0004_instance_pending_action"),
+        ("labs", "0006_instance_pending_action"),
     ]
 
     operations = [
