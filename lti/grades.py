@@ -14,19 +14,21 @@ discards the scoreGiven of any other gradingProgress (README.md, "LTI 1.3").
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import F, Q
 from django.utils import timezone
 from pylti1p3.assignments_grades import AssignmentsGradesService
-from pylti1p3.contrib.django.service_connector import DjangoServiceConnector
 from pylti1p3.exception import LtiException, LtiServiceException
 from pylti1p3.grade import Grade
 from pylti1p3.lineitem import LineItem
+from pylti1p3.service_connector import ServiceConnector
 
 from lti.accounts import LaunchUser
 from lti.launch import Launch
@@ -263,7 +265,9 @@ def _retry_or_fail(submission: ScoreSubmission, error: str, *, now: datetime) ->
 def post_score(link: GradeLink, submission: ScoreSubmission, *, timestamp: datetime) -> None:
     """POST the score to the line item's scores endpoint with a client-credentials token (pylti1p3's
     ServiceConnector signs the assertion with our current key)."""
-    connector = DjangoServiceConnector(registration_for(link.platform), platform_session())
+    connector = PlatformConnector(
+        registration_for(link.platform), platform_session(), platform_id=link.platform_id
+    )
     grade = (
         Grade()
         .set_score_given(submission.score_given)
@@ -283,7 +287,7 @@ def post_score(link: GradeLink, submission: ScoreSubmission, *, timestamp: datet
         status = error.response.status_code
         if status == 401:
             # A cached token the platform no longer accepts: fetch a new one next time.
-            _forget_tokens(connector)
+            connector.forget_tokens()
         message = f"HTTP {status} from {error.response.url}"
         if status >= 500 or status in RETRYABLE_STATUSES:
             raise PlatformUnavailable(message) from error
@@ -294,7 +298,7 @@ def post_score(link: GradeLink, submission: ScoreSubmission, *, timestamp: datet
         raise PlatformRefused(str(error)) from error
 
 
-def _find_or_create_line_item(connector: DjangoServiceConnector, link: GradeLink) -> str:
+def _find_or_create_line_item(connector: PlatformConnector, link: GradeLink) -> str:
     """The launch named only the line item container: find our column in it, or create it."""
     service = AssignmentsGradesService(
         connector, {"scope": [LINEITEM_SCOPE], "lineitems": link.lineitems_url, "lineitem": ""}
@@ -316,8 +320,35 @@ def _find_or_create_line_item(connector: DjangoServiceConnector, link: GradeLink
     return url
 
 
-def _forget_tokens(connector: DjangoServiceConnector) -> None:
-    from django.core.cache import cache
+class PlatformConnector(ServiceConnector):
+    """pylti1p3's client-credentials connector, keeping access tokens in Django's cache.
 
-    for scopes in ([SCORE_SCOPE], [LINEITEM_SCOPE]):
-        cache.delete(connector._get_cache_key(connector._scope_key(scopes)))
+    The two token methods are the hooks pylti1p3 leaves to subclasses (its base class raises
+    NotImplementedError). Keys carry a per-platform generation, so `forget_tokens` drops every
+    token of the platform by moving to the next generation, without knowing how the library
+    derives its scope keys.
+    """
+
+    def __init__(self, registration: Any, session: requests.Session, *, platform_id: int) -> None:
+        super().__init__(registration, session)
+        self.platform_id = platform_id
+
+    def _generation_key(self) -> str:
+        return f"lti-token-generation:{self.platform_id}"
+
+    def _token_key(self, scope_key: str) -> str:
+        generation = cache.get_or_set(self._generation_key(), 0, timeout=None)
+        return f"lti-token:{self.platform_id}:{generation}:{scope_key}"
+
+    def _get_cached_access_token(self, scope_key: str) -> str | None:
+        return cache.get(self._token_key(scope_key))
+
+    def _cache_access_token(self, scope_key: str, access_token: str, expires_in: float) -> None:
+        # Ten seconds early, so a token never expires between this check and the platform's.
+        cache.set(self._token_key(scope_key), access_token, max(1, math.floor(expires_in - 10)))
+
+    def forget_tokens(self) -> None:
+        try:
+            cache.incr(self._generation_key())
+        except ValueError:  # never cached, or evicted: nothing to forget
+            cache.set(self._generation_key(), 1, timeout=None)

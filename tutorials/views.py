@@ -5,9 +5,9 @@ production too; a CDN or the ingress can cache them. Headers make sure a file ca
 what its validated type says: never sniffed as HTML, files other than images downloaded.
 """
 
-from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest
-from django.utils._os import safe_join
 from django.views.decorators.http import require_safe
 
 from tutorials.media import is_image_name
@@ -19,12 +19,9 @@ MEDIA_CACHE_SECONDS = 7 * 24 * 3600
 @require_safe
 def media_file(request: HttpRequest, path: str) -> FileResponse:
     try:
-        full_path = safe_join(settings.MEDIA_ROOT, path)
-    except Exception as error:  # SuspiciousFileOperation: a path escaping MEDIA_ROOT
-        raise Http404("No such file.") from error
-    try:
-        handle = open(full_path, "rb")  # noqa: SIM115 - FileResponse closes it
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+        # The storage uploads were saved through: it refuses a path escaping its folder.
+        handle = default_storage.open(path, "rb")
+    except (SuspiciousFileOperation, FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
         raise Http404("No such file.") from error
     response = FileResponse(handle, as_attachment=not is_image_name(path))
     response["X-Content-Type-Options"] = "nosniff"

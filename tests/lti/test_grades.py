@@ -207,3 +207,24 @@ def test_send_grades_command(client, graded_launch, fake_platform, capsys):
     call_command("send_grades")
     assert "1 sent" in capsys.readouterr().out
     assert len(scores_posted(fake_platform)) == 1
+
+
+def test_a_token_the_platform_refuses_is_fetched_again_on_the_next_attempt(
+    client, graded_launch, fake_platform
+):
+    graded_launch()
+    tick(client, steps()[0])
+    now = timezone.now()
+    assert [d.outcome for d in deliver_due(now=now)] == ["sent"]
+    assert len(fake_platform.received("/token")) == 1
+    # The cached token works for the next score...
+    tick(client, steps()[1])
+    assert [d.outcome for d in deliver_due(now=now + timedelta(seconds=2))] == ["sent"]
+    assert len(fake_platform.received("/token")) == 1
+    # ...until the platform stops accepting it: the score waits, and the next try gets a new token.
+    tick(client, steps()[2])
+    fake_platform.responses["/lineitems/1/scores"] = [401]
+    assert [d.outcome for d in deliver_due(now=now + timedelta(seconds=4))] == ["retry"]
+    assert len(fake_platform.received("/token")) == 1
+    assert [d.outcome for d in deliver_due(now=now + timedelta(minutes=5))] == ["sent"]
+    assert len(fake_platform.received("/token")) == 2
