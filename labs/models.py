@@ -36,6 +36,12 @@ class VMImage(models.Model):
     )
     has_vnc = models.BooleanField("graphical desktop (VNC)", default=True)
     has_serial_console = models.BooleanField("serial console", default=True)
+    has_ssh_server = models.BooleanField(
+        "SSH server",
+        default=False,
+        help_text="The image runs an SSH server on port 22 that accepts the keys cloud-init gives "
+        "users (ssh_authorized_keys). Step checks need it.",
+    )
     min_memory_mib = models.PositiveIntegerField(
         "minimum memory (MiB)", default=128, validators=[MinValueValidator(16)]
     )
@@ -254,6 +260,10 @@ class InstanceMachine(models.Model):
     password = models.CharField(max_length=128)
     has_vnc = models.BooleanField()
     has_serial_console = models.BooleanField()
+    has_ssh_server = models.BooleanField(default=False)
+    # The public half of the SSH host key the app generated for this machine (its private half went
+    # to the guest with cloud-init): checks trust exactly this key, never the first one they see.
+    ssh_host_public_key = models.TextField(blank=True)
     order = models.PositiveIntegerField(default=0)
     opens_first = models.BooleanField(default=False)
 
@@ -265,3 +275,17 @@ class InstanceMachine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id}/{self.name}"
+
+
+class InstanceCheckKey(models.Model):
+    """The key pair checks log in with, one per instance. The public key goes to the machines with
+    cloud-init (for the check user); the private key never leaves the server and is deleted when
+    the instance stops (and with the instance)."""
+
+    instance = models.OneToOneField(LabInstance, on_delete=models.CASCADE, related_name="check_key")
+    private_key = models.TextField()
+    public_key = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"check key of instance {self.instance_id}"
