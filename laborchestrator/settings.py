@@ -315,6 +315,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "instance_start": os.getenv("API_THROTTLE_INSTANCE_START", "30/hour"),
         "console_ticket": os.getenv("API_THROTTLE_CONSOLE_TICKET", "60/minute"),
+        "step_check": os.getenv("API_THROTTLE_STEP_CHECK", "20/minute"),
     },
 }
 SIMPLE_JWT = {
