@@ -179,8 +179,18 @@ class LabMachine(models.Model):
                 errors["memory_mib"] = f"The image {image.name} needs at least {image.min_memory_mib} MiB."
             if self.cores is not None and self.cores < image.min_cores:
                 errors["cores"] = f"The image {image.name} needs at least {image.min_cores} cores."
+            if not image.has_ssh_server and self.lab_id and self._has_step_checks():
+                errors["image"] = (
+                    f"Checks need an SSH server in the image: steps of this lab's tutorials check the "
+                    f"machine {self.name}, and {image.name} has none."
+                )
         if errors:
             raise ValidationError(errors)
+
+
+    def _has_step_checks(self) -> bool:
+        # Through the reverse relations the tutorials app declares (it depends on labs, not back).
+        return self.lab.tutorials.filter(pages__steps__step_check__machine=self.name).exists()
 
 
 class LabInstanceQuerySet(models.QuerySet):
