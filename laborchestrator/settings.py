@@ -367,5 +367,10 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
     # Replaces Django's own handlers (plain text to stderr when DEBUG): every line goes through ours.
-    "loggers": {"django": {"handlers": [], "propagate": True}},
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        # asyncssh logs every connection and channel at INFO; each check run is logged once by
+        # tutorials.checks instead.
+        "asyncssh": {"level": "WARNING"},
+    },
 }

@@ -220,6 +220,10 @@ export class ConsoleView {
     throw new Error("Not implemented");
   }
 
+  async sendInterrupt() {
+    throw new Error("Not implemented");
+  }
+
   ensureConnected() {
     if (!this.connected) {
       throw new Error(`The ${this.label} of ${this.machine} is not connected: ${this.stateText}`);
