@@ -187,7 +187,6 @@ class LabMachine(models.Model):
         if errors:
             raise ValidationError(errors)
 
-
     def _has_step_checks(self) -> bool:
         # Through the reverse relations the tutorials app declares (it depends on labs, not back).
         return self.lab.tutorials.filter(pages__steps__step_check__machine=self.name).exists()

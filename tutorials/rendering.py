@@ -4,10 +4,10 @@ Instructors write Markdown (raw HTML allowed); students' browsers get only what 
 below permit. Fenced code takes attribute lists for click-to-run buttons: ```` ```{.bash .run
 machine=beta} ```` renders as `<pre class="run"><code class="language-bash" machine="beta">`, and the
 tutorial pane (portal/static/portal/tutorial.js) adds the button (`.run`, `.type`, `.copy`,
-`.interrupt`); `machine` is kept only as a machine name. Markup outside the allowlist is kept as escaped, visible text rather than silently
-removed, so an author sees what was refused. Pages are rendered once, when they are saved
-(see `tutorials.models`); variables like `{{ vm.web.ip }}` survive rendering untouched and are
-filled in per student at display time by `tutorials.variables`.
+`.interrupt`); `machine` is kept only as a machine name. Markup outside the allowlist is kept as
+escaped, visible text rather than silently removed, so an author sees what was refused. Pages are
+rendered once, when they are saved (see `tutorials.models`); variables like `{{ vm.web.ip }}`
+survive rendering untouched and are filled in per student at display time by `tutorials.variables`.
 """
 
 from __future__ import annotations
