@@ -179,7 +179,8 @@ async def _open_port_forward(access: MachineAccess) -> AsyncIterator[ClientConne
             break
         except InvalidStatus as refusal:
             failure = _refusal(access, refusal)
-            if failure.problem != Problem.UNREACHABLE or time.monotonic() >= deadline:
+            retry = failure.problem == Problem.UNREACHABLE or "still starting" in failure.plain
+            if not retry or time.monotonic() >= deadline:
                 raise failure from refusal
             await asyncio.sleep(REFUSED_RETRY_INTERVAL)
         except (InvalidHandshake, OSError, TimeoutError) as error:
@@ -210,6 +211,14 @@ def _refusal(access: MachineAccess, refusal: InvalidStatus) -> ExecFailed:
     if status in (400, 404, 409):
         return ExecFailed(Problem.NOT_RUNNING, detail, f"The machine {machine} is not running.")
     if status == 500 and "dialing VM" in message:
+        if "no route to host" in message or "host is unreachable" in message:
+            # Nothing answers for the address yet: a guest still booting (or with its network down).
+            return ExecFailed(
+                Problem.NOT_RUNNING,
+                detail,
+                f"The machine {machine} is still starting (it does not answer on the network yet). "
+                "Check again in a moment.",
+            )
         if "refused" in message:
             plain = (
                 f"The check could not reach the machine {machine}: its SSH server refused the connection. "

@@ -398,12 +398,14 @@ class Workspace {
   async typeInto(text, name) {
     const machine = this.target(name);
     if (!machine?.console) throw new Error("Pick a machine first.");
+    await machine.console.waitUntilConnected();
     await machine.console.typeText(text);
   }
 
   async interrupt(name) {
     const machine = this.target(name);
     if (!machine?.console) throw new Error("Pick a machine first.");
+    await machine.console.waitUntilConnected();
     await machine.console.sendInterrupt();
   }
 }
