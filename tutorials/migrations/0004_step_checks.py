@@ -11,8 +11,8 @@ import tutorials.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labs", "0004_check_access"),
-        ("tutorials", "0002_markdown_and_media_validation"),
+        ("labs", "0006_check_access"),
+        ("tutorials", "0003_markdown_validated_by_rendering"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
