@@ -8,12 +8,13 @@ import asyncio
 import dataclasses
 
 import pytest
+from kubernetes import client
 
 from labs import lifecycle, machine_exec
 from labs.machine_exec import ExecFailed, MachineAccess, Problem
 from labs.models import LabInstance
 from tests.conftest import require_tool
-from tests.labs.conftest import wait_until_running
+from tests.labs.conftest import wait_for, wait_until_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,12 +108,19 @@ def test_a_paused_machine_is_not_running_not_a_failed_check(running):
     assert "paused" in failed.value.plain
 
 
-def test_a_stopped_machine_is_not_running(running):
+def test_a_machine_that_is_gone_is_not_running(running, local_cluster, admin_vmis):
+    """virt-api's 404 for a VMI that no longer exists. (Once the whole namespace is gone, its
+    RoleBinding is too and the answer is a 403: tutorials/checking.py checks the instance first.)"""
     access = access_to(running)
-    lifecycle.instance_stop(instance=running)
+    api = client.CustomObjectsApi(local_cluster.api_client("admin"))
+    api.delete_namespaced_custom_object(
+        "kubevirt.io", "v1", running.namespace, "virtualmachineinstances", "vm0"
+    )
+    wait_for(lambda: all(v["metadata"]["name"] != "vm0" for v in admin_vmis(running.namespace)))
     with pytest.raises(ExecFailed) as failed:
         run(access, "true")
     assert failed.value.problem == Problem.NOT_RUNNING
+    assert failed.value.plain == "The machine vm0 is not running."
 
 
 def test_a_dropped_connection_is_reported_and_the_next_run_works(running, app_cluster):

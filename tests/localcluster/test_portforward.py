@@ -12,11 +12,23 @@ import json
 
 import pytest
 import websockets
+from kubernetes import client
 from websockets.exceptions import InvalidStatus
 
 from tests.localcluster.lc_helpers import small_vmi, vmi_subresource, wait_for
 
 PROTOCOL = "plain.kubevirt.io"
+LAB_BINDING = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "RoleBinding",
+    "metadata": {"name": "lab"},
+    "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "laborchestrator-lab",
+    },
+    "subjects": [{"kind": "ServiceAccount", "name": "laborchestrator", "namespace": "laborchestrator"}],
+}
 
 
 def connect(cluster, ns: str, name: str, tail: str = "22/tcp", identity: str = "admin"):
@@ -92,14 +104,23 @@ async def test_a_missing_vmi_is_not_found(local_cluster, ns):
     assert (status, body["reason"]) == (404, "NotFound")
 
 
-async def test_rbac_names_the_subresource_without_port_or_protocol(local_cluster, running_vmi):
+async def test_rbac_names_the_subresource_without_port_or_protocol(local_cluster, running_vmi, admin_api):
     ns, name, _ = running_vmi
-    status, body = await refusal(local_cluster, ns, name, identity="nobody")
+    status, body = await refusal(local_cluster, ns, name, identity="laborchestrator")
     assert status == 403
     assert 'cannot get resource "virtualmachineinstances/portforward"' in body["message"]
-    # deploy/k8s/rbac.yaml grants the application exactly this.
-    async with connect(local_cluster, ns, name, identity="laborchestrator") as ws, asyncio.timeout(5):
-        assert (await ws.recv()).startswith(b"SSH-2.0-")
+    # deploy/k8s/rbac.yaml's lab role, bound in the namespace as the app binds it, grants exactly this.
+    client.RbacAuthorizationV1Api(admin_api).create_namespaced_role_binding(ns, LAB_BINDING)
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # the local cluster may lag behind a new binding, as a real authorizer's cache does
+        try:
+            async with connect(local_cluster, ns, name, identity="laborchestrator") as ws, asyncio.timeout(5):
+                assert (await ws.recv()).startswith(b"SSH-2.0-")
+            break
+        except InvalidStatus:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def test_udp_is_refused_by_name(local_cluster, running_vmi):
