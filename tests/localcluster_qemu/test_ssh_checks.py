@@ -72,13 +72,15 @@ def access_to(instance: LabInstance) -> MachineAccess:
 
 
 def run_when_up(access: MachineAccess, script: str, timeout: float = 20) -> machine_exec.ScriptResult:
-    """The guest's SSH server starts a moment after QEMU's monitor answers: retry while it refuses."""
+    """The guest boots after QEMU's monitor answers: retry while it does not answer on the network
+    yet (still starting) or its SSH server refuses."""
     deadline = time.monotonic() + BOOT_SECONDS
     while True:
         try:
             return asyncio.run(machine_exec.run_script(access, script, timeout=timeout))
         except ExecFailed as failure:
-            if failure.problem != Problem.UNREACHABLE or time.monotonic() > deadline:
+            booting = failure.problem in (Problem.UNREACHABLE, Problem.NOT_RUNNING)
+            if not booting or time.monotonic() > deadline:
                 raise
             time.sleep(1)
 
