@@ -322,6 +322,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "instance_start": os.getenv("API_THROTTLE_INSTANCE_START", "30/hour"),
         "console_ticket": os.getenv("API_THROTTLE_CONSOLE_TICKET", "60/minute"),
+        "step_check": os.getenv("API_THROTTLE_STEP_CHECK", "20/minute"),
     },
 }
 SIMPLE_JWT = {
@@ -373,5 +374,10 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
     # Replaces Django's own handlers (plain text to stderr when DEBUG): every line goes through ours.
-    "loggers": {"django": {"handlers": [], "propagate": True}},
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        # asyncssh logs every connection and channel at INFO; each check run is logged once by
+        # tutorials.checks instead.
+        "asyncssh": {"level": "WARNING"},
+    },
 }

@@ -422,7 +422,7 @@ def set_vmis_paused(*, namespace: str, names: list[str], paused: bool) -> None:
     _run_concurrently([call_for(name) for name in names])
 
 
-# --- Console websockets (used by the console proxy, vncproxy/upstream.py) -----------------------------
+# --- Websockets: consoles (vncproxy/upstream.py) and port-forwards (labs/machine_exec.py) ------------
 
 
 @dataclass(frozen=True)
@@ -466,9 +466,20 @@ def subresource_websocket_target(*, namespace: str, name: str, kind: str) -> Web
     """
     if kind not in ("vnc", "console"):
         raise ValueError(f"not a streaming subresource: {kind!r}")
+    return _websocket_target(_SUBRESOURCE_PATH.format(namespace=namespace, name=name, action=kind))
+
+
+def portforward_websocket_target(*, namespace: str, name: str, port: int) -> WebsocketTarget:
+    """KubeVirt's `portforward` to a TCP port of the VMI (as `virtctl ssh` and `port-forward` use it):
+    a websocket whose binary frames carry the TCP stream. Step checks reach the guest's SSH server
+    through it (labs/machine_exec.py). RBAC: `get` on `virtualmachineinstances/portforward`."""
+    action = f"portforward/{int(port)}/tcp"
+    return _websocket_target(_SUBRESOURCE_PATH.format(namespace=namespace, name=name, action=action))
+
+
+def _websocket_target(path: str) -> WebsocketTarget:
     api = api_client()
     configuration = api.configuration
-    path = _SUBRESOURCE_PATH.format(namespace=namespace, name=name, action=kind)
     base = configuration.host.rstrip("/")
     scheme, _, rest = base.partition("://")
     url = ("wss://" if scheme == "https" else "ws://") + rest + path

@@ -26,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from labs import cluster, cluster_profile, manifests
+from labs import cluster, cluster_profile, manifests, ssh_keys
 from labs.checks import kubevirt_sizing_from_settings
 from labs.exceptions import (
     ClusterError,
@@ -39,7 +39,7 @@ from labs.exceptions import (
 )
 from labs.installation import installation_id
 from labs.machine_reasons import MachineProblem, machine_problem
-from labs.models import InstanceMachine, Lab, LabInstance, LabMachine
+from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 # Statuses in which the instance's machines were created and should exist.
 PROVISIONED_STATUSES = (Status.STARTING, Status.RUNNING, Status.PAUSED)
+# Statuses after which the machines never run again.
+MACHINES_GONE_STATUSES = (Status.STOPPING, Status.STOPPED, Status.FAILED, Status.EXPIRED)
 
 # Letters and digits without look-alikes (0/O, 1/l/I): students type these into a VM console.
 PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
@@ -123,6 +125,9 @@ def _transition(instance: LabInstance, target: str, *, only_if: Q | None = None,
         instance.status = target
         for name, value in fields.items():
             setattr(instance, name, value)
+        if target in MACHINES_GONE_STATUSES:
+            # Its machines are gone (or going): the key that logged in to them has nothing left to open.
+            InstanceCheckKey.objects.filter(instance=instance).delete()
         return True
     instance.refresh_from_db()
     return False
@@ -272,7 +277,27 @@ def _check_limits(*, user: Any, lab: Lab) -> None:
         )
 
 
-def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], passwords: list[str]) -> LabInstance:
+@dataclass(frozen=True)
+class _Secrets:
+    """Generated for a start: each machine's password and SSH host key (None without an SSH server),
+    and the instance's check key pair. Host private keys only ever go into the cluster's Secrets."""
+
+    passwords: list[str]
+    host_keys: list[ssh_keys.KeyPair | None]
+    check_key: ssh_keys.KeyPair
+
+    @classmethod
+    def generate(cls, machines: list[LabMachine]) -> _Secrets:
+        return cls(
+            passwords=[_generate_password() for _ in machines],
+            host_keys=[
+                ssh_keys.new_key_pair(f"{m.name}-host") if m.image.has_ssh_server else None for m in machines
+            ],
+            check_key=ssh_keys.new_key_pair(manifests.CHECK_USER),
+        )
+
+
+def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], generated: _Secrets) -> LabInstance:
     """Check the limits and record the instance, atomically per user.
 
     The user's row is locked (SELECT ... FOR UPDATE), so two concurrent starts by one user run this
@@ -297,10 +322,19 @@ def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], passwords: list
                 password=password,
                 has_vnc=machine.image.has_vnc,
                 has_serial_console=machine.image.has_serial_console,
+                has_ssh_server=host_key is not None,
+                ssh_host_public_key=host_key.public_key if host_key is not None else "",
                 order=machine.order,
                 opens_first=machine.opens_first,
             )
-            for machine, password in zip(machines, passwords, strict=True)
+            for machine, password, host_key in zip(
+                machines, generated.passwords, generated.host_keys, strict=True
+            )
+        )
+        InstanceCheckKey.objects.create(
+            instance=instance,
+            private_key=generated.check_key.private_key,
+            public_key=generated.check_key.public_key,
         )
     return instance
 
@@ -326,10 +360,25 @@ def _profile() -> manifests.ClusterProfile:
         raise ClusterUnavailable(f"The cluster settings are invalid: {error}") from error
 
 
+def _check_access(generated: _Secrets, index: int) -> manifests.CheckAccess | None:
+    host_key = generated.host_keys[index]
+    if host_key is None:
+        return None
+    return manifests.CheckAccess(
+        authorized_key=generated.check_key.public_key,
+        host_private_key=host_key.private_key,
+        host_public_key=host_key.public_key,
+    )
+
+
 def _instance_manifests(
-    instance: LabInstance, machines: list[LabMachine], profile: manifests.ClusterProfile
+    instance: LabInstance,
+    machines: list[LabMachine],
+    profile: manifests.ClusterProfile,
+    generated: _Secrets,
 ) -> manifests.InstanceManifests:
     by_name = {m.name: m for m in machines}
+    index = {m.name: i for i, m in enumerate(machines)}
     specs = [
         manifests.MachineSpec(
             name=m.name,
@@ -341,6 +390,7 @@ def _instance_manifests(
             has_vnc=m.has_vnc,
             has_serial_console=m.has_serial_console,
             extra_user_data=by_name[m.name].cloud_init_user_data,
+            check_access=_check_access(generated, index[m.name]),
         )
         for m in instance.machines.all()
     ]
@@ -452,10 +502,10 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
     machines = list(lab.machines.select_related("image"))
     _check_startable(user=user, lab=lab, machines=machines)
     profile = _profile()
-    passwords = [_generate_password() for _ in machines]
+    generated = _Secrets.generate(machines)
     _abandon_stale_starts(user)
-    instance = _reserve_with_retry(user=user, lab=lab, machines=machines, passwords=passwords)
-    objects = _instance_manifests(instance, machines, profile)
+    instance = _reserve_with_retry(user=user, lab=lab, machines=machines, generated=generated)
+    objects = _instance_manifests(instance, machines, profile, generated)
     with _StartLease(instance.pk):
         try:
             _create_in_cluster(instance, objects)

@@ -41,6 +41,8 @@ POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 VMI_COUNT_QUOTA_KEY = "count/virtualmachineinstances.kubevirt.io"
 # KubeVirt reads the user data from this key of the referenced Secret.
 USERDATA_KEY = "userdata"
+# The user step checks log in as (labs/machine_exec.py), made by cloud-init on machines with SSH.
+CHECK_USER = "labcheck"
 
 # A lab machine's extra cloud-init user data (see load_extra_user_data). Real #cloud-config files
 # are a few KiB and a handful of levels deep; the Secret holding them may not exceed 1 MiB.
@@ -80,6 +82,16 @@ class ClusterProfile:
 
 
 @dataclass(frozen=True)
+class CheckAccess:
+    """What cloud-init gives a machine so that checks can log in: the check user's authorized key
+    (the instance's public key) and the host key the app generated for the machine."""
+
+    authorized_key: str
+    host_private_key: str
+    host_public_key: str
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     """What one VMI of an instance is built from (an `InstanceMachine` row, as plain values)."""
 
@@ -92,6 +104,7 @@ class MachineSpec:
     has_vnc: bool
     has_serial_console: bool
     extra_user_data: str = ""
+    check_access: CheckAccess | None = None
 
 
 # --- Names and labels ----------------------------------------------------------------------------
@@ -290,11 +303,40 @@ def load_extra_user_data(text: str) -> dict[str, Any]:
     return data
 
 
-def cloud_init_user_data(*, password: str, extra_user_data: str = "") -> str:
-    """`#cloud-config` giving the image's default user the generated password.
+class _CloudConfigDumper(yaml.SafeDumper):
+    """Multi-line strings (keys) as literal blocks, the way people write them in a #cloud-config."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_CloudConfigDumper.add_representer(str, _represent_text)
+
+
+def check_user_config(access: CheckAccess) -> dict[str, Any]:
+    """The check user (key login only, passwordless sudo where the image has sudo)."""
+    return {
+        "name": CHECK_USER,
+        "gecos": "Lab Orchestrator step checks",
+        "shell": "/bin/sh",
+        "lock_passwd": True,
+        "sudo": "ALL=(ALL) NOPASSWD:ALL",
+        "ssh_authorized_keys": [access.authorized_key],
+    }
+
+
+def cloud_init_user_data(
+    *, password: str, extra_user_data: str = "", check_access: CheckAccess | None = None
+) -> str:
+    """`#cloud-config` giving the image's default user the generated password, and with
+    `check_access` the check user and the machine's SSH host key.
 
     The lab's extra user data is merged first and the login keys win, so the password the
-    student is shown always works. Raises ValueError if the extra data is not a YAML mapping.
+    student is shown always works; the check user is added to the extra data's `users` (with
+    `default` first when the extra data lists none). Raises ValueError if the extra data is not a
+    YAML mapping.
     """
     extra = load_extra_user_data(extra_user_data)
     chpasswd = extra.get("chpasswd") if isinstance(extra.get("chpasswd"), dict) else {}
@@ -304,11 +346,28 @@ def cloud_init_user_data(*, password: str, extra_user_data: str = "") -> str:
         "chpasswd": {**chpasswd, "expire": False},
         "ssh_pwauth": True,
     }
-    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    if check_access is not None:
+        users = extra.get("users") if isinstance(extra.get("users"), list) else ["default"]
+        others = [u for u in users if not (isinstance(u, dict) and u.get("name") == CHECK_USER)]
+        config["users"] = [*others, check_user_config(check_access)]
+        ssh_keys = extra.get("ssh_keys") if isinstance(extra.get("ssh_keys"), dict) else {}
+        config["ssh_keys"] = {
+            **ssh_keys,
+            "ed25519_private": check_access.host_private_key,
+            "ed25519_public": check_access.host_public_key,
+        }
+    # No line wrapping: a key is one line, as in an authorized_keys file (and simple images parse it so).
+    return "#cloud-config\n" + yaml.dump(
+        config, Dumper=_CloudConfigDumper, sort_keys=False, default_flow_style=False, width=1 << 20
+    )
 
 
 def make_userdata_secret(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
-    userdata = cloud_init_user_data(password=machine.password, extra_user_data=machine.extra_user_data)
+    userdata = cloud_init_user_data(
+        password=machine.password,
+        extra_user_data=machine.extra_user_data,
+        check_access=machine.check_access,
+    )
     return {
         "apiVersion": "v1",
         "kind": "Secret",

@@ -36,6 +36,12 @@ class VMImage(models.Model):
     )
     has_vnc = models.BooleanField("graphical desktop (VNC)", default=True)
     has_serial_console = models.BooleanField("serial console", default=True)
+    has_ssh_server = models.BooleanField(
+        "SSH server",
+        default=False,
+        help_text="The image runs an SSH server on port 22 that accepts the keys cloud-init gives "
+        "users (ssh_authorized_keys). Step checks need it.",
+    )
     min_memory_mib = models.PositiveIntegerField(
         "minimum memory (MiB)", default=128, validators=[MinValueValidator(16)]
     )
@@ -173,8 +179,17 @@ class LabMachine(models.Model):
                 errors["memory_mib"] = f"The image {image.name} needs at least {image.min_memory_mib} MiB."
             if self.cores is not None and self.cores < image.min_cores:
                 errors["cores"] = f"The image {image.name} needs at least {image.min_cores} cores."
+            if not image.has_ssh_server and self.lab_id and self._has_step_checks():
+                errors["image"] = (
+                    f"Checks need an SSH server in the image: steps of this lab's tutorials check the "
+                    f"machine {self.name}, and {image.name} has none."
+                )
         if errors:
             raise ValidationError(errors)
+
+    def _has_step_checks(self) -> bool:
+        # Through the reverse relations the tutorials app declares (it depends on labs, not back).
+        return self.lab.tutorials.filter(pages__steps__step_check__machine=self.name).exists()
 
 
 class LabInstanceQuerySet(models.QuerySet):
@@ -265,6 +280,10 @@ class InstanceMachine(models.Model):
     password = models.CharField(max_length=128)
     has_vnc = models.BooleanField()
     has_serial_console = models.BooleanField()
+    has_ssh_server = models.BooleanField(default=False)
+    # The public half of the SSH host key the app generated for this machine (its private half went
+    # to the guest with cloud-init): checks trust exactly this key, never the first one they see.
+    ssh_host_public_key = models.TextField(blank=True)
     order = models.PositiveIntegerField(default=0)
     opens_first = models.BooleanField(default=False)
 
@@ -295,3 +314,17 @@ class Installation(models.Model):
 
     def __str__(self) -> str:
         return self.uid
+
+
+class InstanceCheckKey(models.Model):
+    """The key pair checks log in with, one per instance. The public key goes to the machines with
+    cloud-init (for the check user); the private key never leaves the server and is deleted when
+    the instance stops (and with the instance)."""
+
+    instance = models.OneToOneField(LabInstance, on_delete=models.CASCADE, related_name="check_key")
+    private_key = models.TextField()
+    public_key = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"check key of instance {self.instance_id}"

@@ -42,6 +42,7 @@ from localcluster.resources import (
     ResourceType,
 )
 from localcluster.runtimes import (
+    DialFailed,
     NamespaceNetwork,
     NotSupported,
     PhaseUpdate,
@@ -1240,6 +1241,43 @@ class Cluster:
                 kind="virtualmachineinstance",
             )
         self._running_vmi(namespace, name)
+
+    async def open_port(
+        self, namespace: str, name: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """virt-api's portforward dial (pkg/virt-api/rest/portforward.go, dialers.go), before the
+        websocket upgrade: 404 without the VMI, 409 "VMI is paused", 400 "no network interfaces are
+        present" (e.g. still scheduling), then a TCP dial to status.interfaces[0]'s address whose
+        failure is a 500 InternalError "dialing VM: dial tcp ...". Unlike the console, the phase
+        itself is not checked."""
+        vmi = self._require(VMI, namespace, name)
+        if self.is_paused(vmi):
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on virtualmachineinstance.kubevirt.io "{name}": '
+                "VMI is paused",
+                name=name,
+                group="kubevirt.io",
+                kind="virtualmachineinstance",
+            )
+        interfaces = vmi.get("status", {}).get("interfaces") or []
+        if not interfaces:
+            raise errors.bad_request("no network interfaces are present")
+        address = interfaces[0].get("ipAddress") or ""
+        try:
+            return await self.runtime.open_port(namespace, name, address, port)
+        except (DialFailed, StreamUnavailable) as exc:
+            detail = str(exc) if isinstance(exc, DialFailed) else f"dial tcp {address}:{port}: {exc}"
+            message = f"dialing VM: {detail}"
+            raise ApiError(
+                500,
+                "InternalError",
+                f"Internal error occurred: {message}",
+                causes=[errors.Cause(reason="", message=message)],
+            ) from exc
+        except NotSupported as exc:
+            raise errors.bad_request(str(exc)) from exc
 
     async def fail_vmi(self, namespace: str, name: str, message: str) -> None:
         """The guest dies (a control-API fault): virt-handler reports the VMI Failed."""

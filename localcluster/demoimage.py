@@ -16,6 +16,10 @@ What the VM does when it boots (the `/init` script below):
   (`lab.hostname=vm1 lab.ip=10.0.0.2/24`) and brings up eth0;
 - if a cloud-init NoCloud disk (`cidata`) is attached, sets the `password:` from its user-data for the
   users `lab` and `root` (so `login lab` / `su lab` work as on a cloud image);
+- runs an SSH server (Debian's dropbear, copied in with the libraries it links) for step checks: the
+  host key is cloud-init's `ssh_keys.ed25519_private` (converted with dropbearconvert), and every
+  `users` entry with `ssh_authorized_keys` becomes a user who may log in with those keys, with uid 0
+  (the image has no sudo; cloud-init would give the check user passwordless sudo). Key login only;
 - prints a banner and runs a root shell on the serial console (what the console websocket shows) and
   another on the screen (tty1, what VNC shows). A root shell without a login prompt is deliberate:
   the demo is about the lab network, and a student should be typing within seconds.
@@ -61,7 +65,7 @@ MODULES = (
 INIT_SCRIPT = r"""#!/bin/busybox sh
 # Lab Orchestrator demo VM: PID 1 of a busybox initramfs. Built by localcluster/demoimage.py.
 /bin/busybox --install -s /bin
-export PATH=/bin:/sbin HOME=/root
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -98,6 +102,7 @@ for dev in /dev/vd*; do
     [ -b "$dev" ] || continue
     if mount -t iso9660 -o ro "$dev" /mnt/cidata 2>/dev/null; then
         if [ -f /mnt/cidata/user-data ]; then
+            cp /mnt/cidata/user-data /tmp/user-data
             PW=$(sed -n 's/^password:[[:space:]]*//p' /mnt/cidata/user-data | head -n 1 | tr -d "\"'\r")
             if [ -n "$PW" ]; then
                 # Debian's static busybox has mkpasswd but no chpasswd: write the shadow entries.
@@ -109,6 +114,35 @@ for dev in /dev/vd*; do
         umount /mnt/cidata
     fi
 done
+
+# SSH for step checks: cloud-init's host key and users with their keys (see the module comment).
+mkdir -p /etc/dropbear /var/run
+if [ -f /tmp/user-data ]; then
+    awk -f /etc/cloud-ssh.awk /tmp/user-data > /tmp/cloud-ssh
+    sed -n 's/^hostkey //p' /tmp/cloud-ssh > /tmp/host.openssh
+    if [ -s /tmp/host.openssh ]; then
+        dropbearconvert openssh dropbear /tmp/host.openssh /etc/dropbear/dropbear_ed25519_host_key \
+            >/dev/null 2>&1
+    fi
+    rm -f /tmp/host.openssh
+    for user in $(sed -n 's/^user //p' /tmp/cloud-ssh); do
+        grep -q "^$user:" /etc/passwd || {
+            echo "$user:x:0:0:$user:/home/$user:/bin/sh" >> /etc/passwd
+            echo "$user:*:19000:0:99999:7:::" >> /etc/shadow
+        }
+        mkdir -p "/home/$user/.ssh"
+        sed -n "s/^key $user //p" /tmp/cloud-ssh > "/home/$user/.ssh/authorized_keys"
+        chmod 700 "/home/$user/.ssh"; chmod 600 "/home/$user/.ssh/authorized_keys"
+    done
+    rm -f /tmp/cloud-ssh /tmp/user-data
+fi
+(
+    while true; do
+        # -R: make a host key if cloud-init gave none; -s -g: keys only, never a password.
+        dropbear -F -E -R -s -g -p 22 >/dev/null 2>&1
+        sleep 1
+    done
+) &
 
 ADDR="${IP%/*}"
 [ -n "$ADDR" ] || ADDR="no address"
@@ -134,6 +168,23 @@ console_shell /dev/tty1 &
 while true; do sleep 3600; done
 """
 
+# Reads the #cloud-config Lab Orchestrator writes (labs/manifests.py: one key per line, keys as
+# literal blocks): prints "user NAME", "key NAME LINE" and "hostkey LINE" for the init script.
+CLOUD_SSH_AWK = r"""
+/^[^ -]/ { section = $0; sub(/:.*/, "", section); inkeys = 0; inhost = 0 }
+section == "users" && /^- name: / { user = $3; print "user " user; inkeys = 0; next }
+section == "users" && /^  ssh_authorized_keys:/ { inkeys = 1; next }
+section == "users" && inkeys && /^  - / {
+    line = $0; sub(/^  - /, "", line); print "key " user " " line; next
+}
+section == "users" && /^  [a-z_]+:/ { inkeys = 0 }
+section == "ssh_keys" && /^  ed25519_private: *\|/ { inhost = 1; next }
+section == "ssh_keys" && inhost && /^    / { line = $0; sub(/^    /, "", line); print "hostkey " line; next }
+section == "ssh_keys" && /^  [a-z_]+:/ { inhost = 0 }
+"""
+# Dropbear and dropbearconvert from Debian's dropbear-bin, with the libraries they link.
+DROPBEAR_BINARIES = ("dropbear", "dropbearconvert")
+
 PROFILE = r"""export PATH=/bin:/sbin HOME=/root
 PS1='\u@\h:\w\$ '
 """
@@ -143,7 +194,20 @@ GROUP = "root:x:0:\nlab:x:1000:\n"
 
 # Anything that changes the built image bumps the recipe hash, so an old build is replaced.
 RECIPE_VERSION = hashlib.sha256(
-    "\0".join((INIT_SCRIPT, PROFILE, PASSWD, SHADOW, GROUP, *MODULES, "pvh-vmlinux", "modinfo-deps")).encode()
+    "\0".join(
+        (
+            INIT_SCRIPT,
+            PROFILE,
+            PASSWD,
+            SHADOW,
+            GROUP,
+            CLOUD_SSH_AWK,
+            *MODULES,
+            *DROPBEAR_BINARIES,
+            "pvh-vmlinux",
+            "modinfo-deps",
+        )
+    ).encode()
 ).hexdigest()[:16]
 
 
@@ -346,7 +410,24 @@ def find_static_busybox() -> Path:
     return Path(path)
 
 
-def build_initramfs(busybox: Path, modules: list[tuple[str, Path]]) -> bytes:
+def dropbear_files() -> list[Path]:
+    """Dropbear's binaries and every shared library they load (ldd), at their paths on this host."""
+    binaries = []
+    for name in DROPBEAR_BINARIES:
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
+        if path is None:
+            raise BuildError(f"needs {name}: apt-get install dropbear-bin")
+        binaries.append(Path(path))
+    libraries: set[Path] = set()
+    for binary in binaries:
+        for line in run(["ldd", str(binary)]).splitlines():
+            match = re.search(r"(/\S+) \(0x", line)
+            if match:
+                libraries.add(Path(match.group(1)))
+    return binaries + sorted(libraries)
+
+
+def build_initramfs(busybox: Path, modules: list[tuple[str, Path]], extra_files: list[Path] = ()) -> bytes:
     raw = io.BytesIO()
     cpio = CpioWriter(raw)
     for d in (
@@ -377,6 +458,19 @@ def build_initramfs(busybox: Path, modules: list[tuple[str, Path]]) -> bytes:
     cpio.file("etc/group", GROUP.encode())
     for name, path in modules:
         cpio.file(f"lib/modules/{name}.ko", read_module(path))
+    cpio.file("etc/cloud-ssh.awk", CLOUD_SSH_AWK.encode())
+    cpio.file("etc/shells", b"/bin/sh\n")
+    made = {"bin", "sbin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp", "root", "mnt", "home"}
+    for path in extra_files:
+        # Resolved, so a library reached through a symlink (/lib -> usr/lib) lands at its own name too.
+        inside = str(path).lstrip("/")
+        parts = inside.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder not in made:
+                cpio.directory(folder)
+                made.add(folder)
+        cpio.file(inside, path.resolve().read_bytes(), 0o755)
     cpio.close()
     return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
 
@@ -408,7 +502,7 @@ def build_demo_image(output: Path, cache: Path | None = None, log=print) -> Path
         with tempfile.TemporaryDirectory(dir=output) as tmp:
             log(f"unpacking {deb.name}...")
             vmlinuz, modules = extract_kernel(deb, Path(tmp) / "kernel")
-            initrd = build_initramfs(Path(busybox), modules)
+            initrd = build_initramfs(Path(busybox), modules, dropbear_files())
             staging = Path(tmp) / DEMO_DIRNAME
             staging.mkdir()
             vmlinux = pvh_vmlinux(vmlinuz.read_bytes())

@@ -14,7 +14,7 @@ see `server.py`) or `FaultControl` in `harness.py`:
   ended (asyncFinisher in k8s.io/apiserver/pkg/endpoints/handlers/finisher/finisher.go), so an
   object can appear after the client's timeout;
 - drop_watch: the next watch on a resource is cut mid-stream, without a clean end, after N events;
-- drop_websocket: the next console/vnc websocket is cut after N bytes from the guest;
+- drop_websocket: the next console/vnc/portforward websocket is cut after N bytes from the guest;
 - missing_image: pulling this image reference fails as a registry without it answers (ErrImagePull);
 - node: the node's allocatable `memory` and/or `cpu` (a small node: launcher pods that do not fit
   stay unschedulable, as the scheduler leaves them).
@@ -65,7 +65,7 @@ class CallRule:
 
 @dataclass
 class DropRule:
-    target: str  # a resource plural for watches, "console" or "vnc" for websockets
+    target: str  # a resource plural for watches, "console", "vnc" or "portforward" for websockets
     after: int
     times: int | None = 1
 
@@ -192,8 +192,8 @@ class Faults:
                 )
             elif fault == "drop-websocket":
                 kind = str(spec.get("kind", "*"))
-                if kind not in ("console", "vnc", "*"):
-                    raise ValueError("kind must be console or vnc")
+                if kind not in ("console", "vnc", "portforward", "*"):
+                    raise ValueError("kind must be console, vnc or portforward")
                 self.websocket_drops.append(DropRule(kind, int(spec.get("after_bytes", 0)), _times(spec)))
             elif fault == "missing-image":
                 self.missing_images.add(str(spec["image"]))

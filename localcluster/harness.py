@@ -99,7 +99,8 @@ class FaultControl:
         self._call("POST", "faults/drop-watch", {"resource": resource, "after_events": after_events})
 
     def drop_websocket(self, kind: str = "console", after_bytes: int = 0) -> None:
-        """The next `kind` ("console"/"vnc") websocket is cut after `after_bytes` bytes from the guest."""
+        """The next `kind` ("console"/"vnc"/"portforward") websocket is cut after `after_bytes` bytes
+        from the guest."""
         self._call("POST", "faults/drop-websocket", {"kind": kind, "after_bytes": after_bytes})
 
     def missing_image(self, image: str) -> None:

@@ -27,6 +27,7 @@ class RequestInfo:
     resource: str = ""
     name: str = ""
     subresource: str = ""
+    subresource_args: tuple[str, ...] = ()  # portforward's port and protocol
 
     @property
     def combined_resource(self) -> str:
@@ -61,7 +62,14 @@ def parse(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
     # As on a real server, /api/v1/namespaces/{name} carries namespace={name}: a RoleBinding in that
     # namespace can grant access to it, and a 403 names it "in the namespace".
     # KubeVirt's subresources can be two segments deep (vnc/screenshot); the RBAC resource keeps both.
-    subresource = "/".join(rest[2:]) if group == SUBRESOURCES_GROUP else (rest[2] if len(rest) > 2 else "")
+    # Except portforward: its port and protocol are not subject to RBAC (virt-api's authorizer.go), so
+    # the subresource is `portforward` and they stay in `subresource_args`.
+    subresource, subresource_args = (rest[2] if len(rest) > 2 else ""), ()
+    if group == SUBRESOURCES_GROUP:
+        if subresource == "portforward":
+            subresource_args = tuple(rest[3:])
+        else:
+            subresource = "/".join(rest[2:])
 
     method = method.upper()
     if method in ("GET", "HEAD"):
@@ -86,4 +94,5 @@ def parse(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
         resource=resource,
         name=name,
         subresource=subresource,
+        subresource_args=subresource_args,
     )

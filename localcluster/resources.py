@@ -133,6 +133,7 @@ VMI_SUBRESOURCES: dict[str, str] = {
     "vnc/screenshot": "GET",
     "pause": "PUT",
     "unpause": "PUT",
+    "portforward": "GET",  # /portforward/{port}[/{protocol}]
 }
 
 # Groups in the order /apis lists them.

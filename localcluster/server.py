@@ -454,7 +454,78 @@ class ApiServer:
         if info.subresource == "vnc/screenshot":
             png = await self.cluster.screenshot(namespace, name)
             return web.Response(body=png, content_type="image/png")
+        if info.subresource == "portforward":
+            return await self.port_forward(request, namespace, name, info.subresource_args)
         return await self.stream(request, namespace, name, info.subresource)
+
+    async def port_forward(
+        self, request: web.Request, namespace: str, name: str, args: tuple[str, ...]
+    ) -> web.StreamResponse:
+        """virt-api's portforward (pkg/virt-api/rest/portforward.go): the TCP dial happens before the
+        upgrade, so a refused port is an HTTP error, not a websocket that closes; then binary frames
+        carry the stream both ways and the server pings every second (streamer.go's keepalive)."""
+        if not args or len(args) > 2:
+            raise errors.path_not_found()
+        port_text, protocol = args[0], (args[1] if len(args) > 1 else "tcp")
+        if protocol != "tcp":
+            raise errors.bad_request(f"the local cluster forwards tcp only, not {protocol}")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            message = f"dialing VM: dial tcp: address {port_text}: invalid port"
+            raise ApiError(500, "InternalError", f"Internal error occurred: {message}")
+        websocket = web.WebSocketResponse(
+            protocols=(WEBSOCKET_PROTOCOL,), max_msg_size=MAX_BODY_BYTES, compress=False
+        )
+        if not websocket.can_prepare(request).ok:
+            raise errors.bad_request(
+                "websocket: the client is not using the websocket protocol: 'upgrade' token "
+                "not found in 'Connection' header"
+            )
+        reader, writer = await self.cluster.open_port(namespace, name, int(port_text))
+        transport = request.transport
+        await websocket.prepare(request)
+        drop_after = self.faults.take_websocket_drop("portforward")
+
+        async def guest_to_client() -> None:
+            sent = 0
+            while data := await reader.read(STREAM_CHUNK_BYTES):
+                if drop_after is not None and sent + len(data) >= drop_after:
+                    if drop_after > sent:
+                        await websocket.send_bytes(data[: drop_after - sent])
+                    if transport is not None:
+                        transport.abort()
+                    return
+                await websocket.send_bytes(data)
+                sent += len(data)
+            await websocket.close()
+
+        async def keepalive() -> None:
+            while not websocket.closed:
+                await asyncio.sleep(1.0)
+                await websocket.ping(b"keep alive")
+
+        if drop_after == 0 and transport is not None:
+            transport.abort()
+        tasks = [asyncio.create_task(guest_to_client()), asyncio.create_task(keepalive())]
+        current = asyncio.current_task()
+        assert current is not None
+        self._long_running.add(current)
+        try:
+            async for message in websocket:
+                if message.type == WSMsgType.BINARY:
+                    writer.write(message.data)
+                    await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            writer.close()
+            if not websocket.closed:
+                await websocket.close()
+            self._long_running.discard(current)
+        return websocket
 
     async def stream(self, request: web.Request, namespace: str, name: str, kind: str) -> web.StreamResponse:
         """Relay a console/vnc websocket to the runtime's byte stream (binary frames only)."""

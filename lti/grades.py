@@ -5,10 +5,12 @@ progress changes, the tutorials API calls `progress_changed`, which only queues 
 `manage.py send_grades` delivers the queue (`deliver_due`), retrying with backoff while the platform
 is unreachable, and records the last score sent so the same score is never sent twice.
 
-The score is the fraction of steps ticked (scoreGiven 0-1 of scoreMaximum 1), with activityProgress
-Started (nothing ticked), InProgress or Completed (all ticked), and gradingProgress FullyGraded once
-complete; below 100 % it is LTI_PARTIAL_GRADING_PROGRESS, FullyGraded by default because Moodle
-discards the scoreGiven of any other gradingProgress (README.md, "LTI 1.3").
+The score is the weighted fraction of steps done (scoreGiven 0-1 of scoreMaximum 1): a step with a
+check is done when its check passed on the student's best attempt, another when it is ticked
+(tutorials/progress.py). activityProgress is Started (nothing done), InProgress or Completed (all
+done); gradingProgress is FullyGraded once complete (with checks: once every check passed), else
+LTI_PARTIAL_GRADING_PROGRESS, FullyGraded by default because Moodle discards the scoreGiven of any
+other gradingProgress (README.md, "LTI 1.3").
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class Score:
 
 
 def score_for(progress: Progress) -> Score:
+    """The score of a student's progress: the weighted share of done steps, where a checked step
+    counts only once its check passed (on the best attempt) and ticks count for the other steps.
+    With checks, the grade is final (FullyGraded) once every check has passed."""
     complete = progress.total > 0 and progress.ticked >= progress.total
     if complete:
         activity = "Completed"
@@ -67,11 +72,15 @@ def score_for(progress: Progress) -> Score:
         activity = "InProgress"
     else:
         activity = "Started"
+    final = progress.all_checks_passed if progress.checked_step_ids else complete
+    comment = f"{progress.ticked} of {progress.total} steps done"
+    if progress.checked_step_ids:
+        comment += f" ({progress.checks_passed} of {len(progress.checked_step_ids)} checks passed)"
     return Score(
-        given=round(progress.ticked / progress.total, 4) if progress.total else 0.0,
+        given=progress.score,
         activity_progress=activity,
-        grading_progress="FullyGraded" if complete else settings.LTI_PARTIAL_GRADING_PROGRESS,
-        comment=f"{progress.ticked} of {progress.total} steps done",
+        grading_progress="FullyGraded" if final else settings.LTI_PARTIAL_GRADING_PROGRESS,
+        comment=comment,
     )
 
 
@@ -111,7 +120,8 @@ def link_grades_for_launch(
 def progress_changed(*, user: Any, tutorial: Tutorial) -> int:
     """Queue the user's new progress in `tutorial` for every gradebook it goes to; sends nothing.
 
-    Called by whatever changes progress (the tick endpoint); returns how many scores were queued.
+    Called by whatever changes progress (the tick and check endpoints); returns how many scores were
+    queued.
     """
     links = list(GradeLink.objects.filter(user=user, tutorial=tutorial))
     if not links:

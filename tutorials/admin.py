@@ -3,6 +3,7 @@ a Markdown preview and each student's progress."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -18,9 +19,16 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from accounts.admin_access import InstructorAdmin, InstructorInline
-from tutorials.authoring import located_warnings, tutorial_machine_names, tutorial_warnings
+from labs.models import LabInstance
+from tutorials.authoring import (
+    check_target_error,
+    located_warnings,
+    tutorial_machine_names,
+    tutorial_warnings,
+)
+from tutorials.checking import CheckRefused, step_check_run
 from tutorials.media import is_image_name, markdown_snippet, media_delete, media_references
-from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
+from tutorials.models import CheckRun, Step, StepCheck, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import progress_by_user
 from tutorials.rendering import render_markdown
 from tutorials.widgets import MarkdownTextarea
@@ -116,13 +124,142 @@ class TutorialAdmin(InstructorAdmin):
 class StepInline(InstructorInline, admin.StackedInline):
     model = Step
     extra = 1
-    fields = ("order", "text_markdown", "rendered_text")
-    readonly_fields = ("rendered_text",)
+    fields = ("order", "text_markdown", "rendered_text", "check_summary")
+    readonly_fields = ("rendered_text", "check_summary")
     formfield_overrides = MARKDOWN_WIDGETS
+    show_change_link = True  # the step's own page edits its check
 
     @admin.display(description="saved rendering")
     def rendered_text(self, step: Step) -> str:
         return saved_rendering(step.text_html)
+
+    @admin.display(description="check")
+    def check_summary(self, step: Step) -> str:
+        check = getattr(step, "step_check", None) if step.pk else None
+        if check is None:
+            return "none (students tick this step); add one, and the weight, on the step's own page"
+        return f"runs on {check.machine}, time-out {check.timeout_seconds} s; weight {step.weight}"
+
+
+class StepCheckForm(forms.ModelForm):
+    class Meta:
+        model = StepCheck
+        fields = ("machine", "shell", "script", "timeout_seconds", "success_message", "failure_message")
+        widgets = {
+            "script": forms.Textarea(attrs={"rows": 12, "cols": 90, "class": "vLargeTextField check-script"})
+        }
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        step = self.instance.step if self.instance.step_id else getattr(self, "parent_step", None)
+        machine = cleaned.get("machine")
+        if step is not None and machine:
+            error = check_target_error(tutorial=step.page.tutorial, machine=machine)
+            if error:
+                self.add_error("machine", error)
+        return cleaned
+
+
+class StepCheckInline(InstructorInline, admin.StackedInline):
+    """The step's check, edited with the step; the script never reaches students."""
+
+    model = StepCheck
+    form = StepCheckForm
+    extra = 0
+    max_num = 1
+    verbose_name = "check"
+    verbose_name_plural = "check (runs on the student's machine; exit status 0 passes)"
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        parent = obj
+
+        class WithParent(formset):
+            def _construct_form(self, i, **form_kwargs):
+                form = super()._construct_form(i, **form_kwargs)
+                form.parent_step = parent
+                return form
+
+        return WithParent
+
+
+class TryCheckForm(forms.Form):
+    instance = forms.ModelChoiceField(queryset=LabInstance.objects.none(), label="Your running instance")
+
+
+@admin.register(Step)
+class StepAdmin(InstructorAdmin):
+    list_display = ("__str__", "weight", "has_check")
+    list_filter = ("page__tutorial",)
+    search_fields = ("text_markdown", "page__title", "page__tutorial__title")
+    list_select_related = ("page__tutorial", "step_check")
+    fields = ("page", "order", "weight", "text_markdown", "rendered_text", "try_check")
+    readonly_fields = ("rendered_text", "try_check")
+    formfield_overrides = MARKDOWN_WIDGETS
+    inlines = [StepCheckInline]
+
+    @admin.display(description="check", boolean=True)
+    def has_check(self, step: Step) -> bool:
+        return hasattr(step, "step_check")
+
+    @admin.display(description="saved rendering")
+    def rendered_text(self, step: Step) -> str:
+        return saved_rendering(step.text_html)
+
+    @admin.display(description="try the saved check")
+    def try_check(self, step: Step) -> str:
+        if not step.pk or not hasattr(step, "step_check"):
+            return "Save a check first."
+        url = reverse("admin:tutorials_step_try_check", args=[step.pk])
+        return format_html('<a class="button" href="{}">Try on a running instance</a>', url)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.try_check_view)
+        return [path("<int:step_id>/try-check/", view, name="tutorials_step_try_check"), *super().get_urls()]
+
+    def try_check_view(self, request: HttpRequest, step_id: int) -> HttpResponse:
+        """Run the saved check on one of the author's own running instances and show everything."""
+        step = get_object_or_404(Step.objects.select_related("page__tutorial", "step_check"), pk=step_id)
+        if not self.has_change_permission(request, step):
+            raise PermissionDenied
+        form = TryCheckForm(request.POST or None)
+        form.fields["instance"].queryset = LabInstance.objects.filter(
+            owner=request.user, status=LabInstance.Status.RUNNING, lab__tutorials=step.page.tutorial
+        ).select_related("lab")
+        run = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                run = step_check_run(
+                    user=request.user, instance=form.cleaned_data["instance"], step=step, trial=True
+                )
+            except CheckRefused as refused:
+                form.add_error("instance", refused.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "step": step,
+            "form": form,
+            "run": run,
+            "title": f"Try the check of {step}",
+        }
+        return TemplateResponse(request, "admin/tutorials/step/try_check.html", context)
+
+
+@admin.register(CheckRun)
+class CheckRunAdmin(InstructorAdmin):
+    """The log of check runs: who ran which step's check on which instance, and what came of it."""
+
+    list_display = ("started_at", "user", "instance", "step", "result", "duration_ms", "trial")
+    list_filter = ("result", "trial", "step__page__tutorial")
+    search_fields = ("user__username", "message")
+    list_select_related = ("user", "instance__lab", "step__page__tutorial")
+    readonly_fields = [f.name for f in CheckRun._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(TutorialPage)

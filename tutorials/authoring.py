@@ -111,3 +111,23 @@ def _unclosed_fence_warnings(source: str) -> Iterator[str]:
             f"The code block opened with {fence} on line {line} is never closed, so it shows as plain "
             f"text. End it with a line of exactly {fence}."
         )
+
+
+def check_target_error(*, tutorial: Tutorial, machine: str) -> str | None:
+    """Why a step check of `tutorial` cannot run on the machine named `machine`, or None.
+
+    Every lab the tutorial belongs to must have that machine, with an image that runs an SSH server
+    (how checks reach a VM). A tutorial without labs yet is not refused: there is nothing to check.
+    """
+    labs = list(tutorial.labs.prefetch_related("machines__image"))
+    for lab in labs:
+        found = next((m for m in lab.machines.all() if m.name == machine), None)
+        if found is None:
+            names = ", ".join(m.name for m in lab.machines.all()) or "none"
+            return f"The lab {lab.name} has no machine named {machine} (its machines: {names})."
+        if not found.image.has_ssh_server:
+            return (
+                f"Checks need an SSH server in the image: the machine {machine} of the lab {lab.name} "
+                f"runs {found.image.name}, which has none (VM images: SSH server)."
+            )
+    return None

@@ -1,10 +1,13 @@
 """Tutorial Markdown to sanitised HTML.
 
 Instructors write Markdown (raw HTML allowed); students' browsers get only what the allowlists
-below permit. Markup outside the allowlist is kept as escaped, visible text rather than silently
-removed, so an author sees what was refused. Pages are rendered once, when they are saved
-(see `tutorials.models`); variables like `{{ vm.web.ip }}` survive rendering untouched and are
-filled in per student at display time by `tutorials.variables`.
+below permit. Fenced code takes attribute lists for click-to-run buttons: ```` ```{.bash .run
+machine=beta} ```` renders as `<pre class="run"><code class="language-bash" machine="beta">`, and the
+tutorial pane (portal/static/portal/tutorial.js) adds the button (`.run`, `.type`, `.copy`,
+`.interrupt`); `machine` is kept only as a machine name. Markup outside the allowlist is kept as
+escaped, visible text rather than silently removed, so an author sees what was refused. Pages are
+rendered once, when they are saved (see `tutorials.models`); variables like `{{ vm.web.ip }}`
+survive rendering untouched and are filled in per student at display time by `tutorials.variables`.
 """
 
 from __future__ import annotations
@@ -47,7 +50,11 @@ ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
     "td": frozenset({"align", "colspan", "rowspan"}),
     "ol": frozenset({"start"}),
     "details": frozenset({"open"}),
+    # Click-to-run code blocks (```{.bash .run machine=beta}): the machine a Run/Type button targets.
+    "code": frozenset({"machine"}),
 }
+# What a click-to-run block may name as its machine: a lab machine's name (a DNS label).
+_MACHINE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Relative URLs (e.g. /media/...) have no scheme and are allowed too. No data: URLs: images are
 # uploaded as tutorial media instead.
 ALLOWED_PROTOCOLS = frozenset({"http", "https", "mailto"})
@@ -162,6 +169,8 @@ def _is_allowed_attribute(tag: str, name: str, value: str) -> bool:
     allowed = name in ALLOWED_ATTRIBUTES["*"] or name in ALLOWED_ATTRIBUTES.get(tag, ())
     if allowed and name in URL_ATTRIBUTES:
         return _variables_cannot_choose_scheme(value)
+    if allowed and name == "machine":
+        return _MACHINE_NAME.match(value) is not None
     return allowed
 
 

@@ -57,3 +57,7 @@ class InstanceStartThrottle(AtomicUserRateThrottle):
 
 class ConsoleTicketThrottle(AtomicUserRateThrottle):
     scope = "console_ticket"
+
+
+class StepCheckThrottle(AtomicUserRateThrottle):
+    scope = "step_check"

@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from localcluster.runtimes.base import (
+    DialFailed,
     NamespaceNetwork,
     NotSupported,
     PhaseReporter,
@@ -18,6 +19,7 @@ from localcluster.runtimes.base import (
 
 __all__ = [
     "RUNTIMES",
+    "DialFailed",
     "NamespaceNetwork",
     "NotSupported",
     "PhaseReporter",

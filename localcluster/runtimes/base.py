@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,17 @@ class StreamUnavailable(Exception):
 
 class NotSupported(Exception):
     """The runtime cannot do this at all (the API answers 400 with this message)."""
+
+
+class DialFailed(Exception):
+    """A TCP connection to the guest's address failed. The message is Go's `net.Dial` error as
+    virt-api words it (`dial tcp 10.244.0.2:22: connect: connection refused`)."""
+
+    @classmethod
+    def from_os_error(cls, address: str, port: int, error: OSError) -> DialFailed:
+        # Go's syscall error strings are the C library's, in lower case.
+        reason = (os.strerror(error.errno) if error.errno else str(error)).lower()
+        return cls(f"dial tcp {address}:{port}: connect: {reason}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,14 @@ class Runtime(ABC):
     @abstractmethod
     async def screenshot(self, namespace: str, name: str) -> bytes:
         """A PNG of the guest's screen."""
+
+    async def open_port(
+        self, namespace: str, name: str, address: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TCP connection to `address:port` on the guest's network, as virt-api dials it for
+        `portforward` (pkg/virt-api/rest/dialers.go). Raises DialFailed when the guest does not accept
+        it. The connection is closed when the guest stops."""
+        raise NotSupported(f"the {self.name} runtime cannot forward ports")
 
     def image_pull_error(self, reference: str) -> str | None:
         """Why the kubelet cannot pull this containerDisk image (its ErrImagePull message), or None."""

@@ -5,7 +5,9 @@ For fast orchestration tests: a VMI goes Scheduling → Scheduled → Running `p
 unless the VMI sets `terminationGracePeriodSeconds`: then the guest takes that long (at most 60 s),
 which is how a test holds a namespace in `Terminating`. Console and VNC are served
 by in-process stand-ins (see `fakeguest.py`) over an in-memory stream pair (`localcluster/pipes.py`),
-so websocket relays can be tested end to end without QEMU.
+so websocket relays can be tested end to end without QEMU. A port-forward to port 22 reaches an SSH
+server that trusts the keys the VMI's cloud-init user data gives (`fakessh.py`) and runs commands in
+a sandbox per guest; every other port refuses the connection.
 
 Images: every containerDisk reference can be pulled, unless the runtime was given an image list
 (`--image-list FILE`, one reference per line, `#` comments): then only those can, and any other
@@ -21,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.pipes import stream_pipe
-from localcluster.runtimes import fakeguest
+from localcluster.qemu.cloudinit import CloudInitError, nocloud_data
+from localcluster.runtimes import fakeguest, fakessh
 from localcluster.runtimes.base import (
+    DialFailed,
     NamespaceNetwork,
     PhaseReporter,
     PhaseUpdate,
@@ -40,12 +44,14 @@ NODE_NAME = "localcluster"
 @dataclass
 class _Guest:
     network: NamespaceNetwork
+    vmi: dict[str, Any]
     boot: asyncio.Task[None] | None = None
     running: bool = False
     paused: bool = False
     streams: list[asyncio.Task[None]] = field(default_factory=list)
     # Seconds the stand-in guest takes to shut down (see `stop`).
     shutdown_seconds: float = 0.0
+    ssh: fakessh.GuestShell | None = None
 
 
 class NoneRuntime(Runtime):
@@ -79,7 +85,7 @@ class NoneRuntime(Runtime):
         # stopping it takes the full grace period, as virt-launcher waits before killing QEMU. Unset
         # means immediate here (KubeVirt's default is 30 s, too slow for tests).
         grace = vmi["spec"].get("terminationGracePeriodSeconds") or 0
-        guest = _Guest(network, shutdown_seconds=min(float(grace), 60.0))
+        guest = _Guest(network, vmi, shutdown_seconds=min(float(grace), 60.0))
         self._guests[key] = guest
         guest.boot = asyncio.create_task(self._boot(key, guest))
 
@@ -100,6 +106,8 @@ class NoneRuntime(Runtime):
         if guest.running and guest.shutdown_seconds:
             await asyncio.sleep(guest.shutdown_seconds)
         self._guests.pop((namespace, name), None)
+        if guest.ssh is not None:
+            await guest.ssh.close()
         for task in [guest.boot, *guest.streams]:
             if task is not None:
                 task.cancel()
@@ -128,6 +136,25 @@ class NoneRuntime(Runtime):
         task = asyncio.create_task(serve(guest_reader, guest_writer, f"{namespace}/{name}"))
         guest.streams = [t for t in guest.streams if not t.done()] + [task]
         return ours
+
+    async def open_port(
+        self, namespace: str, name: str, address: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        guest = self._guests.get((namespace, name))
+        if guest is None or not guest.running or port != fakessh.SSH_PORT:
+            raise DialFailed(f"dial tcp {address}:{port}: connect: connection refused")
+        if guest.ssh is None:
+            guest.ssh = fakessh.GuestShell(
+                f"{namespace}/{name}", guest.vmi["spec"].get("hostname") or name, self._user_data(guest.vmi)
+            )
+        return await guest.ssh.connect()
+
+    def _user_data(self, vmi: dict[str, Any]) -> str:
+        for volume in vmi["spec"].get("volumes") or []:
+            if "cloudInitNoCloud" in volume:
+                with contextlib.suppress(CloudInitError, KeyError, ValueError):
+                    return nocloud_data(vmi, volume["cloudInitNoCloud"], self.read_secret).user_data
+        return ""
 
     async def screenshot(self, namespace: str, name: str) -> bytes:
         self._guest(namespace, name)

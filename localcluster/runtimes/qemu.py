@@ -24,6 +24,9 @@
 - Console/VNC: unix sockets; the console goes through `SerialConsole`, which replays recent output
   (the boot banner) to a new viewer. `pause`/`unpause` are QMP `stop`/`cont`; screenshots are QMP
   `screendump` as PNG.
+- Port-forwards: dialled from a network namespace of the namespace's own on its lab segment
+  (`localcluster/qemu/portforward.py`), started with the first port-forward; the connections of a
+  VM are closed when it stops.
 - Clean-up: stop = SIGTERM then SIGKILL and remove the VM's folder; children die with the server
   (parent-death signal) and stale ones from a crashed server are killed on the next start (pidfiles).
 """
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import math
@@ -50,11 +54,13 @@ from localcluster.qemu.cloudinit import CloudInitError, nocloud_data, write_cida
 from localcluster.qemu.images import Image, ImageNotFound, ImageStore
 from localcluster.qemu.network import LabSwitch, SwitchError
 from localcluster.qemu.png import ppm_to_png
+from localcluster.qemu.portforward import ADDRESS_OWNER, EndpointError, SegmentEndpoint
 from localcluster.qemu.process import Drive, Machine, PidRegistry, qemu_command, spawn, tail, terminate
 from localcluster.qemu.qmp import QmpClient, QmpError
 from localcluster.qemu.serial import SerialConsole
 from localcluster.quota import parse_quantity
 from localcluster.runtimes.base import (
+    DialFailed,
     NamespaceNetwork,
     NotSupported,
     PhaseReporter,
@@ -94,6 +100,7 @@ class _Vm:
     running: bool = False
     stopping: bool = False
     started: float = field(default_factory=time.monotonic)
+    forwards: set[asyncio.StreamWriter] = field(default_factory=set)  # open port-forwards
 
 
 def host_allocatable() -> dict[str, Fraction]:
@@ -167,6 +174,7 @@ class QemuRuntime(Runtime):
         self.registry.reap_stale()
         self._vms: dict[tuple[str, str], _Vm] = {}
         self._switches: dict[str, LabSwitch] = {}
+        self._endpoints: dict[str, SegmentEndpoint] = {}
         self._switch_locks: dict[str, asyncio.Lock] = {}
         self._accel: asyncio.Task[str] | None = None
         self._run_dir: Path | None = None
@@ -410,6 +418,9 @@ class QemuRuntime(Runtime):
         """Stop the process and free files and the address (idempotent)."""
         vm.running = False
         vm.stopping = True
+        for forward in list(vm.forwards):
+            forward.close()  # a powered-off VM's connections end with it
+        vm.forwards.clear()
         if vm.serial is not None:
             await vm.serial.close()
             vm.serial = None
@@ -463,6 +474,39 @@ class QemuRuntime(Runtime):
         # QEMU's VNC server takes several clients itself; the cluster kicks the previous viewer.
         return await asyncio.open_unix_connection(str(vm.vnc))
 
+    async def open_port(
+        self, namespace: str, name: str, address: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        vm = self._vms.get((namespace, name))
+        if vm is None or not vm.running or namespace not in self._switches:
+            raise DialFailed(f"dial tcp {address}:{port}: connect: no route to host")
+        try:
+            endpoint = await self._endpoint(namespace, vm.network)
+        except (host.ToolsMissing, EndpointError) as exc:
+            raise NotSupported(str(exc)) from exc
+        sock = await endpoint.dial(address, port)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        if not vm.running:  # stopped while dialling
+            writer.close()
+            raise DialFailed(f"dial tcp {address}:{port}: connect: no route to host")
+        vm.forwards.add(writer)
+        return reader, writer
+
+    async def _endpoint(self, namespace: str, network: NamespaceNetwork) -> SegmentEndpoint:
+        async with self._switch_locks.setdefault(namespace, asyncio.Lock()):
+            endpoint = self._endpoints.get(namespace)
+            if endpoint is not None and endpoint.running:
+                return endpoint
+            tools = host.find_port_forward_tools()
+            switch = self._switches[namespace]
+            address = network.allocate(ADDRESS_OWNER)
+            interface = ipaddress.IPv4Interface(f"{address}/{network.subnet.prefixlen}")
+            assert self._run_dir is not None
+            endpoint = SegmentEndpoint(namespace, interface, self._next_folder("pf").with_suffix(".log"))
+            await endpoint.start(tools, switch.folder, self.registry, self._run_dir)
+            self._endpoints[namespace] = endpoint
+            return endpoint
+
     async def screenshot(self, namespace: str, name: str) -> bytes:
         vm = self._running(namespace, name)
         if vm.vnc is None:
@@ -482,6 +526,9 @@ class QemuRuntime(Runtime):
     async def namespace_deleted(self, namespace: str) -> None:
         for ns, name in [k for k in self._vms if k[0] == namespace]:
             await self.stop(ns, name)
+        endpoint = self._endpoints.pop(namespace, None)
+        if endpoint is not None:
+            await endpoint.stop(self.registry)
         switch = self._switches.pop(namespace, None)
         self._switch_locks.pop(namespace, None)
         if switch is not None:

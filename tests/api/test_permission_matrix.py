@@ -17,7 +17,7 @@ from django.urls import resolve
 from drf_spectacular.generators import SchemaGenerator
 
 from labs.models import Lab, LabInstance, LabMachine, VMImage
-from tutorials.models import Step, StepCompletion, Tutorial, TutorialMedia, TutorialPage
+from tutorials.models import Step, StepCheck, StepCompletion, Tutorial, TutorialMedia, TutorialPage
 from vncproxy.models import ConsoleTicket
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +49,8 @@ class Upload:
 NEW_IMAGE = {"name": "New", "container_disk_image": "a/b:1", "default_username": "u"}
 PUB_LAB = {"name": "Pub", "slug": "pub", "namespace_prefix": "pub"}
 STEP = {"page": "{page}", "text_markdown": "y"}
+CHECK = {"instance": "{stopped}"}
+TRY = {**CHECK, "trial": True}
 NEW_MEDIA = {"title": "Notes", "file": Upload("notes.txt", b"Hello")}
 CASES = [
     Case("get", "/api/me/", (401, 200, 200, 200)),
@@ -106,6 +108,12 @@ CASES = [
     Case("post", "/api/tutorials/tut/steps/{step}/tick/", (401, 200, 200, 200)),
     Case("delete", "/api/tutorials/tut/steps/{step}/tick/", (401, 200, 200, 200)),
     Case("post", "/api/tutorials/draft/steps/{draft_step}/tick/", (401, 404, 404, 200)),
+    # A's stopped instance: A is told the machine is not running (200), B cannot see it, staff may
+    # only try checks on instances they started themselves (and a step without a check is a 400).
+    Case("post", "/api/tutorials/tut/steps/{checked_step}/check/", (401, 200, 404, 400), CHECK),
+    Case("post", "/api/tutorials/tut/steps/{checked_step}/check/", (401, 400, 404, 400), TRY),
+    Case("post", "/api/tutorials/tut/steps/{step}/check/", (401, 400, 404, 400), CHECK),
+    Case("post", "/api/tutorials/draft/steps/{draft_step}/check/", (401, 404, 404, 400), CHECK),
     Case("get", "/api/tutorials/tut/progress/", (401, 200, 200, 200)),
     Case("get", "/api/tutorials/tut/progress/?user={student_a}", (401, 200, 403, 200)),
     Case("get", "/api/media/", (401, 403, 403, 200)),
@@ -122,7 +130,7 @@ CASES = [
 @pytest.fixture
 def world(student, other_student, instructor, make_instance, media_root) -> dict[str, Any]:
     image = VMImage.objects.create(
-        name="Cirros", container_disk_image="a/cirros:1", default_username="cirros"
+        name="Cirros", container_disk_image="a/cirros:1", default_username="cirros", has_ssh_server=True
     )
     spare_image = VMImage.objects.create(name="Spare", container_disk_image="a/spare:1", default_username="u")
     pub = Lab.objects.create(name="Pub", slug="pub", namespace_prefix="pub", published=True)
@@ -134,6 +142,8 @@ def world(student, other_student, instructor, make_instance, media_root) -> dict
     tutorial.labs.add(pub)
     page = TutorialPage.objects.create(tutorial=tutorial, title="Page")
     step = Step.objects.create(page=page, text_markdown="Step")
+    checked_step = Step.objects.create(page=page, text_markdown="Checked", order=1)
+    StepCheck.objects.create(step=checked_step, machine="vm0", script="exit 0")
     draft = Tutorial.objects.create(title="Draft", slug="draft")
     draft_step = Step.objects.create(
         page=TutorialPage.objects.create(tutorial=draft, title="P"), text_markdown="S"
@@ -148,6 +158,7 @@ def world(student, other_student, instructor, make_instance, media_root) -> dict
         "spare_image": spare_image.pk,
         "page": page.pk,
         "step": step.pk,
+        "checked_step": checked_step.pk,
         "draft_step": draft_step.pk,
         "media": media.pk,
         "spare_media": spare_media.pk,

@@ -88,6 +88,10 @@ def test_tick_untick_and_progress(tutorial, student, other_student, client_for):
         "ticked": 2,
         "total": 3,
         "percent": 66,
+        "score": 0.6667,
+        "checked_step_ids": [],
+        "verified_step_ids": [],
+        "attempt": None,
     }
     assert client.get("/api/tutorials/intro/").json()["pages"][0]["steps"][0]["ticked"] is True
     assert client.delete(f"/api/tutorials/intro/steps/{step_ids[0]}/tick/").json()["percent"] == 33

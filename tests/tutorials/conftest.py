@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.labs.conftest import app_cluster, image, make_lab  # noqa: F401 (fixtures: checks need a lab)
 from tutorials.models import Step, Tutorial, TutorialPage
 
 

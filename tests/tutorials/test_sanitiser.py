@@ -204,3 +204,16 @@ def test_safe_links_survive():
 
 def test_data_urls_are_refused_even_for_images():
     assert "src=" not in render_markdown("![x](data:image/png;base64,iVBORw0KGgo=)")
+
+
+def test_click_to_run_blocks_keep_their_action_and_machine_and_nothing_else():
+    html = render_markdown(
+        "```{.bash .run machine=beta}\nping -c1 alpha\n```\n\n"
+        '```{.bash .type machine="x y" onclick="alert(1)" data-x=y}\nls\n```\n\n'
+        "```{.bash .interrupt machine={{vm.a.ip}}}\nsleep 9\n```\n"
+    )
+    assert '<pre class="run"><code class="language-bash" machine="beta">ping -c1 alpha' in html
+    # A machine that is not a machine name, handlers and other attributes are dropped.
+    assert '<pre class="type"><code class="language-bash">ls' in html
+    assert "onclick" not in html and "data-x" not in html and "x y" not in html
+    assert 'machine="' not in html.split("sleep 9")[0].split("interrupt")[1]

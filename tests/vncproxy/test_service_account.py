@@ -1,6 +1,7 @@
-"""The whole app flow as its service account (readiness, start, status, both consoles, pause, resume,
-reconcile, stop): every call is allowed, and the two roles of deploy/k8s/rbac.yaml grant exactly the
-calls made, the cluster-wide one outside lab namespaces and the lab one inside them, nothing unused."""
+"""The whole app flow as its service account (readiness, start, status, both consoles, a step check,
+pause, resume, reconcile, stop): every call is allowed, and the two roles of deploy/k8s/rbac.yaml
+grant exactly the calls made, the cluster-wide one outside lab namespaces and the lab one inside
+them, nothing unused."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import yaml
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from labs import cluster, lifecycle
-from labs.models import LabInstance
+from labs import cluster, lifecycle, machine_exec
+from labs.models import LabInstance, VMImage
+from tests.conftest import require_tool
 
 from .conftest import BANNER_PREFIX, communicator, console_path, read_exactly, session_cookie, wait_running
 
@@ -46,13 +48,32 @@ async def open_and_check(instance: LabInstance, user, kind: str) -> None:
     await comm.disconnect()
 
 
+async def run_a_check(instance: LabInstance) -> None:
+    """What a step check does (tutorials/checking.py): portforward to the machine, SSH, a script."""
+
+    def access() -> machine_exec.MachineAccess:
+        machine = instance.machines.get(name="vm0")
+        return machine_exec.MachineAccess(
+            namespace=instance.namespace,
+            machine="vm0",
+            private_key=instance.check_key.private_key,
+            host_public_key=machine.ssh_host_public_key,
+        )
+
+    result = await machine_exec.run_script(await sync_to_async(access)(), "echo checked", timeout=10)
+    assert result.stdout == "checked\n"
+
+
 async def test_the_whole_flow_needs_exactly_the_two_roles(app_cluster, lab, student):
+    require_tool("busybox", "busybox-static")  # the simulated guest's shell
+    await sync_to_async(VMImage.objects.filter(machines__lab=lab).update)(has_ssh_server=True)
     app_cluster.faults.reset_calls()
     await sync_to_async(cluster.check_api_server)(timeout=5)  # the readiness probe's GET /version
     instance = await sync_to_async(lifecycle.instance_start)(user=student, lab=lab)
     await sync_to_async(wait_running)(instance)
     await open_and_check(instance, student, "serial")
     await open_and_check(instance, student, "vnc")
+    await run_a_check(instance)
     await sync_to_async(lifecycle.instance_pause)(instance=instance)
     await sync_to_async(lifecycle.instance_resume)(instance=instance)
     report = await sync_to_async(lifecycle.reconcile)()

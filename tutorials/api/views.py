@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,14 +21,19 @@ from rest_framework.serializers import BaseSerializer
 
 from laborchestrator.api.exceptions import InUseError
 from laborchestrator.api.permissions import IsStaff, IsStaffOrReadOnly
+from laborchestrator.api.throttles import StepCheckThrottle
 from laborchestrator.inputs import IdField, parse_id
 from labs import lifecycle
 from labs.exceptions import ClusterError
 from labs.models import LabInstance
 from lti.grades import progress_changed
 from tutorials.api.serializers import (
+    CheckOutcomeSerializer,
+    CheckRequestSerializer,
+    CheckRunSerializer,
     PageSerializer,
     ProgressSerializer,
+    StaffCheckRunSerializer,
     StaffPageSerializer,
     StaffStepSerializer,
     StaffTutorialDetailSerializer,
@@ -38,9 +43,10 @@ from tutorials.api.serializers import (
     TutorialMediaUploadSerializer,
     TutorialSerializer,
 )
+from tutorials.checking import CheckRefused, step_check_run
 from tutorials.media import media_delete, media_references
 from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
-from tutorials.progress import step_tick, step_untick, tutorial_progress
+from tutorials.progress import Progress, StepIsChecked, step_tick, step_untick, tutorial_progress
 from tutorials.variables import TutorialContext
 
 INSTANCE_PARAMETER = OpenApiParameter(
@@ -66,14 +72,21 @@ def _query_id(request: Request, name: str) -> int | None:
     return object_id
 
 
-def tutorial_context_for(request: Request) -> TutorialContext:
-    """The variables of the requesting user and, with `?instance=<id>`, of that instance of theirs."""
-    user = request.user
+def _requested_instance(request: Request) -> LabInstance | None:
+    """`?instance=<id>`: one of the user's lab instances (any, for staff); 404 for anyone else's."""
     instance_id = _query_id(request, "instance")
     if instance_id is None:
+        return None
+    instances = LabInstance.objects.visible_to(request.user).prefetch_related("machines")
+    return get_object_or_404(instances, pk=instance_id)
+
+
+def tutorial_context_for(request: Request, instance: LabInstance | None = None) -> TutorialContext:
+    """The variables of the requesting user and, with `?instance=<id>`, of that instance of theirs."""
+    user = request.user
+    instance = instance or _requested_instance(request)
+    if instance is None:
         return TutorialContext.for_user(user)
-    instances = LabInstance.objects.visible_to(user).prefetch_related("machines")
-    instance = get_object_or_404(instances, pk=instance_id)
     ips: dict[str, str] = {}
     if instance.status in (LabInstance.Status.RUNNING, LabInstance.Status.PAUSED):
         try:
@@ -122,10 +135,13 @@ class TutorialViewSet(viewsets.ModelViewSet):
     @extend_schema(parameters=[INSTANCE_PARAMETER])
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         tutorial = self.get_object()
+        instance = _requested_instance(request)
+        progress = tutorial_progress(request.user, tutorial, instance=instance)
         context = {
             **self.get_serializer_context(),
-            "tutorial_context": tutorial_context_for(request),
-            "progress": tutorial_progress(request.user, tutorial),
+            "tutorial_context": tutorial_context_for(request, instance),
+            "progress": progress,
+            "locked_page_ids": () if request.user.is_staff else _locked_page_ids(tutorial, progress),
         }
         return Response(self.get_serializer_class()(tutorial, context=context).data)
 
@@ -142,6 +158,35 @@ class TutorialViewSet(viewsets.ModelViewSet):
             user = get_object_or_404(get_user_model(), pk=user_id)
         data = ProgressSerializer.data_for(user, tutorial_progress(user, tutorial))
         return Response(ProgressSerializer(data).data)
+
+
+class CheckNotRunnable(APIException):
+    """A check refused before it ran (no check, not your lab, one already running: 409)."""
+
+    default_code = "check_not_runnable"
+
+    def __init__(self, detail: str, *, status_code: int) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+
+
+class StepTickRefused(APIException):
+    status_code = 409
+    default_code = "step_is_checked"
+
+
+def _locked_page_ids(tutorial: Tutorial, progress: Progress) -> set[int]:
+    """With `checks_gate_pages`, every page after the first one whose checks have not all passed."""
+    if not tutorial.checks_gate_pages:
+        return set()
+    locked: set[int] = set()
+    blocked = False
+    for page in tutorial.pages.all():  # prefetched in reading order
+        if blocked:
+            locked.add(page.pk)
+        checked = {step.pk for step in page.steps.all()} & progress.checked_step_ids
+        blocked = blocked or not checked <= progress.verified_step_ids
+    return locked
 
 
 class TutorialChildViewSet(viewsets.ModelViewSet):
@@ -205,7 +250,10 @@ class TutorialStepViewSet(TutorialChildViewSet):
         step = self.get_object()
         tutorial = self.get_tutorial()
         if request.method == "POST":
-            step_tick(user=request.user, step=step)
+            try:
+                step_tick(user=request.user, step=step)
+            except StepIsChecked as error:
+                raise StepTickRefused(str(error)) from error
             _record_activity(user=request.user, tutorial=tutorial)
         else:
             step_untick(user=request.user, step=step)
@@ -213,6 +261,50 @@ class TutorialStepViewSet(TutorialChildViewSet):
         progress_changed(user=request.user, tutorial=tutorial)
         data = ProgressSerializer.data_for(request.user, tutorial_progress(request.user, tutorial))
         return Response(ProgressSerializer(data).data)
+
+    @extend_schema(
+        summary="Run the step's check on one of your lab instances",
+        description="Runs the check's script on the machine it names, in your instance, and answers "
+        "with the result and one line to show: `passed` (the step is now verified on this instance), "
+        "`failed` (press again once fixed), `not_running` (the machine is not running: not a failed "
+        "check), `error` (it could not run: SSH refused or timed out, the time-out, a lost "
+        "connection) or `cancelled` (the lab stopped meanwhile). 409 while another check runs on the "
+        "instance, 429 when checking too often. Instructors may `trial` a check on an instance they "
+        "started: the answer then has the output and exit status, and verifies nothing.",
+        request=CheckRequestSerializer,
+        parameters=[TUTORIAL_SLUG],
+        responses={200: CheckOutcomeSerializer},
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[IsAuthenticated],
+        throttle_classes=[StepCheckThrottle],
+    )
+    def check(self, request: Request, tutorial_slug: str = "", pk: str | None = None) -> Response:
+        step = self.get_object()
+        tutorial = self.get_tutorial()
+        asked = CheckRequestSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        instances = LabInstance.objects.visible_to(request.user).select_related("lab")
+        instance = get_object_or_404(instances, pk=asked.validated_data["instance"])
+        trial = asked.validated_data["trial"]
+        try:
+            run = step_check_run(user=request.user, instance=instance, step=step, trial=trial)
+        except CheckRefused as refused:
+            raise CheckNotRunnable(refused.message, status_code=refused.status) from refused
+        if not trial:
+            _record_activity(user=request.user, tutorial=tutorial)
+            progress_changed(user=request.user, tutorial=tutorial)
+        progress = tutorial_progress(request.user, tutorial, instance=instance)
+        run_serializer = StaffCheckRunSerializer if request.user.is_staff else CheckRunSerializer
+        return Response(
+            {
+                "run": run_serializer(run).data,
+                "verified": step.pk in progress.verified_step_ids,
+                "progress": ProgressSerializer(ProgressSerializer.data_for(request.user, progress)).data,
+            }
+        )
 
 
 @extend_schema_view(

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from labs.models import Lab, LabMachine, VMImage
-from tutorials.models import Step, Tutorial, TutorialPage
+from tutorials.models import Step, StepCheck, Tutorial, TutorialPage
 
 DEMO_IMAGE_REFERENCE = "localcluster/demo:latest"
 DESKTOP_IMAGE_REFERENCE = "localcluster/desktop:latest"
@@ -104,10 +104,27 @@ ping -c 3 {{ vm.beta.ip }}
 
 Each machine also has a user `{{ vm.alpha.user }}` whose password was generated for you:
 `{{ vm.alpha.password }}` on alpha.
+
+Now leave a note on **beta** (the button types it there and presses Enter):
+
+```{.bash .run machine=beta}
+echo "hello from $(hostname)" > /tmp/hello
+```
+
+Then press **Check** on the last step: Lab Orchestrator looks inside beta itself.
 """,
         [
             "Ping beta from alpha and see three replies.",
             "Ping alpha from beta: `ping -c 3 {{ vm.alpha.ip }}`.",
+            (
+                "Leave a note in `/tmp/hello` on **beta**.",
+                {
+                    "machine": "beta",
+                    "script": 'test -s /tmp/hello || { echo "FAIL: /tmp/hello on beta is missing or empty."; '
+                    "exit 1; }",
+                    "success_message": "beta has your note.",
+                },
+            ),
         ],
     ),
 ]
@@ -123,8 +140,12 @@ def load_tutorial(*, slug: str, title: str, summary: str, lab: Lab, pages: list)
             page = TutorialPage.objects.create(
                 tutorial=tutorial, title=page_title, order=page_order, body_markdown=body
             )
-            for step_order, text in enumerate(steps):
-                Step.objects.create(page=page, order=step_order, text_markdown=text)
+            for step_order, entry in enumerate(steps):
+                # A step is its text, or (text, check) for a step the student's machine proves.
+                text, check = entry if isinstance(entry, tuple) else (entry, None)
+                step = Step.objects.create(page=page, order=step_order, text_markdown=text)
+                if check is not None:
+                    StepCheck.objects.create(step=step, **check)
     return tutorial
 
 
@@ -142,9 +163,14 @@ class Command(BaseCommand):
                 "default_username": "lab",
                 "has_vnc": True,
                 "has_serial_console": True,
+                "has_ssh_server": True,
                 "min_memory_mib": 96,
             },
         )
+        if not image.has_ssh_server and image.container_disk_image == DEMO_IMAGE_REFERENCE:
+            # Demo images built before step checks had no SSH server; today's have dropbear.
+            image.has_ssh_server = True
+            image.save(update_fields=["has_ssh_server"])
         desktop_image, _ = VMImage.objects.get_or_create(
             name="Lab Orchestrator desktop",
             defaults={

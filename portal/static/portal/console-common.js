@@ -220,6 +220,18 @@ export class ConsoleView {
     throw new Error("Not implemented");
   }
 
+  async sendInterrupt() {
+    throw new Error("Not implemented");
+  }
+
+  // A view just shown connects by itself: a button that switched to it waits for that, briefly.
+  async waitUntilConnected(ms = 15000) {
+    const deadline = Date.now() + ms;
+    while (!this.connected && this.running && this.state !== "blocked" && Date.now() < deadline) {
+      await sleep(100);
+    }
+  }
+
   ensureConnected() {
     if (!this.connected) {
       throw new Error(`The ${this.label} of ${this.machine} is not connected: ${this.stateText}`);

@@ -69,4 +69,9 @@ export class SerialConsole extends ConsoleView {
     // A serial line ends with carriage return, as the Enter key sends it.
     this.send(text.replace(/\r?\n/g, "\r"));
   }
+
+  async sendInterrupt() {
+    this.ensureConnected();
+    this.send("\x03"); // what Ctrl-C sends on a terminal
+  }
 }

@@ -1,7 +1,7 @@
 // A machine's screen through noVNC (npm @novnc/novnc 1.7, served from static/novnc/).
 import RFB from "novnc/rfb";
 import { ConsoleView, sleep } from "./console-common.js";
-import { XK_SHIFT_L, keystrokesFor } from "./keyboard-us.js";
+import { XK_CONTROL_L, XK_C, XK_SHIFT_L, keystrokesFor } from "./keyboard-us.js";
 
 // Between two typed keys: the guest (and QEMU's key queue) keeps up, and it still feels quick.
 const KEY_INTERVAL_MS = 12;
@@ -59,5 +59,13 @@ export class VncConsole extends ConsoleView {
       if (shift) rfb.sendKey(XK_SHIFT_L, "ShiftLeft", false);
       await sleep(KEY_INTERVAL_MS);
     }
+  }
+
+  async sendInterrupt() {
+    this.ensureConnected();
+    const rfb = this.rfb;
+    rfb.sendKey(XK_CONTROL_L, "ControlLeft", true);
+    rfb.sendKey(XK_C, "KeyC");
+    rfb.sendKey(XK_CONTROL_L, "ControlLeft", false);
   }
 }

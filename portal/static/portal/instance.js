@@ -192,7 +192,8 @@ class Workspace {
           tutorialsUrl: config.urls.tutorials,
           instanceId: config.instanceId,
           tutorials: config.tutorials,
-          typeIntoMachine: (text) => this.typeIntoSelected(text),
+          typeIntoMachine: (text, machine) => this.typeInto(text, machine),
+          interruptMachine: (machine) => this.interrupt(machine),
           describeTarget: () => this.selected?.name || "the machine",
         })
       : null;
@@ -390,10 +391,29 @@ class Workspace {
     machine.show();
   }
 
-  async typeIntoSelected(text) {
-    const machine = this.selected;
+  // The named machine (its tab is shown, so the student sees what happens), or the selected one.
+  target(name) {
+    if (name) {
+      const machine = this.machines.get(name);
+      if (!machine) throw new Error(`This lab has no machine called ${name}.`);
+      this.select(machine);
+      return machine;
+    }
+    return this.selected;
+  }
+
+  async typeInto(text, name) {
+    const machine = this.target(name);
     if (!machine?.console) throw new Error("Pick a machine first.");
+    await machine.console.waitUntilConnected();
     await machine.console.typeText(text);
+  }
+
+  async interrupt(name) {
+    const machine = this.target(name);
+    if (!machine?.console) throw new Error("Pick a machine first.");
+    await machine.console.waitUntilConnected();
+    await machine.console.sendInterrupt();
   }
 }
 

@@ -4,6 +4,8 @@
 import keysyms from "novnc/keysymdef";
 
 export const XK_SHIFT_L = 0xffe1;
+export const XK_CONTROL_L = 0xffe3;
+export const XK_C = 0x0063; // "c": with Control held, Ctrl-C
 const XK_RETURN = 0xff0d;
 const XK_TAB = 0xff09;
 
