@@ -100,8 +100,15 @@ def test_another_instance_key_is_refused(running, ssh_lab, other_student):
         lifecycle.instance_stop(instance=second)
 
 
-def test_a_paused_machine_is_not_running_not_a_failed_check(running):
+def test_a_paused_machine_is_not_running_not_a_failed_check(running, admin_vmis):
     lifecycle.instance_pause(instance=running)
+    # virt-api refuses once the Paused condition is there, which virt-handler sets after the pause.
+    wait_for(
+        lambda: all(
+            any(c.get("type") == "Paused" and c.get("status") == "True" for c in v["status"]["conditions"])
+            for v in admin_vmis(running.namespace)
+        )
+    )
     with pytest.raises(ExecFailed) as failed:
         run(access_to(running), "true")
     assert failed.value.problem == Problem.NOT_RUNNING

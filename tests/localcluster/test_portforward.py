@@ -83,9 +83,16 @@ async def test_a_refused_port_is_an_internal_error_before_the_upgrade(local_clus
     )
 
 
-async def test_a_paused_vmi_is_a_conflict(local_cluster, running_vmi, admin_api):
+async def test_a_paused_vmi_is_a_conflict(local_cluster, running_vmi, admin_api, vmis):
     ns, name, _ = running_vmi
     vmi_subresource(admin_api, ns, name, "pause")
+    # virt-api decides on the Paused condition, which virt-handler sets after the pause returned.
+    wait_for(
+        lambda: any(
+            c.get("type") == "Paused" and c.get("status") == "True"
+            for c in vmis.get(ns, name).get("status", {}).get("conditions", [])
+        )
+    )
     status, body = await refusal(local_cluster, ns, name)
     assert status == 409
     assert body["message"].endswith("VMI is paused")

@@ -148,22 +148,28 @@ async def test_a_vnc_clients_keyboard_types_into_the_terminal(
 ) -> None:
     """Click into the terminal window and type a command over VNC; the serial console then finds the
     file it made (Xorg reads the keyboard without udev, from the devices /init listed)."""
-    vnc, _, _ = await framebuffer(cluster, desk["ns"])
-    try:
-        await rfb_click(vnc, 640, 400)  # the browser first, so the terminal has to be clicked to get focus
-        await asyncio.sleep(1)
-        await rfb_click(vnc, 300, 250)  # inside the terminal window (56x22 characters at +16+16)
-        await asyncio.sleep(1)
-        await rfb_type(vnc, "touch /tmp/typed-over-vnc")
-    finally:
-        await vnc.close()
-    console = await open_stream(cluster, desk["ns"], "console")
-    try:
-        for _ in range(30):  # the keys are typed into a TCG guest: give it time
-            out = await console.run("ls /tmp/typed-over-vnc 2>&1", "VNCCHECK")
-            if "No such file" not in out:
-                break
+    out = ""
+    # Under emulation on a loaded machine the first click can land before the window manager gives
+    # focus: click and type again (the same file, so a second try changes nothing else).
+    for _attempt in range(3):
+        vnc, _, _ = await framebuffer(cluster, desk["ns"])
+        try:
+            await rfb_click(vnc, 640, 400)  # the browser first, so the terminal must be clicked for focus
             await asyncio.sleep(1)
-        assert "/tmp/typed-over-vnc" in out and "No such file" not in out, out
-    finally:
-        await console.close()
+            await rfb_click(vnc, 300, 250)  # inside the terminal window (56x22 characters at +16+16)
+            await asyncio.sleep(1)
+            await rfb_type(vnc, "touch /tmp/typed-over-vnc")
+        finally:
+            await vnc.close()
+        console = await open_stream(cluster, desk["ns"], "console")
+        try:
+            for _ in range(20):  # the keys are typed into a TCG guest: give it time
+                out = await console.run("ls /tmp/typed-over-vnc 2>&1", "VNCCHECK")
+                if "No such file" not in out:
+                    break
+                await asyncio.sleep(1)
+        finally:
+            await console.close()
+        if "No such file" not in out:
+            break
+    assert "/tmp/typed-over-vnc" in out and "No such file" not in out, out
