@@ -4,17 +4,8 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from labs import cluster_profile
+from labs.cluster_profile import kubevirt_sizing_from_settings
 from labs.installation import INSTALLATION_ID_PATTERN
-from labs.launcher_sizing import KubeVirtSizing
-
-
-def kubevirt_sizing_from_settings() -> KubeVirtSizing:
-    """The cluster's KubeVirt sizing as configured; ValueError says which setting is wrong."""
-    return KubeVirtSizing.parse(
-        cpu_allocation_ratio=settings.KUBEVIRT_CPU_ALLOCATION_RATIO,
-        memory_overhead_ratio=settings.KUBEVIRT_MEMORY_OVERHEAD_RATIO,
-        support_container_resources=settings.KUBEVIRT_SUPPORT_CONTAINER_RESOURCES,
-    )
 
 
 @register()

@@ -1,4 +1,5 @@
-"""The cluster profile (`labs.manifests.ClusterProfile`) read from settings, and what is wrong with it.
+"""What the settings say about the cluster: its profile (`labs.manifests.ClusterProfile`) and its
+KubeVirt sizing (`labs.launcher_sizing.KubeVirtSizing`), and what is wrong with them.
 
 Settings hold the environment's text as given; this module turns it into the values the manifest
 functions take, once per call, and says which setting is wrong for the system check (labs/checks.py).
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from labs.launcher_sizing import KubeVirtSizing
 from labs.manifests import POD_SECURITY_LEVELS, ClusterProfile, DnsEgress
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -158,4 +160,13 @@ def cluster_profile() -> ClusterProfile:
             ports=tuple(p for p in map(_port, settings.LABS_DNS_PORTS) if p is not None),
             cidrs=tuple(settings.LABS_DNS_CIDRS),
         ),
+    )
+
+
+def kubevirt_sizing_from_settings() -> KubeVirtSizing:
+    """The cluster's KubeVirt sizing as configured; ValueError says which setting is wrong."""
+    return KubeVirtSizing.parse(
+        cpu_allocation_ratio=settings.KUBEVIRT_CPU_ALLOCATION_RATIO,
+        memory_overhead_ratio=settings.KUBEVIRT_MEMORY_OVERHEAD_RATIO,
+        support_container_resources=settings.KUBEVIRT_SUPPORT_CONTAINER_RESOURCES,
     )

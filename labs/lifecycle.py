@@ -27,7 +27,6 @@ from django.utils import timezone
 from django.utils.translation import ngettext
 
 from labs import cluster, cluster_profile, manifests, ssh_keys
-from labs.checks import kubevirt_sizing_from_settings
 from labs.exceptions import (
     ClusterError,
     ClusterForbidden,
@@ -401,7 +400,7 @@ def _instance_manifests(
         lab_slug=instance.lab.slug,
         owner_id=instance.owner_id,
         machines=specs,
-        sizing=kubevirt_sizing_from_settings(),
+        sizing=cluster_profile.kubevirt_sizing_from_settings(),
         profile=profile,
     )
 
