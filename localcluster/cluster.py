@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from localcluster import errors, launcher, patching, quota
+from localcluster import dns, errors, launcher, patching, quota
 from localcluster.admission import AdmissionPolicies, AdmissionRequest
 from localcluster.errors import ApiError, Cause
 from localcluster.faults import Faults
@@ -81,6 +81,9 @@ IMAGE_PULL_NEXT_SYNC_SECONDS = 1.0
 # virt-handler's reason on a failed SyncVMI (pkg/virt-handler/vm.go handleSyncError).
 SYNC_FAILED_REASON = "Synchronizing with the Domain failed."
 SERVICE_NETWORK = ipaddress.IPv4Network("10.96.0.0/16")
+# Service addresses start after .10, kube-dns's address on a kubeadm cluster, which the qemu runtime's
+# lab networks answer DNS on (localcluster/qemu/network.py).
+FIRST_SERVICE_IP_OFFSET = 11
 POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 # What Pod Security admission finds wrong with a virt-launcher pod at each level below privileged.
 # The pod modelled is a root launcher (KubeVirt's compute container adds SYS_NICE and runs as UID 0,
@@ -186,7 +189,8 @@ class Cluster:
         self._terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._paused_domains: set[tuple[str, str]] = set()  # what the guests are, ahead of the conditions
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._next_service_ip = 10
+        self._next_service_ip = FIRST_SERVICE_IP_OFFSET
+        self._published_names: dict[str, dict[str, list[str]]] = {}
         # RoleBindings (by uid) the authorizer does not see yet: monotonic time they start granting.
         self._bindings_pending: dict[str, float] = {}
         for name in (*SYSTEM_NAMESPACES, *self.options.extra_namespaces):
@@ -737,6 +741,7 @@ class Cluster:
                     self.store.remove(rt, namespace, obj["metadata"]["name"])
         await self.runtime.namespace_deleted(namespace)
         self._networks.pop(namespace, None)
+        self._published_names.pop(namespace, None)
         ns = self.store.get(NAMESPACES, "", namespace)
         if ns is not None:
             ns["spec"]["finalizers"] = []
@@ -745,6 +750,7 @@ class Cluster:
 
     def _delete_vmi(self, vmi: Obj) -> Obj:
         vmi = self._mark_deleting(VMI, vmi)
+        self._publish_names(vmi["metadata"]["namespace"])
         key = (vmi["metadata"]["namespace"], vmi["metadata"]["name"])
         if key not in self._terminations:
             self._terminations[key] = self._spawn(self._terminate_vmi(*key))
@@ -778,6 +784,8 @@ class Cluster:
             self._retry_blocked(new["metadata"]["name"])
         if not rt.namespaced:
             return
+        if rt is SERVICES or rt is VMI:
+            self._publish_names(namespace)
         if rt is VMI and new is not None and old is None:
             self._spawn(self._launch(namespace, new["metadata"]["name"]))
         if rt is not EVENTS:
@@ -829,7 +837,18 @@ class Cluster:
                 {"phase": changes["phase"], "phaseTransitionTimestamp": now_timestamp()}
             )
         status.update(changes)
-        return self.store.replace(VMI, vmi)
+        vmi = self.store.replace(VMI, vmi)
+        self._publish_names(vmi["metadata"]["namespace"])
+        return vmi
+
+    def _publish_names(self, namespace: str) -> None:
+        """Cluster DNS: tell the runtime the names the namespace's headless Services now give."""
+        records = dns.headless_service_records(
+            namespace, self.store.list(SERVICES, namespace), self.store.list(VMI, namespace)
+        )
+        if records != self._published_names.get(namespace, {}):
+            self._published_names[namespace] = records
+            self.runtime.names_changed(namespace, records)
 
     def _set_condition(self, vmi: Obj, kind: str, reason: str, message: str) -> Obj:
         """A `<kind>=False` condition, as virt-controller's CheckFailure writes it: one of each type,
@@ -1068,20 +1087,30 @@ class Cluster:
 
     @staticmethod
     def _status_interfaces(vmi: Obj, update: PhaseUpdate) -> list[Obj]:
+        """What virt-handler reports for a guest without the guest agent (none of ours has one).
+
+        The domain gives name, MAC, queues and link state; the address is the pod IP from the pod
+        interface cache, whatever the binding (`pkg/network/setup/netstat.go`,
+        `updateIfacesStatusFromPodCache`); virt-controller adds the pod interface's name
+        (`pkg/network/controllers/vmi.go`). The guest's own interface name (`interfaceName`) and
+        `guest-agent` in `infoSource` come only from a guest agent.
+        """
         spec = vmi["spec"]
         pod_networks = {n["name"] for n in spec.get("networks") or [] if "pod" in n}
         interfaces = []
-        for i, iface in enumerate(spec["domain"]["devices"].get("interfaces") or []):
+        for iface in spec["domain"]["devices"].get("interfaces") or []:
             entry: Obj = {
                 "name": iface["name"],
-                "interfaceName": f"eth{i}",
-                "infoSource": "domain, guest-agent",
+                "infoSource": "domain",
                 "queueCount": 1,
                 "linkState": "up",
             }
             if iface["name"] in pod_networks and update.ip:
                 entry.update(
-                    ipAddress=update.ip, ipAddresses=[update.ip], mac=iface.get("macAddress", update.mac)
+                    ipAddress=update.ip,
+                    ipAddresses=[update.ip],
+                    mac=iface.get("macAddress", update.mac),
+                    podInterfaceName="eth0",
                 )
             interfaces.append(entry)
         return interfaces

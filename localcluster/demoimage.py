@@ -12,8 +12,8 @@ saves ~10 s of firmware and decompression per boot under TCG, for ~60 MB of disk
 
 What the VM does when it boots (the `/init` script below):
 - loads the virtio, ISO 9660 and display (bochs DRM) modules, each after its dependencies;
-- takes its hostname and address from the kernel command line the qemu runtime passes
-  (`lab.hostname=vm1 lab.ip=10.0.0.2/24`) and brings up eth0;
+- takes its address, router, DNS server, search path and host name by DHCP on eth0 (busybox's
+  `udhcpc`), as a cloud image does; the lab network's DHCP server knows its MAC;
 - if a cloud-init NoCloud disk (`cidata`) is attached, sets the `password:` from its user-data for the
   users `lab` and `root` (so `login lab` / `su lab` work as on a cloud image);
 - runs an SSH server (Debian's dropbear, copied in with the libraries it links) for step checks: the
@@ -73,24 +73,17 @@ mkdir -p /dev/pts /tmp /root /mnt/cidata
 mount -t devpts devpts /dev/pts
 for m in __MODULES__; do insmod /lib/modules/$m.ko 2>/dev/null; done
 
-HN=lab-vm
-IP=
-for arg in $(cat /proc/cmdline); do
-    case "$arg" in
-        lab.hostname=*) HN="${arg#lab.hostname=}" ;;
-        lab.ip=*) IP="${arg#lab.ip=}" ;;
-    esac
-done
-hostname "$HN"
-echo "$HN" > /etc/hostname
-echo "127.0.0.1 localhost $HN" > /etc/hosts
+hostname lab-vm
 ip link set lo up
 # virtio_net registers eth0 asynchronously after insmod; wait briefly for it.
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
-if [ -n "$IP" ] && [ -e /sys/class/net/eth0 ]; then
-    ip addr add "$IP" dev eth0
-    ip link set eth0 up
+if [ -e /sys/class/net/eth0 ]; then
+    # Address, router, DNS, search path and host name by DHCP (/etc/udhcpc.script applies them).
+    udhcpc -i eth0 -s /etc/udhcpc.script -O search -O mtu -t 30 -T 1 -n -q >/dev/null 2>&1
 fi
+HN=$(hostname)
+echo "127.0.0.1 localhost $HN" > /etc/hosts
+IP=$(ip -4 -o addr show dev eth0 2>/dev/null | sed -n 's/.* inet \([^ ]*\).*/\1/p' | head -n 1)
 
 # cloud-init NoCloud: the runtime attaches a cidata ISO as a virtio disk.
 PASSWORD_NOTE="no password set (no cloud-init disk)"
@@ -188,6 +181,27 @@ DROPBEAR_BINARIES = ("dropbear", "dropbearconvert")
 PROFILE = r"""export PATH=/bin:/sbin HOME=/root
 PS1='\u@\h:\w\$ '
 """
+# udhcpc runs this with the lease in its environment (busybox's udhcpc: $ip, $mask as a prefix
+# length, $router, $dns, $search from option 119, $domain, $hostname, $mtu).
+UDHCPC_SCRIPT = r"""#!/bin/sh
+case "$1" in
+    deconfig)
+        ip -4 addr flush dev "$interface"
+        ip link set "$interface" up
+        ;;
+    bound|renew)
+        ip -4 addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" dev "$interface"
+        [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+        for gateway in $router; do ip route add default via "$gateway" dev "$interface"; break; done
+        [ -n "$hostname" ] && hostname "$hostname" && echo "$hostname" > /etc/hostname
+        : > /etc/resolv.conf
+        [ -n "$search$domain" ] && echo "search ${search:-$domain}" >> /etc/resolv.conf
+        for server in $dns; do echo "nameserver $server" >> /etc/resolv.conf; done
+        ;;
+esac
+exit 0
+"""
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nlab:x:1000:1000:lab:/home/lab:/bin/sh\n"
 SHADOW = "root:*:19000:0:99999:7:::\nlab:*:19000:0:99999:7:::\n"
 GROUP = "root:x:0:\nlab:x:1000:\n"
@@ -198,6 +212,7 @@ RECIPE_VERSION = hashlib.sha256(
         (
             INIT_SCRIPT,
             PROFILE,
+            UDHCPC_SCRIPT,
             PASSWD,
             SHADOW,
             GROUP,
@@ -453,6 +468,7 @@ def build_initramfs(busybox: Path, modules: list[tuple[str, Path]], extra_files:
     init = INIT_SCRIPT.replace("__MODULES__", names).replace("__BANNER__", BANNER)
     cpio.file("init", init.encode(), 0o755)
     cpio.file("etc/profile", PROFILE.encode())
+    cpio.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     cpio.file("etc/passwd", PASSWD.encode())
     cpio.file("etc/shadow", SHADOW.encode(), 0o600)
     cpio.file("etc/group", GROUP.encode())

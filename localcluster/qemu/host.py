@@ -17,6 +17,12 @@ TOOLS = {
     "qemu-img": "qemu-utils",
     "vde_switch": "vde2",
     "genisoimage": "genisoimage",
+    # The lab network's host side (localcluster/qemu/network.py).
+    "dnsmasq": "dnsmasq-base",
+    "ip": "iproute2",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "setpriv": "util-linux",
 }
 # Port-forwards (portforward.py): a network namespace on the lab segment. Not needed to run VMs,
 # so only a port-forward fails without them.

@@ -89,6 +89,7 @@ class NamespaceNetwork:
 
     VMIs in the same namespace share the subnet; the qemu runtime gives each namespace its own
     switch, so the subnet boundary is also the isolation boundary NetworkPolicies would enforce.
+    The first address is the gateway; VMIs get the next free ones (their pod IPs).
     """
 
     namespace: str
@@ -173,6 +174,12 @@ class Runtime(ABC):
         The cluster replaces this with a lookup in its store; runtimes that never read Secrets ignore it.
         """
         return None
+
+    def names_changed(self, namespace: str, records: dict[str, list[str]]) -> None:  # noqa: B027
+        """The DNS names of the namespace's headless Services changed (fully qualified name -> addresses).
+
+        Runtimes whose guests resolve names answer these on the namespace's network; others ignore it.
+        """
 
     async def namespace_deleted(self, namespace: str) -> None:  # noqa: B027 - optional hook
         """Everything in the namespace is gone: free per-namespace resources (e.g. a switch)."""

@@ -9,10 +9,13 @@
   (`node_allocatable`).
 - cloud-init: a `cloudInitNoCloud` volume becomes a `cidata` ISO disk; `secretRef` Secrets are read
   through the cluster's `read_secret` (base.py).
-- Network: the namespace's `vde_switch` (started with its first VMI, stopped with the namespace); the
-  address from the cluster's `NamespaceNetwork` goes to the guest as `lab.ip=A/P lab.hostname=H` on
-  the kernel command line (only kernel images can read it; disk images get the NIC and must configure
-  themselves, e.g. through cloud-init's network-config).
+- Network: the namespace's lab network (`localcluster/qemu/network.py`, started with its first VMI,
+  stopped with the namespace). Only KubeVirt's `bridge` binding on the pod network is reproduced: the
+  guest takes the address the API reports (its pod IP) by DHCP, with the host name, DNS server and
+  search path KubeVirt's DHCP server gives, so any image that runs a DHCP client gets it. Other
+  bindings (`masquerade`, whose guest sees 10.0.2.2 behind NAT) and other networks fail the VMI with
+  reason `UnsupportedNetwork` rather than run with a network a real cluster would not give.
+  Names of headless Services (`localcluster/dns.py`) are answered on the segment.
 - Phases: `Scheduling` while preparing, `Scheduled` when files and switch are ready, `Running` once
   QEMU's monitor answers. If the guest cannot start (QEMU exits at once, e.g. "cannot set up guest
   memory 'pc.ram': Cannot allocate memory", or its disks cannot be prepared) the VMI stays
@@ -49,10 +52,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from localcluster.dns import pod_hostname, search_domains
 from localcluster.qemu import host
 from localcluster.qemu.cloudinit import CloudInitError, nocloud_data, write_cidata_iso
 from localcluster.qemu.images import Image, ImageNotFound, ImageStore
-from localcluster.qemu.network import LabSwitch, SwitchError
+from localcluster.qemu.network import LabNetwork, NetworkError
 from localcluster.qemu.png import ppm_to_png
 from localcluster.qemu.portforward import ADDRESS_OWNER, EndpointError, SegmentEndpoint
 from localcluster.qemu.process import Drive, Machine, PidRegistry, qemu_command, spawn, tail, terminate
@@ -97,6 +101,7 @@ class _Vm:
     qmp: QmpClient | None = None
     serial: SerialConsole | None = None
     vnc: Path | None = None
+    lab_network: LabNetwork | None = None
     running: bool = False
     stopping: bool = False
     started: float = field(default_factory=time.monotonic)
@@ -150,6 +155,39 @@ def vmi_tablets(spec: dict[str, Any]) -> tuple[str, ...]:
     return tuple(device.get("bus") or "usb" for device in spec["domain"]["devices"].get("inputs") or [])
 
 
+def pod_interface(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The VMI's interface on the pod network (None without one), if this runtime can give it.
+
+    KubeVirt's bridge binding puts the guest on the pod's own network: it gets the pod IP by DHCP.
+    Masquerade (the guest sees 10.0.2.2/24 behind NAT, `pkg/network/dhcp/masquerade.go`), passt,
+    SR-IOV, binding plugins and secondary (Multus) networks are not reproduced, so such a VMI fails
+    instead of running with a network a real cluster would not give it.
+    """
+    interfaces = spec["domain"]["devices"].get("interfaces") or []
+    networks = {n["name"]: n for n in spec.get("networks") or []}
+    if not interfaces:
+        return None
+    if len(interfaces) > 1:
+        raise LaunchError(
+            "UnsupportedNetwork", "the local cluster gives a VMI one interface, on the pod network"
+        )
+    interface = interfaces[0]
+    if "pod" not in networks.get(interface["name"], {}):
+        raise LaunchError(
+            "UnsupportedNetwork",
+            f"interface {interface['name']}: only the pod network exists in the local cluster",
+        )
+    bindings = ("bridge", "masquerade", "passt", "sriov", "binding")
+    binding = next((key for key in bindings if key in interface), "")
+    if binding != "bridge":
+        raise LaunchError(
+            "UnsupportedNetwork",
+            f"interface {interface['name']}: the local cluster reproduces only the bridge binding on the pod "
+            f"network (the guest gets the pod IP by DHCP), not {binding or 'this binding'}",
+        )
+    return interface
+
+
 class QemuRuntime(Runtime):
     name = "qemu"
 
@@ -173,9 +211,10 @@ class QemuRuntime(Runtime):
         # Before anything new starts: whatever a crashed server left running goes now.
         self.registry.reap_stale()
         self._vms: dict[tuple[str, str], _Vm] = {}
-        self._switches: dict[str, LabSwitch] = {}
+        self._networks: dict[str, LabNetwork] = {}
+        self._network_locks: dict[str, asyncio.Lock] = {}
+        self._names: dict[str, dict[str, list[str]]] = {}
         self._endpoints: dict[str, SegmentEndpoint] = {}
-        self._switch_locks: dict[str, asyncio.Lock] = {}
         self._accel: asyncio.Task[str] | None = None
         self._run_dir: Path | None = None
         self._counter = 0
@@ -203,15 +242,18 @@ class QemuRuntime(Runtime):
             self._accel = asyncio.create_task(host.detect_accelerator(qemu, self.store.any_kernel()))
         return await asyncio.shield(self._accel)
 
-    async def _switch(self, namespace: str, vde_switch: str) -> LabSwitch:
-        async with self._switch_locks.setdefault(namespace, asyncio.Lock()):
-            switch = self._switches.get(namespace)
-            if switch is None or switch.proc is None or switch.proc.returncode is not None:
-                switch = LabSwitch(namespace, self._next_folder("net"))
-                assert self._run_dir is not None
-                await switch.start(vde_switch, self.registry, self._run_dir)
-                self._switches[namespace] = switch
-            return switch
+    async def _lab_network(self, namespace: str, pod_network: NamespaceNetwork) -> LabNetwork:
+        async with self._network_locks.setdefault(namespace, asyncio.Lock()):
+            network = self._networks.get(namespace)
+            if network is None or not network.running:
+                if network is not None:
+                    await network.stop(self.registry)
+                network = LabNetwork(namespace, pod_network.subnet, self._next_folder("net"))
+                assert self._run_dir is not None and self._tools is not None
+                await network.start(self._tools, self.registry, self._run_dir)
+                network.set_names(self._names.get(namespace, {}))
+                self._networks[namespace] = network
+            return network
 
     # -- Runtime interface -------------------------------------------------------------------------
     def image_pull_error(self, reference: str) -> str | None:
@@ -248,6 +290,8 @@ class QemuRuntime(Runtime):
                 reason, message = "QemuNotInstalled", str(exc)
             elif isinstance(exc, CloudInitError):
                 reason, message = "CloudInitFailed", str(exc)
+            elif isinstance(exc, NetworkError):
+                reason, message = "NetworkFailed", str(exc)
             else:
                 log.exception("qemu runtime: starting %s/%s failed", vm.namespace, vm.name)
                 reason, message = "LauncherFailed", f"{type(exc).__name__}: {exc}"
@@ -277,15 +321,18 @@ class QemuRuntime(Runtime):
         vm.folder.mkdir()
         kernel, drives = await self._volumes(vm, vmi, tools)
         devices = spec["domain"]["devices"]
-        switch: LabSwitch | None = None
-        ip_cidr = ""
+        lab_network: LabNetwork | None = None
+        ip = ""
         mac = ""
-        if devices.get("interfaces") and spec.get("networks"):
-            switch = await self._switch(vm.namespace, tools["vde_switch"])
-            ip = vm.network.allocate(vm.name)
-            ip_cidr = f"{ip}/{vm.network.subnet.prefixlen}"
-            mac = devices["interfaces"][0].get("macAddress") or mac_for(ip)
-        hostname = spec.get("hostname") or vm.name
+        interface = pod_interface(spec)
+        if interface is not None:
+            lab_network = await self._lab_network(vm.namespace, vm.network)
+            address = vm.network.allocate(vm.name)
+            ip = str(address)
+            mac = interface.get("macAddress") or mac_for(address)
+            search = search_domains(vm.namespace, spec.get("subdomain", ""))
+            lab_network.add_guest(vm.name, mac, address, pod_hostname(vmi), search)
+            vm.lab_network = lab_network
         accel = await self._accelerator(tools["qemu-system-x86_64"])
         self.report(vm.namespace, vm.name, PhaseUpdate("Scheduled", node=NODE_NAME))
         if devices.get("autoattachGraphicsDevice", True):
@@ -300,19 +347,9 @@ class QemuRuntime(Runtime):
             vnc=vm.vnc,
             kernel=kernel.kernel if kernel else None,
             initrd=kernel.initrd if kernel else None,
-            cmdline=" ".join(
-                filter(
-                    None,
-                    [
-                        "console=ttyS0 quiet",
-                        kernel.cmdline if kernel else "",
-                        f"lab.hostname={hostname}",
-                        f"lab.ip={ip_cidr}" if ip_cidr else "",
-                    ],
-                )
-            ),
+            cmdline=" ".join(filter(None, ["console=ttyS0 quiet", kernel.cmdline if kernel else ""])),
             drives=tuple(drives),
-            switch=switch.folder if switch else None,
+            switch=lab_network.folder if lab_network else None,
             mac=mac,
             tablets=vmi_tablets(spec),
         )
@@ -332,7 +369,7 @@ class QemuRuntime(Runtime):
         self.report(
             vm.namespace,
             vm.name,
-            PhaseUpdate("Running", ip=ip_cidr.split("/")[0] or None, mac=mac or None, node=NODE_NAME),
+            PhaseUpdate("Running", ip=ip or None, mac=mac or None, node=NODE_NAME),
         )
 
     async def _volumes(
@@ -432,6 +469,9 @@ class QemuRuntime(Runtime):
             self.registry.forget(vm.proc.pid)
         if vm.folder != Path():
             shutil.rmtree(vm.folder, ignore_errors=True)
+        if vm.lab_network is not None:
+            vm.lab_network.remove_guest(vm.name)
+            vm.lab_network = None
         vm.network.release(vm.name)
 
     async def stop(self, namespace: str, name: str) -> None:
@@ -478,7 +518,7 @@ class QemuRuntime(Runtime):
         self, namespace: str, name: str, address: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         vm = self._vms.get((namespace, name))
-        if vm is None or not vm.running or namespace not in self._switches:
+        if vm is None or not vm.running or namespace not in self._networks:
             raise DialFailed(f"dial tcp {address}:{port}: connect: no route to host")
         try:
             endpoint = await self._endpoint(namespace, vm.network)
@@ -493,17 +533,17 @@ class QemuRuntime(Runtime):
         return reader, writer
 
     async def _endpoint(self, namespace: str, network: NamespaceNetwork) -> SegmentEndpoint:
-        async with self._switch_locks.setdefault(namespace, asyncio.Lock()):
+        async with self._network_locks.setdefault(namespace, asyncio.Lock()):
             endpoint = self._endpoints.get(namespace)
             if endpoint is not None and endpoint.running:
                 return endpoint
             tools = host.find_port_forward_tools()
-            switch = self._switches[namespace]
+            lab_network = self._networks[namespace]
             address = network.allocate(ADDRESS_OWNER)
             interface = ipaddress.IPv4Interface(f"{address}/{network.subnet.prefixlen}")
             assert self._run_dir is not None
             endpoint = SegmentEndpoint(namespace, interface, self._next_folder("pf").with_suffix(".log"))
-            await endpoint.start(tools, switch.folder, self.registry, self._run_dir)
+            await endpoint.start(tools, lab_network.folder, self.registry, self._run_dir)
             self._endpoints[namespace] = endpoint
             return endpoint
 
@@ -529,14 +569,21 @@ class QemuRuntime(Runtime):
         endpoint = self._endpoints.pop(namespace, None)
         if endpoint is not None:
             await endpoint.stop(self.registry)
-        switch = self._switches.pop(namespace, None)
-        self._switch_locks.pop(namespace, None)
-        if switch is not None:
-            await switch.stop(self.registry)
+        network = self._networks.pop(namespace, None)
+        self._network_locks.pop(namespace, None)
+        self._names.pop(namespace, None)
+        if network is not None:
+            await network.stop(self.registry)
+
+    def names_changed(self, namespace: str, records: dict[str, list[str]]) -> None:
+        self._names[namespace] = records
+        network = self._networks.get(namespace)
+        if network is not None:
+            network.set_names(records)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self.stop(ns, name) for ns, name in list(self._vms)), return_exceptions=True)
-        for namespace in list(self._switches):
+        for namespace in list(self._networks):
             await self.namespace_deleted(namespace)
         if self._accel is not None and not self._accel.done():
             self._accel.cancel()
@@ -554,8 +601,13 @@ class QemuRuntime(Runtime):
         return vm.serial if vm else None
 
     def switch_pid(self, namespace: str) -> int | None:
-        switch = self._switches.get(namespace)
-        return switch.proc.pid if switch and switch.proc else None
+        network = self._networks.get(namespace)
+        return network.switch.pid if network and network.switch else None
+
+    def lab_network(self, namespace: str) -> LabNetwork | None:
+        """The namespace's running lab network: where the local cluster reaches its guests' ports."""
+        network = self._networks.get(namespace)
+        return network if network is not None and network.running else None
 
 
-__all__ = ["QemuRuntime", "SwitchError"]
+__all__ = ["QemuRuntime"]

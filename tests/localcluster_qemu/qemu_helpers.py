@@ -62,8 +62,10 @@ def demo_vmi(
     memory: str = "128Mi",
     user_data: str | None = None,
     user_data_secret: str | None = None,
+    labels: dict[str, str] | None = None,
+    subdomain: str | None = None,
 ) -> dict[str, Any]:
-    """A VMI shaped like the ones labs/manifests.py makes: containerDisk, cloud-init, masquerade on pod."""
+    """A VMI shaped like the ones labs/manifests.py makes: containerDisk, cloud-init, bridge on pod."""
     volumes: list[dict[str, Any]] = [{"name": "rootdisk", "containerDisk": {"image": image}}]
     disks: list[dict[str, Any]] = [{"name": "rootdisk", "disk": {"bus": "virtio"}}]
     if user_data is not None or user_data_secret is not None:
@@ -75,15 +77,16 @@ def demo_vmi(
     return {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstance",
-        "metadata": {"name": name, "labels": {"app": "qemu-test"}},
+        "metadata": {"name": name, "labels": labels or {"app": "qemu-test"}},
         "spec": {
             "hostname": name,
+            **({"subdomain": subdomain} if subdomain else {}),
             "terminationGracePeriodSeconds": 0,
             "domain": {
                 "cpu": {"cores": 1},
                 "memory": {"guest": memory},
                 "resources": {"requests": {"memory": memory}},
-                "devices": {"disks": disks, "interfaces": [{"name": "default", "masquerade": {}}]},
+                "devices": {"disks": disks, "interfaces": [{"name": "default", "bridge": {}}]},
             },
             "networks": [{"name": "default", "pod": {}}],
             "volumes": volumes,
