@@ -326,6 +326,7 @@ def _create_call(manifest: dict[str, Any]) -> Callable[[], None]:
         "ResourceQuota": lambda: client.CoreV1Api(api).create_namespaced_resource_quota,
         "Secret": lambda: client.CoreV1Api(api).create_namespaced_secret,
         "RoleBinding": lambda: client.RbacAuthorizationV1Api(api).create_namespaced_role_binding,
+        "Service": lambda: client.CoreV1Api(api).create_namespaced_service,
     }
 
     def create() -> None:

@@ -425,7 +425,7 @@ def _create_in_cluster(instance: LabInstance, objects: manifests.InstanceManifes
         if not ours:
             raise _ForeignNamespace(_foreign_namespace_message(instance.namespace, labels))
     cluster.create_objects([objects.role_binding])
-    _create_once_bound([objects.network_policy, objects.resource_quota, *objects.secrets])
+    _create_once_bound([objects.network_policy, objects.resource_quota, objects.service, *objects.secrets])
     cluster.create_objects(objects.vmis)
 
 

@@ -30,6 +30,10 @@ MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 UNLABELLED_SELECTOR = f"{MANAGED_SELECTOR},!{INSTALLATION_LABEL}"
 
 NETWORK_POLICY_NAME = "lab-isolation"
+# The headless Service whose name is every machine's subdomain: `alpha.lab.<namespace>.svc.<zone>`,
+# and `ping alpha` from the other machines (KubeVirt's DHCP puts `lab.<namespace>.svc.<zone>` first
+# in the guest's DNS search path).
+MACHINES_SERVICE_NAME = "lab"
 RESOURCE_QUOTA_NAME = "lab-quota"
 # The ClusterRole (deploy/k8s/rbac.yaml) that grants the app its rights inside a lab namespace,
 # through a RoleBinding of this name created right after the namespace.
@@ -158,6 +162,14 @@ def belongs_to(labels: dict[str, str], *, installation_id: str, instance_id: int
     )
 
 
+def instance_pod_selector(instance_labels: dict[str, str]) -> dict[str, str]:
+    """The labels that pick the instance's VMIs (their virt-launcher pods carry the VMI's labels)."""
+    return {
+        MANAGED_BY_LABEL: instance_labels[MANAGED_BY_LABEL],
+        INSTANCE_LABEL: instance_labels[INSTANCE_LABEL],
+    }
+
+
 # --- Objects ---------------------------------------------------------------------------------------
 
 
@@ -215,6 +227,27 @@ def make_network_policy(*, namespace: str, labels: dict[str, str], dns: DnsEgres
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": same_namespace}],
             "egress": egress,
+        },
+    }
+
+
+def make_machines_service(*, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A headless Service over the instance's VMIs, so cluster DNS names each machine.
+
+    With `hostname` and `subdomain` set on the VMIs (`make_vmi`), cluster DNS answers
+    `<machine>.lab.<namespace>.svc.cluster.local` with the machine's pod IP, which with the bridge
+    binding is the guest's own address. No ports and no cluster IP: nothing is load-balanced, the
+    Service only names. Names are published before the pods are ready, so a machine keeps its name
+    while it boots and while it is paused.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": MACHINES_SERVICE_NAME, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "clusterIP": "None",
+            "selector": instance_pod_selector(labels),
+            "publishNotReadyAddresses": True,
         },
     }
 
@@ -391,7 +424,9 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
             {"name": "rootdisk", "disk": {"bus": "virtio"}},
             {"name": "cloudinit", "disk": {"bus": "virtio"}},
         ],
-        "interfaces": [{"name": "default", "masquerade": {}}],
+        # Bridge, not masquerade: the guest gets the pod IP by DHCP, so what a student sees in
+        # `ip addr` is the address status reports and the tutorial shows.
+        "interfaces": [{"name": "default", "bridge": {}}],
     }
     if machine.has_vnc:
         # An absolute pointer, so the guest's pointer is where the student's is in noVNC. USB is
@@ -407,6 +442,7 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
         },
         "spec": {
             "hostname": machine.name,
+            "subdomain": MACHINES_SERVICE_NAME,
             # Lab machines are disposable: a stop should not wait 30 s per VM for a clean shutdown.
             "terminationGracePeriodSeconds": 0,
             "domain": {
@@ -440,6 +476,7 @@ class InstanceManifests:
     role_binding: dict[str, Any]
     network_policy: dict[str, Any]
     resource_quota: dict[str, Any]
+    service: dict[str, Any]
     secrets: list[dict[str, Any]]
     vmis: list[dict[str, Any]]
 
@@ -472,6 +509,7 @@ def make_instance_manifests(
         resource_quota=make_resource_quota(
             namespace=namespace, labels=labels, machines=machines, sizing=sizing
         ),
+        service=make_machines_service(namespace=namespace, labels=labels),
         secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in machines],
         vmis=[make_vmi(namespace=namespace, labels=labels, machine=m) for m in machines],
     )

@@ -98,9 +98,33 @@ def test_start_creates_each_object_once(app_cluster, make_lab, student):
         "rolebindings",
         "secrets",
         "secrets",
+        "services",
         "virtualmachineinstances",
         "virtualmachineinstances",
     ]
+
+
+def test_the_instance_headless_service_selects_exactly_its_machines(
+    app_cluster, make_lab, student, admin_core, admin_vmis
+):
+    """The Service that names the machines in cluster DNS (`ping beta`) covers this instance only."""
+    lab = make_lab(machines=2)
+    first = lifecycle.instance_start(user=student, lab=lab)
+    second = lifecycle.instance_start(user=student, lab=make_lab(machines=1))
+
+    service = admin_core.read_namespaced_service("lab", first.namespace)
+    assert service.spec.cluster_ip == "None"
+    assert service.spec.publish_not_ready_addresses is True
+    selector = service.spec.selector
+    selected = [
+        vmi for vmi in admin_vmis(first.namespace) if selector.items() <= vmi["metadata"]["labels"].items()
+    ]
+    assert {vmi["metadata"]["name"] for vmi in selected} == {m.name for m in first.machines.all()}
+    for vmi in admin_vmis(first.namespace):
+        assert vmi["spec"]["subdomain"] == "lab"
+        assert vmi["spec"]["hostname"] == vmi["metadata"]["name"]
+    other = admin_vmis(second.namespace)
+    assert other and not any(selector.items() <= vmi["metadata"]["labels"].items() for vmi in other)
 
 
 def test_students_cannot_start_unpublished_labs_but_instructors_can(

@@ -256,7 +256,8 @@ def test_vmi_is_built_from_the_machine_not_hard_coded():
     assert domain["memory"] == {"guest": "1024Mi"}
     # Memory requested and limited at the guest's size, CPU by topology only: Burstable, not Guaranteed.
     assert domain["resources"] == {"requests": {"memory": "1024Mi"}, "limits": {"memory": "1024Mi"}}
-    assert domain["devices"]["interfaces"] == [{"name": "default", "masquerade": {}}]
+    # Bridge binding: the guest itself holds the pod IP that status reports (README, "Lab networks").
+    assert domain["devices"]["interfaces"] == [{"name": "default", "bridge": {}}]
     assert web["spec"]["networks"] == [{"name": "default", "pod": {}}]
     assert web["spec"]["volumes"][0] == {
         "name": "rootdisk",
@@ -266,6 +267,27 @@ def test_vmi_is_built_from_the_machine_not_hard_coded():
         "name": "cloudinit",
         "cloudInitNoCloud": {"secretRef": {"name": "web-cloudinit"}},
     }
+
+
+def test_machines_are_named_by_the_instance_headless_service():
+    """`ping router` from web: hostname + subdomain + a headless Service of that name (KubeVirt's
+    DHCP puts `<subdomain>.<namespace>.svc.cluster.local` first in the guest's search path)."""
+    objects = build()
+    service = objects.service
+    assert service["apiVersion"] == "v1" and service["kind"] == "Service"
+    assert service["metadata"]["name"] == manifests.MACHINES_SERVICE_NAME
+    assert service["metadata"]["namespace"] == "net101-42"
+    assert service["metadata"]["labels"]["laborchestrator/instance"] == "42"
+    assert service["spec"] == {
+        "clusterIP": "None",
+        "selector": {"app.kubernetes.io/managed-by": "laborchestrator", "laborchestrator/instance": "42"},
+        # A machine keeps its name while it boots and while it is paused.
+        "publishNotReadyAddresses": True,
+    }
+    for vmi, machine in zip(objects.vmis, (WEB, ROUTER), strict=True):
+        assert vmi["spec"]["hostname"] == machine.name
+        assert vmi["spec"]["subdomain"] == manifests.MACHINES_SERVICE_NAME
+        assert service["spec"]["selector"].items() <= vmi["metadata"]["labels"].items()
 
 
 def test_every_disk_and_interface_has_its_volume_and_network():
