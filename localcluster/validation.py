@@ -329,6 +329,7 @@ def admit_vmi(vmi: dict[str, Any]) -> None:
     )
     causes += _duplicates(spec.get("volumes") or [], "spec.volumes")
     causes += _input_devices(devices.get("inputs") or [])
+    causes += _interface_bindings(devices.get("interfaces") or [], spec.get("networks") or [])
     if causes:
         error = invalid(VIRTUAL_MACHINE_INSTANCES, name, causes)
         # virt-api answers through its admission webhook; the message says so on a real cluster.
@@ -353,6 +354,33 @@ def _input_devices(inputs: list[dict[str, Any]]) -> list[Cause]:
         if device.get("type") != "tablet":
             causes.append(
                 Cause("FieldValueInvalid", "Input device can have only tablet type.", f"{field}[{i}].type")
+            )
+    return causes
+
+
+INTERFACE_BINDINGS = ("bridge", "masquerade", "sriov", "passt", "binding")
+
+
+def _interface_bindings(interfaces: list[dict[str, Any]], networks: list[dict[str, Any]]) -> list[Cause]:
+    """KubeVirt's binding admission (pkg/network/admitter/binding.go): one binding per interface,
+    masquerade only on the pod network."""
+    causes = []
+    pod_networks = {n.get("name") for n in networks if "pod" in n}
+    for i, interface in enumerate(interfaces):
+        field = f"spec.domain.devices.interfaces[{i}]"
+        if sum(1 for binding in INTERFACE_BINDINGS if binding in interface) != 1:
+            message = (
+                f"logical {interface.get('name')} interface must have exactly one binding method "
+                "or binding plugin"
+            )
+            causes.append(Cause("FieldValueInvalid", message, field))
+        if "masquerade" in interface and interface.get("name") not in pod_networks:
+            causes.append(
+                Cause(
+                    "FieldValueInvalid",
+                    "Masquerade interface only implemented with pod network",
+                    f"{field}.name",
+                )
             )
     return causes
 

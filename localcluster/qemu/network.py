@@ -12,8 +12,9 @@ and KubeVirt's bridge binding hands exactly those to the guest with its own DHCP
   only to them (each MAC gets the address the API reports, for ever, as KubeVirt's single-client
   server does), with the router, DNS server, search domains, host name and MTU a pod would have;
 - a second `dnsmasq` there is the cluster DNS: it answers the names Kubernetes DNS gives headless
-  Services (`localcluster/dns.py`) and nothing else. It is a separate process because dnsmasq
-  would also answer the host names it hands out by DHCP, names only a Service gives on a real cluster.
+  Services (`localcluster/dns.py`), of every namespace as kube-dns does, and nothing else. It is a
+  separate process because dnsmasq would also answer the host names it hands out by DHCP, names
+  only a Service gives on a real cluster.
 
 That network namespace has no other interface and no route: guests reach each other, the gateway
 and the DNS server, never the host, another lab or the internet (a real cluster's NetworkPolicy

@@ -15,7 +15,8 @@
   search path KubeVirt's DHCP server gives, so any image that runs a DHCP client gets it. Other
   bindings (`masquerade`, whose guest sees 10.0.2.2 behind NAT) and other networks fail the VMI with
   reason `UnsupportedNetwork` rather than run with a network a real cluster would not give.
-  Names of headless Services (`localcluster/dns.py`) are answered on the segment.
+  Every lab network answers the names of all namespaces' headless Services (`localcluster/dns.py`),
+  as cluster DNS does; only the traffic is confined to the namespace.
 - Phases: `Scheduling` while preparing, `Scheduled` when files and switch are ready, `Running` once
   QEMU's monitor answers. If the guest cannot start (QEMU exits at once, e.g. "cannot set up guest
   memory 'pc.ram': Cannot allocate memory", or its disks cannot be prepared) the VMI stays
@@ -251,7 +252,7 @@ class QemuRuntime(Runtime):
                 network = LabNetwork(namespace, pod_network.subnet, self._next_folder("net"))
                 assert self._run_dir is not None and self._tools is not None
                 await network.start(self._tools, self.registry, self._run_dir)
-                network.set_names(self._names.get(namespace, {}))
+                network.set_names(self._cluster_names())
                 self._networks[namespace] = network
             return network
 
@@ -571,15 +572,24 @@ class QemuRuntime(Runtime):
             await endpoint.stop(self.registry)
         network = self._networks.pop(namespace, None)
         self._network_locks.pop(namespace, None)
-        self._names.pop(namespace, None)
         if network is not None:
             await network.stop(self.registry)
+        if self._names.pop(namespace, None):
+            self._publish_names()
 
     def names_changed(self, namespace: str, records: dict[str, list[str]]) -> None:
         self._names[namespace] = records
-        network = self._networks.get(namespace)
-        if network is not None:
-            network.set_names(records)
+        self._publish_names()
+
+    def _cluster_names(self) -> dict[str, list[str]]:
+        # Cluster DNS answers every namespace's names to every pod, as kube-dns does; whether the
+        # address can be reached is the network's business (another lab's cannot).
+        return {name: addresses for records in self._names.values() for name, addresses in records.items()}
+
+    def _publish_names(self) -> None:
+        names = self._cluster_names()
+        for network in self._networks.values():
+            network.set_names(names)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self.stop(ns, name) for ns, name in list(self._vms)), return_exceptions=True)

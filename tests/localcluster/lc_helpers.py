@@ -21,7 +21,7 @@ def example(name: str = "vmi-fedora") -> dict[str, Any]:
 
 
 def small_vmi(name: str, labels: dict[str, str] | None = None, memory: str = "64Mi") -> dict[str, Any]:
-    """The shape Lab Orchestrator creates: containerDisk, masquerade on the pod network."""
+    """The shape Lab Orchestrator creates: containerDisk, bridge on the pod network."""
     return {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstance",
@@ -31,7 +31,7 @@ def small_vmi(name: str, labels: dict[str, str] | None = None, memory: str = "64
                 "memory": {"guest": memory},
                 "devices": {
                     "disks": [{"name": "root", "disk": {"bus": "virtio"}}],
-                    "interfaces": [{"name": "default", "masquerade": {}}],
+                    "interfaces": [{"name": "default", "bridge": {}}],
                 },
             },
             "networks": [{"name": "default", "pod": {}}],

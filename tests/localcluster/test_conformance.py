@@ -71,6 +71,50 @@ def test_interface_must_name_a_network(vmis, ns):
     assert "spec.domain.devices.interfaces[0].name" in {c["field"] for c in causes}
 
 
+@pytest.mark.parametrize(
+    ("interface", "network", "message", "field"),
+    [
+        (
+            {"name": "default", "bridge": {}, "masquerade": {}},
+            {"name": "default", "pod": {}},
+            "logical default interface must have exactly one binding method or binding plugin",
+            "spec.domain.devices.interfaces[0]",
+        ),
+        (
+            {"name": "default"},
+            {"name": "default", "pod": {}},
+            "logical default interface must have exactly one binding method or binding plugin",
+            "spec.domain.devices.interfaces[0]",
+        ),
+        (
+            {"name": "net1", "masquerade": {}},
+            {"name": "net1", "multus": {"networkName": "lab-net"}},
+            "Masquerade interface only implemented with pod network",
+            "spec.domain.devices.interfaces[0].name",
+        ),
+    ],
+)
+def test_interface_bindings_are_admitted_as_kubevirt_does(vmis, ns, interface, network, message, field):
+    """kubevirt pkg/network/admitter/binding.go: one binding per interface, masquerade on pod only."""
+    body = small_vmi("vm1")
+    body["spec"]["domain"]["devices"]["interfaces"] = [interface]
+    body["spec"]["networks"] = [network]
+    with pytest.raises(client.ApiException) as err:
+        vmis.create(ns, body)
+    assert err.value.status == 422
+    causes = status_of(err.value)["details"]["causes"]
+    assert {"reason": "FieldValueInvalid", "message": message, "field": field} in causes
+
+
+def test_bridge_and_masquerade_on_the_pod_network_are_both_accepted(vmis, ns):
+    # permitBridgeInterfaceOnPodNetwork defaults to true (kubevirt pkg/virt-config/virt-config.go).
+    for name, binding in (("bridged", "bridge"), ("natted", "masquerade")):
+        body = small_vmi(name)
+        body["spec"]["domain"]["devices"]["interfaces"] = [{"name": "default", binding: {}}]
+        vmis.create(ns, body)
+        assert vmis.running(ns, name)["status"]["interfaces"][0]["ipAddress"].startswith("10.244.")
+
+
 def test_disk_must_name_a_volume(vmis, ns):
     """Every domain.devices.disks[].name must match a spec.volumes[].name."""
     body = small_vmi("baddisk")

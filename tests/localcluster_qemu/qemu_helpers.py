@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import ssl
 import struct
 import time
@@ -32,6 +33,11 @@ TOOLS = {
     "busybox": "busybox-static",
     "vde_switch": "vde2",
     "genisoimage": "genisoimage",
+    "dnsmasq": "dnsmasq-base",
+    "ip": "iproute2",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "setpriv": "util-linux",
     "apt-get": "apt",
     "dpkg-deb": "dpkg",
 }
@@ -94,6 +100,16 @@ def demo_vmi(
     }
 
 
+def host_address() -> str:
+    """This machine's address on its way out (no packet is sent: a UDP connect only picks a route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: any routable address will do
+            return probe.getsockname()[0]
+        except OSError:
+            return socket.gethostbyname(socket.gethostname())
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -112,6 +128,13 @@ def qemu_pids(guest: str) -> list[int]:
 def switch_pids(socket_dirs: set[str]) -> list[int]:
     return [
         pid for pid, cmd in _processes() if "vde_switch" in cmd and any(f"-s {d}" in cmd for d in socket_dirs)
+    ]
+
+
+def dnsmasq_pids(socket_dirs: set[str]) -> list[int]:
+    """The DHCP and DNS servers of the lab networks whose switches have these socket dirs."""
+    return [
+        pid for pid, cmd in _processes() if "dnsmasq" in cmd and any(f"{d}.dns/" in cmd for d in socket_dirs)
     ]
 
 

@@ -21,6 +21,7 @@ from tests.localcluster_qemu.qemu_helpers import (
     TOOLS,
     demo_images,
     demo_vmi,
+    dnsmasq_pids,
     qemu_pids,
     qemu_switch_dirs,
     switch_pids,
@@ -68,7 +69,7 @@ def test_next_start_kills_children_of_a_dead_server_only(tmp_path: Path) -> None
 
 
 @pytest.mark.qemu
-def test_killed_server_takes_its_vms_and_switches_with_it(tmp_path: Path) -> None:
+def test_killed_server_takes_its_vms_and_networks_with_it(tmp_path: Path) -> None:
     for executable, package in TOOLS.items():
         require_tool(executable, package)
     images = demo_images()
@@ -86,12 +87,15 @@ def test_killed_server_takes_its_vms_and_switches_with_it(tmp_path: Path) -> Non
         wait_for(running, 60, "the VMI to run")
         guest = f"{ns}/vm"
         switches = qemu_switch_dirs(guest)
-        assert qemu_pids(guest) and switch_pids(switches)
+        assert qemu_pids(guest) and switch_pids(switches) and dnsmasq_pids(switches)
         assert cluster.process is not None
         os.kill(cluster.process.pid, signal.SIGKILL)  # no chance to clean up
         cluster.process.wait()
         deadline = time.monotonic() + 15
-        while (qemu_pids(guest) or switch_pids(switches)) and time.monotonic() < deadline:
+        while (
+            qemu_pids(guest) or switch_pids(switches) or dnsmasq_pids(switches)
+        ) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not qemu_pids(guest), "QEMU outlived its server"
         assert not switch_pids(switches), "vde_switch outlived its server"
+        assert not dnsmasq_pids(switches), "the lab network's dnsmasq outlived its server"

@@ -1,7 +1,9 @@
 """Real VMs behind the local cluster's API: three demo VMs booted once for the module.
 
-Namespace A holds `alpha` and `beta` (one lab), namespace B holds `gamma` (another lab). Everything
-goes through the real HTTP API: the official client for objects, websockets for console and VNC.
+Namespace A holds `alpha` and `beta` (one lab), namespace B holds `gamma` (another lab). Each
+namespace has a headless Service `lab` selecting its VMIs, which set `subdomain: lab`, as
+labs/manifests.py builds them. Everything goes through the real HTTP API: the official client for
+objects, websockets for console and VNC. The guests take their addresses by DHCP.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from tests.localcluster_qemu.qemu_helpers import (
     Stream,
     demo_images,
     demo_vmi,
+    dnsmasq_pids,
     get_subresource,
+    host_address,
     png_colours,
     put_subresource,
     qemu_pids,
@@ -62,15 +66,27 @@ def labs(cluster: LocalCluster, api: Any) -> dict[str, Any]:
     suffix = secrets.token_hex(3)
     namespaces = {"a": f"qemu-lab-a-{suffix}", "b": f"qemu-lab-b-{suffix}"}
     placement = {"alpha": "a", "beta": "a", "gamma": "b"}
-    for ns in namespaces.values():
+    for lab, ns in namespaces.items():
         core.create_namespace({"metadata": {"name": ns}})
+        core.create_namespaced_service(
+            ns,
+            {
+                "metadata": {"name": "lab"},
+                "spec": {"clusterIP": "None", "selector": {"lab": lab}, "publishNotReadyAddresses": True},
+            },
+        )
     # alpha's login comes from a Secret, the way labs/manifests.py keeps passwords out of the VMI.
     userdata = base64.b64encode(b"#cloud-config\npassword: demo-pass-1\n").decode()
     core.create_namespaced_secret(
         namespaces["a"], {"metadata": {"name": "alpha-userdata"}, "data": {"userdata": userdata}}
     )
     for vm, lab in placement.items():
-        body = demo_vmi(vm, user_data_secret="alpha-userdata" if vm == "alpha" else None)
+        body = demo_vmi(
+            vm,
+            user_data_secret="alpha-userdata" if vm == "alpha" else None,
+            labels={"app": "qemu-test", "lab": lab},
+            subdomain="lab",
+        )
         custom.create_namespaced_custom_object(*VMI, namespaces[lab], "virtualmachineinstances", body)
 
     def all_running() -> dict[str, dict[str, Any]] | None:
@@ -89,6 +105,7 @@ def labs(cluster: LocalCluster, api: Any) -> dict[str, Any]:
         "ns": namespaces,
         "where": {vm: namespaces[lab] for vm, lab in placement.items()},
         "ip": {vm: obj["status"]["interfaces"][0]["ipAddress"] for vm, obj in vmis.items()},
+        "mac": {vm: obj["status"]["interfaces"][0]["mac"] for vm, obj in vmis.items()},
     }
 
 
@@ -99,7 +116,11 @@ async def console(cluster: LocalCluster, labs: dict[str, Any], vm: str) -> Strea
 
 
 async def booted_console(cluster: LocalCluster, labs: dict[str, Any], vm: str) -> Stream:
-    """A console on which the guest has printed its banner and a prompt."""
+    """A console on which the guest has printed its banner and a prompt.
+
+    The banner names the host name and address the guest got by DHCP: they must be the VMI's
+    name and the address its status reports.
+    """
     stream = await console(cluster, labs, vm)
     await stream.read_until(f"{BANNER} {vm} ({labs['ip'][vm]})".encode(), BOOT_TIMEOUT)
     await stream.read_until(f"root@{vm}:/# ".encode(), 30)
@@ -159,15 +180,92 @@ def test_screenshot_is_a_png_of_the_text_console(cluster: LocalCluster, labs: di
     assert len(png_colours(png)) > 1
 
 
-async def test_machines_of_one_lab_reach_each_other(cluster: LocalCluster, labs: dict[str, Any]) -> None:
-    beta = await booted_console(cluster, labs, "beta")  # beta's eth0 is up once its banner shows
+async def test_guests_get_the_reported_address_router_and_dns_by_dhcp(
+    cluster: LocalCluster, labs: dict[str, Any]
+) -> None:
+    """KubeVirt's bridge binding: the pod IP, its gateway, cluster DNS and the pod's search path,
+    with the subdomain first (kubevirt pkg/network/dhcp/configurator.go, dns/resolveconf.go)."""
+    stream = await booted_console(cluster, labs, "beta")
+    try:
+        out = await stream.run("ip -4 addr show eth0; ip route; cat /etc/resolv.conf", "NET")
+    finally:
+        await stream.close()
+    ns, ip = labs["where"]["beta"], labs["ip"]["beta"]
+    gateway = ip.rsplit(".", 1)[0] + ".1"
+    assert f"inet {ip}/24" in out
+    assert f"default via {gateway} dev eth0" in out
+    assert "nameserver 10.96.0.10" in out
+    assert f"search lab.{ns}.svc.cluster.local {ns}.svc.cluster.local svc.cluster.local cluster.local" in out
+
+
+async def test_machines_of_one_lab_reach_each_other_by_name(
+    cluster: LocalCluster, labs: dict[str, Any]
+) -> None:
+    beta = await booted_console(cluster, labs, "beta")
     await beta.close()
     alpha = await booted_console(cluster, labs, "alpha")
     try:
-        out = await alpha.run(f"ping -c 2 -W 3 {labs['ip']['beta']}", "PING", timeout=40)
+        out = await alpha.run("ping -c 2 -W 3 beta", "PING", timeout=40)
+        fqdn = await alpha.run(f"nslookup beta.lab.{labs['where']['beta']}.svc.cluster.local", "NS")
     finally:
         await alpha.close()
+    assert f"PING beta ({labs['ip']['beta']})" in out, out
     assert "PING-0-0" in out, out
+    assert f"Address: {labs['ip']['beta']}" in fqdn, fqdn
+
+
+async def test_names_resolve_across_labs_but_traffic_does_not_cross(
+    cluster: LocalCluster, labs: dict[str, Any]
+) -> None:
+    """Cluster DNS answers every namespace's names, as kube-dns does; the network stops the packets."""
+    gamma = await booted_console(cluster, labs, "gamma")
+    try:
+        name = f"alpha.lab.{labs['where']['alpha']}.svc.cluster.local"
+        out = await gamma.run(f"ping -c 2 -W 2 {name}", "PING", timeout=40)
+    finally:
+        await gamma.close()
+    assert f"({labs['ip']['alpha']})" in out, out
+    assert "100% packet loss" in out, out
+
+
+async def test_lab_network_reaches_neither_the_host_nor_the_internet(
+    cluster: LocalCluster, labs: dict[str, Any]
+) -> None:
+    host_ip = host_address()
+    alpha = await booted_console(cluster, labs, "alpha")
+    try:
+        outside = await alpha.run(f"ping -c 1 -W 2 {host_ip}; ping -c 1 -W 2 1.1.1.1", "OUT", timeout=40)
+        gateway = labs["ip"]["alpha"].rsplit(".", 1)[0] + ".1"
+        lab_side = await alpha.run(f"ping -c 1 -W 3 {gateway}", "GW", timeout=40)
+        external_name = await alpha.run("nslookup deb.debian.org", "EXT", timeout=40)
+    finally:
+        await alpha.close()
+    assert outside.count("100% packet loss") == 2, outside
+    assert "GW-0-0" in lab_side, "the gateway (the lab network's own side) answers"
+    # No upstream resolver either (a real cluster's DNS would resolve it; its NetworkPolicy stops
+    # the traffic): nothing leaves the lab network.
+    assert "Address:" not in external_name.split("Address:\t10.96.0.10:53", 1)[-1], external_name
+
+
+async def test_dhcp_answers_only_the_guests_of_its_own_lab(
+    cluster: LocalCluster, labs: dict[str, Any]
+) -> None:
+    """gamma (lab B) takes alpha's MAC: lab B's DHCP server does not know it and lab A's cannot hear
+    it, so no lease; with its own MAC back, gamma gets its own address again."""
+    gamma = await booted_console(cluster, labs, "gamma")
+    dhcp = "udhcpc -i eth0 -s /etc/udhcpc.script -n -q -t 3 -T 1"
+
+    def with_mac(mac: str) -> str:
+        return f"ip link set eth0 down; ip link set eth0 address {mac}; ip link set eth0 up; {dhcp}"
+
+    try:
+        borrowed = await gamma.run(with_mac(labs["mac"]["alpha"]), "STOLEN", timeout=60)
+        own = await gamma.run(with_mac(labs["mac"]["gamma"]) + " && ip -4 addr show eth0", "OWN", timeout=60)
+    finally:
+        await gamma.close()
+    assert "STOLEN-0-1" in borrowed, borrowed  # udhcpc -n: no lease
+    assert "OWN-0-0" in own, own
+    assert f"inet {labs['ip']['gamma']}/24" in own, own
 
 
 async def test_machines_of_another_lab_are_unreachable(cluster: LocalCluster, labs: dict[str, Any]) -> None:
@@ -206,10 +304,11 @@ async def test_pause_stops_the_guest_and_unpause_resumes_it(
         await stream.close()
 
 
-def test_deleting_a_namespace_ends_its_qemu_processes_and_switch(labs: dict[str, Any], api: Any) -> None:
+def test_deleting_a_namespace_ends_its_qemu_processes_and_network(labs: dict[str, Any], api: Any) -> None:
     guest = f"{labs['ns']['b']}/gamma"
     pids, switches = qemu_pids(guest), qemu_switch_dirs(guest)
     assert pids and switch_pids(switches), "gamma's QEMU and its namespace's vde_switch run"
+    assert len(dnsmasq_pids(switches)) == 2, "the lab network's DHCP and DNS servers run"
     core = client.CoreV1Api(api)
     core.delete_namespace(labs["ns"]["b"])
 
@@ -221,7 +320,11 @@ def test_deleting_a_namespace_ends_its_qemu_processes_and_switch(labs: dict[str,
         return False
 
     wait_for(gone, 30, "the namespace to disappear")
-    wait_for(lambda: not qemu_pids(guest) and not switch_pids(switches), 10, "QEMU and vde_switch to exit")
+    wait_for(
+        lambda: not qemu_pids(guest) and not switch_pids(switches) and not dnsmasq_pids(switches),
+        10,
+        "QEMU, vde_switch and dnsmasq to exit",
+    )
     # Lab A is untouched.
     assert qemu_pids(f"{labs['ns']['a']}/alpha")
 
