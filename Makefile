@@ -65,7 +65,8 @@ system-deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "system-deps: run as root (apt-get)"; exit 1; fi
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		chromium qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage dropbear-bin >/dev/null
+		chromium qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage dropbear-bin \
+		dnsmasq-base iproute2 debootstrap fdisk >/dev/null
 
 bench: venv
 	@ls bench/*.py

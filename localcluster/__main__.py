@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> None:
         from localcluster.desktopimage import main as build_desktop_image
 
         raise SystemExit(build_desktop_image(argv[1:]))
+    if argv[:1] == ["build-debian-image"]:  # the Debian cloud-style disk image (localcluster/cloudimage.py)
+        from localcluster.cloudimage import main as build_debian_image
+
+        raise SystemExit(build_debian_image(argv[1:]))
     config = parse_args(argv)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:

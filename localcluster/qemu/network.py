@@ -258,7 +258,10 @@ class LabNetwork:
                 options.append(f"tag:{guest.tag},option:domain-search,{','.join(guest.search)}")
                 # KubeVirt's server sends the longest search domain as the domain name (option 15).
                 options.append(f"tag:{guest.tag},option:domain-name,{max(guest.search, key=len)}")
-        names = [f"{address} {name}" for name, addresses in self._names.items() for address in addresses]
+        # A machine's own name first: dnsmasq answers reverse lookups with the first name of an
+        # address, and Kubernetes DNS's PTR record is the hostname one.
+        ordered = sorted(self._names.items(), key=lambda item: -item[0].count("."))
+        names = [f"{address} {name}" for name, addresses in ordered for address in addresses]
         for filename, lines in (("dhcp-hosts", hosts), ("dhcp-options", options), ("names", names)):
             staging = self.config / f".{filename}"
             staging.write_text("".join(f"{line}\n" for line in lines))

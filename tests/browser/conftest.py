@@ -57,6 +57,8 @@ QEMU_TOOLS = {
     "busybox": "busybox-static",
     "vde_switch": "vde2",
     "genisoimage": "genisoimage",
+    "dnsmasq": "dnsmasq-base",
+    "ip": "iproute2",
 }
 PASSWORD = "pw-browser-1"
 

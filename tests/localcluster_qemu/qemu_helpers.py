@@ -18,6 +18,7 @@ from typing import Any
 
 import websockets
 
+from localcluster.cloudimage import build_debian_image
 from localcluster.demoimage import DEMO_REFERENCE, build_demo_image
 from localcluster.desktopimage import DESKTOP_REFERENCE, build_desktop_image
 
@@ -60,6 +61,12 @@ def desktop_vmi(name: str, memory: str = "256Mi", user_data: str | None = None) 
     vmi = demo_vmi(name, image=DESKTOP_REFERENCE, memory=memory, user_data=user_data)
     vmi["spec"]["domain"]["devices"]["inputs"] = [{"name": "tablet", "type": "tablet", "bus": "usb"}]
     return vmi
+
+
+def debian_images() -> Path:
+    """The store with the Debian cloud-style image too: built once (minutes, as root), then cached."""
+    build_debian_image(IMAGES_DIR, log=lambda _msg: None)
+    return IMAGES_DIR
 
 
 def demo_vmi(

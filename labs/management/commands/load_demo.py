@@ -93,14 +93,16 @@ Use the **Type into VM** button above a command to type it into the selected mac
     ),
     (
         "Reach the other machine",
-        """From **alpha**, send three pings to beta:
+        """From **alpha**, send three pings to beta, by its name:
 
 ```
-ping -c 3 {{ vm.beta.ip }}
+ping -c 3 beta
 ```
 
-!!! tip "Why no host names?"
-    The demo machines have no DNS server, so they reach each other by address.
+!!! note "Knowledge: names"
+    The cluster's DNS knows the machines of your lab by name: `beta` is short for
+    `beta.lab.<your namespace>.svc.cluster.local`, and it stands for `{{ vm.beta.ip }}`, the
+    address beta showed you. Try `nslookup beta`.
 
 Each machine also has a user `{{ vm.alpha.user }}` whose password was generated for you:
 `{{ vm.alpha.password }}` on alpha.
@@ -114,8 +116,8 @@ echo "hello from $(hostname)" > /tmp/hello
 Then press **Check** on the last step: Lab Orchestrator looks inside beta itself.
 """,
         [
-            "Ping beta from alpha and see three replies.",
-            "Ping alpha from beta: `ping -c 3 {{ vm.alpha.ip }}`.",
+            "Ping beta from alpha by name and see three replies.",
+            "Ping alpha from beta: `ping -c 3 alpha`.",
             (
                 "Leave a note in `/tmp/hello` on **beta**.",
                 {
