@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 VAR = Path(os.getenv("LABORCHESTRATOR_VAR_DIR", REPO / "var"))
 # The same store the qemu tests use, so the demo image is built once per checkout.
 IMAGES = Path(os.getenv("LOCALCLUSTER_IMAGES", VAR / "localcluster" / "images"))
-QEMU_PACKAGES = "qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage"
+QEMU_PACKAGES = "qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage dnsmasq-base iproute2"
 HOUSEKEEPING_INTERVAL_SECONDS = "30"
 LOCAL_CLUSTER_SHUTDOWN = "Stopped because the local cluster shut down (make run ended)."
 # Seconds to wait for the stopped labs' namespaces (and VMs) to be gone at shutdown.
