@@ -446,8 +446,11 @@ def test_server_exit_ends_every_vm(labs: dict[str, Any], cluster: LocalCluster) 
     """Last in the module: stopping the server must leave no QEMU behind."""
     guests = [f"{labs['ns']['a']}/alpha", f"{labs['ns']['a']}/beta"]
     assert all(qemu_pids(g) for g in guests)
+    switches = qemu_switch_dirs(guests[0])
+    assert switch_pids(switches) and dnsmasq_pids(switches)
     cluster.stop()
     deadline = time.monotonic() + 15
     while any(qemu_pids(g) for g in guests) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(qemu_pids(g) for g in guests)
+    assert not switch_pids(switches) and not dnsmasq_pids(switches), "the lab network outlived the server"
