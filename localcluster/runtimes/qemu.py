@@ -13,8 +13,9 @@
   stopped with the namespace). Only KubeVirt's `bridge` binding on the pod network is reproduced: the
   guest takes the address the API reports (its pod IP) by DHCP, with the host name, DNS server and
   search path KubeVirt's DHCP server gives, so any image that runs a DHCP client gets it. Other
-  bindings (`masquerade`, whose guest sees 10.0.2.2 behind NAT) and other networks fail the VMI with
-  reason `UnsupportedNetwork` rather than run with a network a real cluster would not give.
+  bindings (`masquerade`, whose guest sees 10.0.2.2 behind NAT) and other networks are a launch
+  failure (`UnsupportedNetwork`, reported as Synchronized=False) rather than run with a network a
+  real cluster would not give.
   Every lab network answers the names of all namespaces' headless Services (`localcluster/dns.py`),
   as cluster DNS does; only the traffic is confined to the namespace.
 - Phases: `Scheduling` while preparing, `Scheduled` when files and switch are ready, `Running` once

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from labs import manifests
+from labs import launcher_sizing, manifests
 from localcluster import cloudimage
 from localcluster.demoimage import DEMO_REFERENCE, BuildError
 from localcluster.harness import LocalCluster, start_local_cluster
@@ -80,7 +80,13 @@ def lab(cluster: LocalCluster) -> dict[str, Any]:
         has_serial_console=True,
     )
     objects = manifests.make_instance_manifests(
-        namespace=namespace, instance_id=1, lab_slug="cloud", owner_id=1, machines=[server, client_machine]
+        namespace=namespace,
+        instance_id=1,
+        lab_slug="cloud",
+        owner_id=1,
+        machines=[server, client_machine],
+        sizing=launcher_sizing.KubeVirtSizing(),
+        profile=manifests.ClusterProfile(),
     )
     api = cluster.api_client("admin")
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
