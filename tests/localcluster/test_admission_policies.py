@@ -220,6 +220,32 @@ def test_a_container_disk_and_cloud_init_machine_is_admitted(app_api, lab_ns):
     assert created["metadata"]["name"] == "vm"
 
 
+HOSTILE_SERVICES = {
+    "a cluster IP": {"selector": {"app": "x"}, "ports": [{"port": 22}]},
+    "a node port": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 22}]},
+    "a load balancer": {"type": "LoadBalancer", "selector": {"app": "x"}, "ports": [{"port": 22}]},
+    "external IPs on a headless service": {"clusterIP": "None", "externalIPs": ["203.0.113.7"]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_SERVICES))
+def test_the_app_may_create_only_headless_services(app_api, lab_ns, kind):
+    """Its Service names the machines (labs/manifests.py make_machines_service); none may expose them."""
+    core = client.CoreV1Api(app_api)
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_service(
+            lab_ns, {"metadata": {"name": "exposed"}, "spec": HOSTILE_SERVICES[kind]}
+        )
+    status = status_of(err.value)
+    assert (err.value.status, status["reason"]) == (403, "Forbidden")
+    assert status["message"] == 'services "exposed" is forbidden: ' + denial(
+        "laborchestrator-services",
+        "Lab Orchestrator may create only headless Services (clusterIP None, no external IPs).",
+    )
+    headless = {"clusterIP": "None", "selector": {"app": "x"}, "publishNotReadyAddresses": True}
+    assert core.create_namespaced_service(lab_ns, {"metadata": {"name": "lab"}, "spec": headless})
+
+
 def test_admin_may_create_any_machine(vmis, ns):
     vmi = small_vmi("vm")
     vmi["spec"]["domain"]["devices"]["disks"].append({"name": "extra", "disk": {"bus": "virtio"}})
