@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from localcluster.demoimage import (
+    UDHCPC_SCRIPT,
     BuildError,
     build_lock,
     extract_kernel,
@@ -169,18 +170,19 @@ mark init
 for m in __MODULES__; do insmod /lib/modules/$m.ko 2>/dev/null; done
 mark modules loaded
 
-HN=lab-vm
-IP=
-for arg in $(cat /proc/cmdline); do
-    case "$arg" in
-        lab.hostname=*) HN="${arg#lab.hostname=}" ;;
-        lab.ip=*) IP="${arg#lab.ip=}" ;;
-    esac
-done
-hostname "$HN"
-echo "$HN" > /etc/hostname
-echo "127.0.0.1 localhost $HN" > /etc/hosts
+hostname lab-vm
 ip link set lo up
+# Address, router, DNS, search path and host name by DHCP (/etc/udhcpc.script applies them), in the
+# background while the screen starts; network_up waits for it.
+(
+    # virtio_net registers eth0 asynchronously after insmod; wait briefly for it.
+    for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
+    [ -e /sys/class/net/eth0 ] && udhcpc -i eth0 -s /etc/udhcpc.script -O search -O mtu -t 30 -T 1 -n -q \
+        >/dev/null 2>&1
+    mark network configured
+    touch /run/network-up
+) &
+network_up() { for i in $(seq 300); do [ -e /run/network-up ] && break; sleep 0.1; done; }
 
 # The screen first: everything else can happen while X starts.
 # Xorg without udev cannot discover input devices: list every event device in its configuration.
@@ -214,6 +216,8 @@ Xorg :0 vt1 -keeptty -novtswitch -nolisten tcp -noreset -logfile /var/log/Xorg.0
 desktop() {
     for i in $(seq 300); do [ -S /tmp/.X11-unix/X0 ] && break; sleep 0.1; done
     mark X listening
+    network_up
+    HN=$(hostname)
     export DISPLAY=:0
     fbsetroot -gradient vertical -from '#2b5876' -to '#4e4376' 2>/dev/null
     fluxbox >/var/log/fluxbox.log 2>&1 &
@@ -225,12 +229,10 @@ desktop() {
 }
 desktop &
 
-# virtio_net registers eth0 asynchronously after insmod; wait briefly for it.
-for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
-if [ -n "$IP" ] && [ -e /sys/class/net/eth0 ]; then
-    ip addr add "$IP" dev eth0
-    ip link set eth0 up
-fi
+network_up
+HN=$(hostname)
+echo "127.0.0.1 localhost $HN" > /etc/hosts
+IP=$(ip -4 -o addr show dev eth0 2>/dev/null | sed -n 's/.* inet \([^ ]*\).*/\1/p' | head -n 1)
 
 # cloud-init NoCloud: the runtime attaches a cidata ISO as a virtio disk.
 PASSWORD_NOTE="no password set (no cloud-init disk)"
@@ -426,6 +428,7 @@ RECIPE_VERSION = hashlib.sha256(
             DILLORC,
             WELCOME_HTML,
             PROFILE,
+            UDHCPC_SCRIPT,
             PASSWD,
             SHADOW,
             GROUP,
@@ -655,6 +658,7 @@ def assemble_rootfs(packages: Path, rootfs: Path, busybox: Path, modules: list[t
     write(rootfs, "root/.dillo/dillorc", DILLORC)
     write(rootfs, "usr/share/lab/welcome.html", WELCOME_HTML)
     write(rootfs, "etc/profile", PROFILE)
+    write(rootfs, "etc/udhcpc.script", UDHCPC_SCRIPT, 0o755)
     write(rootfs, "etc/passwd", PASSWD)
     write(rootfs, "etc/shadow", SHADOW, 0o600)
     write(rootfs, "etc/group", GROUP)

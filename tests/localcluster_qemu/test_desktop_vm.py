@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from localcluster.desktopimage import BANNER as DESKTOP_BANNER
 from localcluster.desktopimage import DESKTOP_READY, SCREEN_HEIGHT, SCREEN_WIDTH
 from localcluster.harness import LocalCluster, start_local_cluster
 from tests.conftest import require_tool
@@ -73,7 +74,8 @@ def desk(cluster: LocalCluster) -> Iterator[dict[str, Any]]:
     png = wait_for(desktop_on_screen, BOOT_TIMEOUT, "the desktop on the screen", interval=1)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "desktop.png").write_bytes(png)
-    yield {"ns": ns, "png": png}
+    ip = vmi_status(custom, ns, "desk")["status"]["interfaces"][0]["ipAddress"]
+    yield {"ns": ns, "png": png, "ip": ip}
     core.delete_namespace(ns)
 
 
@@ -99,7 +101,12 @@ async def test_the_serial_console_says_when_the_desktop_is_up(
     stream = await open_stream(cluster, desk["ns"], "console")
     try:
         # The console replays what the guest printed before we connected.
-        await stream.read_until(f"{DESKTOP_READY} (desk)".encode(), 60)
+        seen = await stream.read_until(f"{DESKTOP_READY} (desk)".encode(), 60)
+        # Its banner (before or after that line) names the address it took by DHCP: the one the
+        # API reports.
+        banner = f"{DESKTOP_BANNER} desk ({desk['ip']})".encode()
+        if banner not in seen:
+            await stream.read_until(banner, 60)
     finally:
         await stream.close()
 
