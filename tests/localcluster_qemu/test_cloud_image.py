@@ -84,6 +84,7 @@ def lab(cluster: LocalCluster) -> dict[str, Any]:
         instance_id=1,
         lab_slug="cloud",
         owner_id=1,
+        installation_id="cloud-image-test",
         machines=[server, client_machine],
         sizing=launcher_sizing.KubeVirtSizing(),
         profile=manifests.ClusterProfile(),
