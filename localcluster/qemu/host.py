@@ -24,15 +24,6 @@ TOOLS = {
     "nsenter": "util-linux",
     "setpriv": "util-linux",
 }
-# Port-forwards (portforward.py): a network namespace on the lab segment. Not needed to run VMs,
-# so only a port-forward fails without them.
-PORT_FORWARD_TOOLS = {
-    "unshare": "util-linux",
-    "nsenter": "util-linux",
-    "setpriv": "util-linux",
-    "ip": "iproute2",
-    "vde_plug2tap": "vde2",
-}
 # A kernel under working KVM prints its first line well within a second; TCG would need ~6 s.
 KVM_PROBE_SECONDS = 3.0
 
@@ -49,18 +40,6 @@ def find_tools() -> dict[str, str]:
         raise ToolsMissing(
             "the qemu runtime needs system packages: apt-get install --no-install-recommends "
             + " ".join(missing)
-        )
-    return {exe: path for exe, path in found.items() if path}
-
-
-def find_port_forward_tools() -> dict[str, str]:
-    """As `find_tools`, for what port-forwards need."""
-    found = {exe: shutil.which(exe) for exe in PORT_FORWARD_TOOLS}
-    missing = sorted({PORT_FORWARD_TOOLS[exe] for exe, path in found.items() if path is None})
-    if missing:
-        raise ToolsMissing(
-            "port-forwards of the qemu runtime need system packages: apt-get install "
-            "--no-install-recommends " + " ".join(missing)
         )
     return {exe: path for exe, path in found.items() if path}
 

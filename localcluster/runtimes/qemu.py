@@ -29,9 +29,8 @@
 - Console/VNC: unix sockets; the console goes through `SerialConsole`, which replays recent output
   (the boot banner) to a new viewer. `pause`/`unpause` are QMP `stop`/`cont`; screenshots are QMP
   `screendump` as PNG.
-- Port-forwards: dialled from a network namespace of the namespace's own on its lab segment
-  (`localcluster/qemu/portforward.py`), started with the first port-forward; the connections of a
-  VM are closed when it stops.
+- Port-forwards: dialled from the lab network's own network namespace, where its gateway is
+  (`localcluster/qemu/portforward.py`); the connections of a VM are closed when it stops.
 - Clean-up: stop = SIGTERM then SIGKILL and remove the VM's folder; children die with the server
   (parent-death signal) and stale ones from a crashed server are killed on the next start (pidfiles).
 """
@@ -40,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import math
@@ -55,12 +53,11 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.dns import pod_hostname, search_domains
-from localcluster.qemu import host
+from localcluster.qemu import host, portforward
 from localcluster.qemu.cloudinit import CloudInitError, nocloud_data, write_cidata_iso
 from localcluster.qemu.images import Image, ImageNotFound, ImageStore
 from localcluster.qemu.network import LabNetwork, NetworkError
 from localcluster.qemu.png import ppm_to_png
-from localcluster.qemu.portforward import ADDRESS_OWNER, EndpointError, SegmentEndpoint
 from localcluster.qemu.process import Drive, Machine, PidRegistry, qemu_command, spawn, tail, terminate
 from localcluster.qemu.qmp import QmpClient, QmpError
 from localcluster.qemu.serial import SerialConsole
@@ -216,7 +213,6 @@ class QemuRuntime(Runtime):
         self._networks: dict[str, LabNetwork] = {}
         self._network_locks: dict[str, asyncio.Lock] = {}
         self._names: dict[str, dict[str, list[str]]] = {}
-        self._endpoints: dict[str, SegmentEndpoint] = {}
         self._accel: asyncio.Task[str] | None = None
         self._run_dir: Path | None = None
         self._counter = 0
@@ -520,34 +516,16 @@ class QemuRuntime(Runtime):
         self, namespace: str, name: str, address: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         vm = self._vms.get((namespace, name))
-        if vm is None or not vm.running or namespace not in self._networks:
+        network = self._networks.get(namespace)
+        if vm is None or not vm.running or network is None or not network.running:
             raise DialFailed(f"dial tcp {address}:{port}: connect: no route to host")
-        try:
-            endpoint = await self._endpoint(namespace, vm.network)
-        except (host.ToolsMissing, EndpointError) as exc:
-            raise NotSupported(str(exc)) from exc
-        sock = await endpoint.dial(address, port)
+        sock = await portforward.dial(network.enter_command(), address, port)
         reader, writer = await asyncio.open_connection(sock=sock)
         if not vm.running:  # stopped while dialling
             writer.close()
             raise DialFailed(f"dial tcp {address}:{port}: connect: no route to host")
         vm.forwards.add(writer)
         return reader, writer
-
-    async def _endpoint(self, namespace: str, network: NamespaceNetwork) -> SegmentEndpoint:
-        async with self._network_locks.setdefault(namespace, asyncio.Lock()):
-            endpoint = self._endpoints.get(namespace)
-            if endpoint is not None and endpoint.running:
-                return endpoint
-            tools = host.find_port_forward_tools()
-            lab_network = self._networks[namespace]
-            address = network.allocate(ADDRESS_OWNER)
-            interface = ipaddress.IPv4Interface(f"{address}/{network.subnet.prefixlen}")
-            assert self._run_dir is not None
-            endpoint = SegmentEndpoint(namespace, interface, self._next_folder("pf").with_suffix(".log"))
-            await endpoint.start(tools, lab_network.folder, self.registry, self._run_dir)
-            self._endpoints[namespace] = endpoint
-            return endpoint
 
     async def screenshot(self, namespace: str, name: str) -> bytes:
         vm = self._running(namespace, name)
@@ -568,9 +546,6 @@ class QemuRuntime(Runtime):
     async def namespace_deleted(self, namespace: str) -> None:
         for ns, name in [k for k in self._vms if k[0] == namespace]:
             await self.stop(ns, name)
-        endpoint = self._endpoints.pop(namespace, None)
-        if endpoint is not None:
-            await endpoint.stop(self.registry)
         network = self._networks.pop(namespace, None)
         self._network_locks.pop(namespace, None)
         if network is not None:

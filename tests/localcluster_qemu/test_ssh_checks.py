@@ -28,7 +28,7 @@ BOOT_SECONDS = 180
 
 @pytest.fixture(scope="module")
 def qemu_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    for executable, package in {**TOOLS, "dropbear": "dropbear-bin", "vde_plug2tap": "vde2"}.items():
+    for executable, package in {**TOOLS, "dropbear": "dropbear-bin"}.items():
         require_tool(executable, package)
     with start_local_cluster(tmp_path_factory.mktemp("qemu-ssh"), runtime="qemu", images=demo_images()) as c:
         yield c
