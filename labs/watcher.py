@@ -4,8 +4,8 @@ database, so pages and the API read only the database (as kubespawner's reflecto
 One thread per watched kind lists the kind once (this installation's labels only), then watches it
 from the list's resourceVersion, resuming from the last one seen (bookmarks included) each time a
 watch ends. A 410 Gone (history too old) re-lists; any other failure reconnects with exponential
-backoff. These threads only fill an in-memory view of the cluster and mark the lab namespaces whose
-objects changed; they never touch the database.
+backoff and a fresh list. These threads only fill an in-memory view of the cluster and mark the lab
+namespaces whose objects changed; they never touch the database.
 
 `apply_pending()` turns the marked namespaces into status changes through `labs.lifecycle` (the one
 writer of status). The management command `watch_cluster` runs it in a loop with a heartbeat
@@ -127,6 +127,9 @@ class ClusterWatcher:
                 if self._stopping.is_set():
                     return  # `stop()` cut the connection
                 self._failed(state, error.message)
+                # Like client-go's reflector: after a failure, list again rather than resume. The
+                # list proves the connection at once, and catches a cluster whose history restarted.
+                state.resource_version = ""
                 backoff = min(max(backoff * 2, 0.5), settings.LABS_WATCH_MAX_BACKOFF_SECONDS)
                 # Jitter, so the watchers of several installations do not reconnect in step.
                 self._stopping.wait(backoff * random.uniform(0.75, 1.0))  # noqa: S311 (jitter, not a secret)
