@@ -69,7 +69,13 @@ class _KindState:
 
 
 class ClusterWatcher:
-    def __init__(self, *, kinds: tuple[WatchedKind, ...] = WATCHED_KINDS) -> None:
+    def __init__(
+        self,
+        *,
+        kinds: tuple[WatchedKind, ...] = WATCHED_KINDS,
+        on_heartbeat: Callable[[], None] | None = None,
+    ) -> None:
+        self.on_heartbeat = on_heartbeat
         self.selector = manifests.installation_selector(installation_id())
         self._states = {kind.plural: _KindState(kind) for kind in kinds}
         self._lock = threading.Lock()
@@ -303,6 +309,8 @@ class ClusterWatcher:
         if in_sync:
             fields["synced_at"] = now
         ClusterWatch.objects.update_or_create(name=CLUSTER_NAME, defaults=fields)
+        if self.on_heartbeat is not None:
+            self.on_heartbeat()
 
     def healthy_unlocked(self) -> bool:
         return all(s.synced and s.healthy for s in self._states.values())
