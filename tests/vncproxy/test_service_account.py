@@ -1,5 +1,5 @@
-"""The whole app flow as its service account (readiness, start, status, both consoles, a step check,
-pause, resume, reconcile, stop): every call is allowed, and the two roles of deploy/k8s/rbac.yaml
+"""The whole app flow as its service account (the status watcher, start, status, both consoles, a
+step check, pause, resume, reconcile, stop): every call is allowed, and the two roles of deploy/k8s/rbac.yaml
 grant exactly the calls made, the cluster-wide one outside lab namespaces and the lab one inside
 them, nothing unused."""
 
@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 
 from labs import cluster, lifecycle, machine_exec
 from labs.models import LabInstance, VMImage
+from labs.watcher import ClusterWatcher
 from tests.conftest import require_tool
 
 from .conftest import BANNER_PREFIX, communicator, console_path, read_exactly, session_cookie, wait_running
@@ -68,7 +69,13 @@ async def test_the_whole_flow_needs_exactly_the_two_roles(app_cluster, lab, stud
     require_tool("busybox", "busybox-static")  # the simulated guest's shell
     await sync_to_async(VMImage.objects.filter(machines__lab=lab).update)(has_ssh_server=True)
     app_cluster.faults.reset_calls()
-    await sync_to_async(cluster.check_api_server)(timeout=5)  # the readiness probe's GET /version
+    await sync_to_async(cluster.check_api_server)(timeout=5)  # the watcher's probe: GET /version
+    watcher = await sync_to_async(ClusterWatcher)()  # the status watcher's list-and-watch, as the app
+    watcher.start()
+    for _ in range(200):
+        if watcher.synced:
+            break
+        await asyncio.sleep(0.05)
     instance = await sync_to_async(lifecycle.instance_start)(user=student, lab=lab)
     await sync_to_async(wait_running)(instance)
     await open_and_check(instance, student, "serial")
@@ -89,12 +96,18 @@ async def test_the_whole_flow_needs_exactly_the_two_roles(app_cluster, lab, stud
         await asyncio.sleep(0.05)
     assert instance.status == LabInstance.Status.STOPPED
     await sync_to_async(lifecycle.reconcile)()
+    await sync_to_async(watcher.apply_pending)()
+    await sync_to_async(watcher.stop)()
 
     calls = app_cluster.faults.calls()
     assert [c for c in calls if c["status"] in (401, 403)] == []
     in_lab = [c for c in calls if c["namespace"] == instance.namespace and c["resource"] != "namespaces"]
     elsewhere = [c for c in calls if c not in in_lab]
-    assert {c["namespace"] for c in elsewhere if c["resource"] != "namespaces"} <= {instance.namespace}
+    cluster_wide = [c for c in elsewhere if c["resource"] != "namespaces" and not c["namespace"]]
+    assert used(cluster_wide) == {("list", "virtualmachineinstances"), ("watch", "virtualmachineinstances")}
+    assert {c["namespace"] for c in elsewhere if c["resource"] != "namespaces" and c["namespace"]} <= {
+        instance.namespace
+    }
     # The RoleBinding is made in the lab namespace but with the cluster-wide role, like the namespace.
     assert used(in_lab) - {("create", "rolebindings")} == granted("laborchestrator-lab")
     assert used(elsewhere) | {("create", "rolebindings")} == granted("laborchestrator") - {
