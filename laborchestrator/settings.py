@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "vncproxy",
     "portal",
     "lti",
+    "classes",
     "laborchestrator.apps.LabOrchestratorConfig",
 ]
 
@@ -348,6 +349,10 @@ SPECTACULAR_SETTINGS = {
 # A lock ends at most one period after the failures that caused it (accounts/signin_limits.py).
 SIGNIN_THROTTLE_USERNAME = os.getenv("SIGNIN_THROTTLE_USERNAME", "10/10min")
 SIGNIN_THROTTLE_ADDRESS = os.getenv("SIGNIN_THROTTLE_ADDRESS", "50/10min")
+# Wrong class access codes and one-time sign-in links allowed per client address (classes/joining.py).
+CLASS_CODE_THROTTLE_ADDRESS = os.getenv("CLASS_CODE_THROTTLE_ADDRESS", "10/10min")
+# Hours a one-time sign-in link from a CSV import of students stays valid.
+SIGN_IN_LINK_HOURS = envint("SIGN_IN_LINK_HOURS", 72)
 # Seconds a console ticket (issued by the API for opening a VNC or serial websocket) stays valid.
 CONSOLE_TICKET_SECONDS = envint("CONSOLE_TICKET_SECONDS", 60)
 
