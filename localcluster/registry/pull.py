@@ -195,11 +195,20 @@ class ImageCache:
         path = self.root / "tags.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
+    def unpacked_dir(self, digest: str) -> Path:
+        """Where files taken out of the image's layers are kept (evicted with the image)."""
+        return self.root / "unpacked" / digest.split(":", 1)[1]
+
     def images(self) -> list[str]:
         return sorted(f"sha256:{folder.name}" for folder in self.images_dir.iterdir() if folder.is_dir())
 
     def size(self) -> int:
-        return sum(path.stat().st_size for path in (self.blobs_dir / "sha256").iterdir() if path.is_file())
+        """Bytes on disk: blobs, and what was unpacked from them (sparse files count what they use)."""
+        blobs = sum(path.stat().st_size for path in (self.blobs_dir / "sha256").iterdir() if path.is_file())
+        unpacked = sum(
+            path.stat().st_blocks * 512 for path in (self.root / "unpacked").rglob("*") if path.is_file()
+        )
+        return blobs + unpacked
 
     # -- in use -------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -286,6 +295,7 @@ class ImageCache:
                 if digest in self._held:
                     continue
                 shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(self.unpacked_dir(digest), ignore_errors=True)
                 evicted.append(digest)
                 self._collect_blobs()
                 if self.size() <= self.max_bytes:
