@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     )
     parser.add_argument("--images", type=Path, help="directory of VM images (qemu runtime)")
     parser.add_argument(
+        "--container-images",
+        type=Path,
+        help="directory of OCI image layouts pods' images resolve to (DIR/<name>, tags as references' tags)",
+    )
+    parser.add_argument(
         "--rbac", type=Path, default=DEFAULT_RBAC, help=f"RBAC manifest (default {DEFAULT_RBAC})"
     )
     parser.add_argument(
@@ -134,6 +139,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         host=args.host,
         runtime=args.runtime,
         images=args.images,
+        container_images=args.container_images,
         rbac=args.rbac,
         admission_policies=args.admission_policies,
         schemas=args.schemas,
@@ -182,6 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         from localcluster.cloudimage import main as build_debian_image
 
         raise SystemExit(build_debian_image(argv[1:]))
+    if argv[:1] == ["build-tools-image"]:  # the busybox tools container image (OCI layout)
+        from localcluster.containers.toolsimage import main as build_tools_image
+
+        raise SystemExit(build_tools_image(argv[1:]))
     config = parse_args(argv)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
