@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "vncproxy",
     "portal",
     "lti",
+    "classroom",
     "laborchestrator.apps.LabOrchestratorConfig",
 ]
 

@@ -14,6 +14,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("tutorials/", include("tutorials.urls")),
+    # Instructors' live class view (classroom/), and the students' banner it feeds.
+    path("classroom/", include("classroom.urls")),
     # LTI 1.3 tool: OIDC login, launch, JWKS, deep linking (lti/README.md).
     path("lti/", include("lti.urls")),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file, name="media"),
