@@ -279,15 +279,15 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def _end(self) -> None:
         """Stop the relay and give back the limit and the group, once (disconnect or any failure)."""
         relay, self.relay = self.relay, None
+        share, self.share = self.share, None
+        if share is not None:  # first: it cannot fail, and its observers must learn of the end
+            share_close((self.instance_id, self.machine_name, self.kind), share)
         if relay is not None:
             await relay.stop()
             cause = relay.close_reason
             if relay.upstream_end_cause:
                 cause = f"{cause} ({relay.upstream_end_cause})"
             self._log("closed", relay.close_code, cause, relay)
-        share, self.share = self.share, None
-        if share is not None:
-            await share_close((self.instance_id, self.machine_name, self.kind), share)
         await self._release_limit()
         await self._leave_group()
 
@@ -372,12 +372,13 @@ class WatchConsumer(AsyncWebsocketConsumer):
                         refusal.code, refusal.cause)  # fmt: skip
             await browser.close(refusal.code, refusal.reason)
             return
-        self.watch_id = await database_sync_to_async(watch_started)(
-            observer=access.user, instance=access.instance, machine_name=machine, kind=kind
-        )
+        # Joined before anything is awaited: a share looked up is still open (its end closes us).
         self.share = share
         self.observer = Observer(browser)
         share.join(self.observer)
+        self.watch_id = await database_sync_to_async(watch_started)(
+            observer=access.user, instance=access.instance, machine_name=machine, kind=kind
+        )
 
     async def dispatch(self, message: dict) -> None:
         if message["type"] == "websocket.receive":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Coroutine
 
 from vncproxy.limits import StreamKey
 from vncproxy.relay import AsgiBrowser
@@ -68,7 +69,7 @@ class ConsoleShare:
         for observer in list(self.observers):
             if not observer.browser.write(chunks):
                 self.observers.discard(observer)
-                asyncio.get_running_loop().create_task(observer.close(*FELL_BEHIND))
+                _spawn(observer.close(*FELL_BEHIND))
 
     def _remember(self, chunk: bytes) -> None:
         self._recent.append(chunk)
@@ -89,9 +90,21 @@ class ConsoleShare:
         self.observers |= older.observers
         older.observers = set()
 
-    async def end(self) -> None:
+    def end(self) -> None:
+        """The student's stream ended: close every observer. In tasks of their own, so that the
+        closes finish even when the student's consumer is being cancelled."""
         observers, self.observers = self.observers, set()
-        await asyncio.gather(*(o.close(*STUDENT_LEFT) for o in observers), return_exceptions=True)
+        for observer in observers:
+            _spawn(observer.close(*STUDENT_LEFT))
+
+
+_closing: set[asyncio.Task[None]] = set()  # observers being closed (a reference keeps each task alive)
+
+
+def _spawn(coroutine: Coroutine[None, None, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 # This process's shares, by stream: the consumers of one process share one event loop (no lock).
@@ -107,7 +120,7 @@ def share_open(key: StreamKey, kind: str) -> ConsoleShare:
     return share
 
 
-async def share_close(key: StreamKey, share: ConsoleShare) -> None:
+def share_close(key: StreamKey, share: ConsoleShare) -> None:
     if shares.get(key) is share:
         del shares[key]
-    await share.end()
+    share.end()
