@@ -42,6 +42,7 @@ class StepInfo:
     page_id: int
     page_position: int  # the page's index in its tutorial, from 0
     checked: bool
+    index: int  # reading order among the scope's steps
 
 
 @dataclass
@@ -98,7 +99,9 @@ def _steps(scope: ClassScope) -> list[StepInfo]:
         step_numbers[page_id] += 1
         position = pages[page_id]
         label = f"{title} · page {position + 1} · step {step_numbers[page_id]}"
-        steps.append(StepInfo(step_id, label, tutorial_id, page_id, position, check_id is not None))
+        steps.append(
+            StepInfo(step_id, label, tutorial_id, page_id, position, check_id is not None, len(steps))
+        )
     return steps
 
 
@@ -218,8 +221,8 @@ def _row_dict(row: StudentRow, *, now: datetime, total: int, checks: int, stuck_
 
 def _step_summary(steps: list[StepInfo], rows: Any, by_id: dict[int, StepInfo]) -> list[dict]:
     rows = list(rows)
-    # A student reached a step when they did it, or did a later step of the tutorial, or have its
-    # page (or a later one) open.
+    # A student reached a step when they did it or a later step of the tutorial, or have its page
+    # (or a later one) open.
     page_position = {s.page_id: s.page_position for s in steps}
     summary = []
     for step in steps:
@@ -228,8 +231,7 @@ def _step_summary(steps: list[StepInfo], rows: Any, by_id: dict[int, StepInfo]) 
         for row in rows:
             at_page = page_position.get(row.current_page_id) if row.current_page_id else None
             later_done = any(
-                by_id[d].tutorial_id == step.tutorial_id and by_id[d].page_position >= step.page_position
-                for d in row.done
+                by_id[d].tutorial_id == step.tutorial_id and by_id[d].index >= step.index for d in row.done
             )
             is_done = step.id in row.done
             if is_done or later_done or (at_page is not None and at_page >= step.page_position):
