@@ -256,12 +256,14 @@ def _step_summary(steps: list[StepInfo], rows: Any, by_id: dict[int, StepInfo]) 
 
 
 def _recent_actions(scope: ClassScope) -> list[dict]:
+    """The newest actions and console watches on the scope's labs, newest first."""
+    lab_ids = [lab.pk for lab in scope.labs]
     actions = (
-        ClassAction.objects.filter(lab__in=[lab.pk for lab in scope.labs])
+        ClassAction.objects.filter(lab__in=lab_ids)
         .select_related("actor", "instance__owner")
         .order_by("-created_at", "-id")[:RECENT_ACTIONS]
     )
-    return [
+    entries = [
         {
             "at": action.created_at.isoformat(),
             "actor": action.actor.get_username(),
@@ -273,3 +275,24 @@ def _recent_actions(scope: ClassScope) -> list[dict]:
         }
         for action in actions
     ]
+    watches = (
+        ConsoleWatch.objects.filter(instance__lab__in=lab_ids)
+        .select_related("observer", "instance__owner")
+        .order_by("-started_at", "-id")[:RECENT_ACTIONS]
+    )
+    for watch in watches:
+        seconds = watch.seconds
+        entries.append(
+            {
+                "at": watch.started_at.isoformat(),
+                "actor": watch.observer.get_username(),
+                "kind": ClassAction.Kind.WATCH,
+                "kind_label": ClassAction.Kind.WATCH.label,
+                "student": watch.instance.owner.get_username(),
+                "detail": f"{watch.machine_name} {'screen' if watch.kind == 'vnc' else 'terminal'}, "
+                + ("watching now" if seconds is None else f"{seconds} s"),
+                "error": "",
+            }
+        )
+    entries.sort(key=lambda entry: entry["at"], reverse=True)
+    return entries[:RECENT_ACTIONS]

@@ -135,3 +135,15 @@ def test_csv_export_has_a_row_per_student_and_defuses_formulas(
     assert len(rows) == 1
     assert rows[0]["student"] == "'=cmd|calc"
     assert (rows[0]["steps_done"], rows[0]["steps_total"], rows[0]["status_label"]) == ("0", "3", "Running")
+
+
+def test_watches_show_in_the_action_log(lab, student, instructor, make_instance):
+    from vncproxy.models import ConsoleWatch
+
+    instance = make_instance(owner=student, lab=lab)
+    ConsoleWatch.objects.create(observer=instructor, instance=instance, machine_name="web", kind="serial")
+    state = class_state(lab_scope(instructor, lab.slug))
+    [entry] = state.actions
+    assert (entry["actor"], entry["kind"], entry["student"]) == ("ines", "watch", "alice")
+    assert entry["detail"] == "web terminal, watching now"
+    assert state.rows[0]["watched_now"]
