@@ -49,7 +49,7 @@ class LabAdmin(InstructorAdmin):
     prepopulated_fields = {"slug": ("name",), "namespace_prefix": ("name",)}
     inlines = [LabMachineInline]
     fieldsets = (
-        (None, {"fields": ("name", "slug", "description", "published")}),
+        (None, {"fields": ("name", "slug", "description", "published", "owner")}),
         (
             "Limits",
             {
@@ -62,6 +62,10 @@ class LabAdmin(InstructorAdmin):
             },
         ),
     )
+
+    def get_changeform_initial_data(self, request):
+        # A new lab belongs to whoever creates it, so it shows in their class view at once.
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
 
     def get_queryset(self, request):
         return (

@@ -840,6 +840,38 @@ def instance_resume(*, instance: LabInstance) -> LabInstance:
     return _set_paused(instance, False)
 
 
+MAX_EXTENSION = timedelta(hours=24)
+
+
+def instance_extend(*, instance: LabInstance, minutes: int) -> LabInstance:
+    """Move an active instance's expiry `minutes` later (1 to 24 h), counted from its current expiry
+    or, if that has passed already, from now. Raises InvalidTransition for an instance that is not
+    active (nothing left to extend) and ValueError for a bad number of minutes."""
+    extension = timedelta(minutes=minutes)
+    if not timedelta(minutes=1) <= extension <= MAX_EXTENSION:
+        raise ValueError(f"Extend by 1 to {int(MAX_EXTENSION.total_seconds() // 60)} minutes.")
+    now = timezone.now()
+    for _ in range(3):  # the expiry may move under us (the reaper, another extension): retry on it
+        if instance.status not in (Status.REQUESTED, Status.STARTING, Status.RUNNING, Status.PAUSED):
+            raise InvalidTransition(
+                f"A {Status(instance.status).label.lower()} instance cannot be extended.",
+                current=instance.status,
+                target=instance.status,
+            )
+        base = max(instance.expires_at or now, now)
+        new_expiry = base + extension
+        updated = LabInstance.objects.filter(
+            pk=instance.pk, status=instance.status, expires_at=instance.expires_at
+        ).update(expires_at=new_expiry)
+        if updated:
+            instance.expires_at = new_expiry
+            return instance
+        instance.refresh_from_db()
+    raise InvalidTransition(
+        "The instance is changing; try again in a moment.", current=instance.status, target=""
+    )
+
+
 # --- Activity, expiry, reconciliation ----------------------------------------------------------------
 
 

@@ -71,6 +71,14 @@ class LabQuerySet(models.QuerySet):
     def visible_to(self, user) -> LabQuerySet:
         return self if user.is_staff else self.published()
 
+    def taught_by(self, user) -> LabQuerySet:
+        """The labs whose class view `user` may open: a superuser's all, an instructor's own."""
+        if user.is_superuser:
+            return self
+        if not (user.is_active and user.is_staff):
+            return self.none()
+        return self.filter(owner=user)
+
 
 class Lab(models.Model):
     """A network of machines that every student who starts it gets a private copy of."""
@@ -100,6 +108,16 @@ class Lab(models.Model):
         # No angle brackets: the admin shows help texts as HTML.
         help_text="Instances run in namespaces named PREFIX-ID, e.g. networking-42 for instance 42 "
         "with the prefix networking.",
+    )
+    # Who runs classes with it: the class view shows a lab to its owner and to superusers only.
+    # Labs from before owners have none, so only superusers see them until one is set.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_labs",
+        help_text="The instructor whose class view shows this lab (superusers see every lab).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
