@@ -350,6 +350,8 @@ SPECTACULAR_SETTINGS = {
 # A lock ends at most one period after the failures that caused it (accounts/signin_limits.py).
 SIGNIN_THROTTLE_USERNAME = os.getenv("SIGNIN_THROTTLE_USERNAME", "10/10min")
 SIGNIN_THROTTLE_ADDRESS = os.getenv("SIGNIN_THROTTLE_ADDRESS", "50/10min")
+# Ready instances of a scheduled class are started this many minutes before its time (labs.lifecycle).
+POOL_LEAD_MINUTES = envint("POOL_LEAD_MINUTES", 10)
 # Wrong class access codes and one-time sign-in links allowed per client address (classes/joining.py).
 CLASS_CODE_THROTTLE_ADDRESS = os.getenv("CLASS_CODE_THROTTLE_ADDRESS", "10/10min")
 # Hours a one-time sign-in link from a CSV import of students stays valid.

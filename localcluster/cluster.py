@@ -610,6 +610,15 @@ class Cluster:
         user: User,
     ) -> tuple[Obj, list[str]]:
         current = self._require(rt, namespace if rt.namespaced else "", name)
+        if rt.custom and content_type == patching.STRATEGIC:
+            # Custom resources have no patch strategies to merge by: apiextensions-apiserver's
+            # customresource_handler.go lists JSON patch, merge patch and apply as their patch types.
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{patching.JSON_PATCH}, {patching.MERGE}, application/apply-patch+yaml",
+            )
         if content_type == patching.JSON_PATCH:
             patched = patching.json_patch(current, patch)
         elif content_type in (patching.MERGE, patching.STRATEGIC):
