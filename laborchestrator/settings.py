@@ -252,6 +252,20 @@ LABS_DNS_CIDRS = envlist("LABS_DNS_CIDRS")
 # not confirmed this long after it was asked is dropped with an error on the instance.
 LABS_PAUSE_TIMEOUT_SECONDS = float(os.getenv("LABS_PAUSE_TIMEOUT_SECONDS", "60"))
 
+# --- Status from a watch (labs/watcher.py, `manage.py watch_cluster`) ---------------------------
+# The watcher writes its heartbeat this often; pages call status whose heartbeat is older than
+# LABS_WATCH_STALE_SECONDS "last known" and offer "refresh now" (at most LABS_REFRESH_RATE per instance).
+LABS_WATCH_HEARTBEAT_SECONDS = float(os.getenv("LABS_WATCH_HEARTBEAT_SECONDS", "5"))
+LABS_WATCH_STALE_SECONDS = float(os.getenv("LABS_WATCH_STALE_SECONDS", "30"))
+# Each watch request's timeoutSeconds (the API server ends it then; the watcher resumes from the
+# last resourceVersion seen, bookmarks included), and the longest wait between reconnects.
+LABS_WATCH_TIMEOUT_SECONDS = envint("LABS_WATCH_TIMEOUT_SECONDS", 300)
+LABS_WATCH_MAX_BACKOFF_SECONDS = float(os.getenv("LABS_WATCH_MAX_BACKOFF_SECONDS", "30"))
+# How often the watcher re-derives every active instance's status from what it holds (no cluster
+# call): pause confirmations and start time-outs that no event would announce.
+LABS_WATCH_RESYNC_SECONDS = float(os.getenv("LABS_WATCH_RESYNC_SECONDS", "10"))
+LABS_REFRESH_RATE = os.getenv("LABS_REFRESH_RATE", "1/10s")
+
 # --- Lab limits ------------------------------------------------------------------------------
 # Running instances a (non-staff) user may have across all labs; each lab also sets its own limit.
 LABS_MAX_INSTANCES_PER_USER = envint("LABS_MAX_INSTANCES_PER_USER", 2)

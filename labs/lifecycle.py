@@ -40,6 +40,7 @@ from labs.exceptions import (
 from labs.installation import installation_id
 from labs.machine_reasons import MachineProblem, machine_problem
 from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine
+from labs.watch_health import watch_health
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -623,17 +624,16 @@ def _namespace_vanished(instance: LabInstance) -> bool:
 
 
 def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
-    """Read the machines' state from the cluster (one list call) and update the instance's status.
+    """Ask the cluster for the machines' state (one list call) and record it, as the watcher would.
 
-    A `stopping` instance becomes `stopped` here once its namespace is gone. Raises ClusterError
-    if the cluster cannot be read; the status is then left as it was.
+    For reconcile and "refresh now" (labs.watcher keeps the status current otherwise). A `stopping`
+    instance becomes `stopped` here once its namespace is gone. Raises ClusterError if the cluster
+    cannot be read; the status is then left as it was.
     """
-    names = list(instance.machines.values_list("name", flat=True))
     if instance.status == Status.STOPPING:
         _finish_stop(instance)
     if instance.status not in PROVISIONED_STATUSES:
-        machines = [_machine_status(name, None) for name in names]
-        return _instance_status(instance, machines)
+        return _instance_status(instance, _stored_machines(instance))
     try:
         vmis = cluster.list_vmis(
             namespace=instance.namespace, label_selector=manifests.instance_selector(instance.pk)
@@ -644,9 +644,36 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
         if not _namespace_vanished(instance):
             raise
         vmis = []
+    gone = not vmis and _namespace_vanished(instance)
+    return _apply_observation(instance, vmis, namespace_gone=gone)
+
+
+def instance_observe(
+    *, instance: LabInstance, vmis: list[dict[str, Any]], namespace: cluster.NamespaceInfo | None
+) -> None:
+    """Record what the cluster's watch reports about the instance: its namespace (None: gone) and
+    the VMIs in it. The watcher's one way to change status (labs.watcher).
+
+    Calls the cluster only to delete what must not keep running: a failed instance's namespace, or
+    a stopping instance's namespace that is Active again. A start in progress is left to its process.
+    """
+    if instance.status == Status.STOPPING:
+        with contextlib.suppress(ClusterError):  # stays `stopping`; reconcile retries the DELETE
+            _stop_progress(instance, namespace)
+    elif instance.status in PROVISIONED_STATUSES:
+        gone = not vmis and (namespace is None or namespace.phase == "Terminating")
+        _apply_observation(instance, vmis, namespace_gone=gone)
+
+
+def _apply_observation(
+    instance: LabInstance, vmis: list[dict[str, Any]], *, namespace_gone: bool
+) -> InstanceStatus:
+    """Store each machine's state and move the instance to the status the machines imply."""
     by_name = {(vmi.get("metadata") or {}).get("name"): vmi for vmi in vmis}
-    machines = [_machine_status(name, by_name.get(name)) for name in names]
-    if not vmis and _namespace_vanished(instance):
+    rows = list(instance.machines.all())
+    machines = [_machine_status(row.name, by_name.get(row.name)) for row in rows]
+    _record_machines(instance, rows, machines)
+    if namespace_gone:
         _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator.")
     else:
         derived = _derive_status(instance, machines)
@@ -661,6 +688,62 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
             else:
                 _transition(instance, target)
     return _instance_status(instance, machines)
+
+
+def _stored_fields(machine: MachineStatus) -> dict[str, Any]:
+    problem = machine.problem
+    return {
+        "phase": machine.phase,
+        "ip_address": machine.ip_address,
+        "paused": machine.paused,
+        "ready": machine.ready,
+        "problem_code": problem.code if problem else "",
+        "problem_fatal": problem.fatal if problem else False,
+        "problem_reason": (problem.cluster_reason if problem else "")[:255],
+        "problem_message": problem.cluster_message if problem else "",
+    }
+
+
+def _record_machines(
+    instance: LabInstance, rows: list[InstanceMachine], machines: list[MachineStatus]
+) -> None:
+    """Write the machines whose state changed, and when the cluster said so (nothing if nothing did)."""
+    now = timezone.now()
+    changed = []
+    for row, machine in zip(rows, machines, strict=True):
+        fields = _stored_fields(machine)
+        if row.observed_at is None or any(getattr(row, name) != value for name, value in fields.items()):
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.observed_at = now
+            changed.append(row)
+    if changed:
+        InstanceMachine.objects.bulk_update(changed, [*_stored_fields(machines[0]), "observed_at"])
+        LabInstance.objects.filter(pk=instance.pk).update(observed_at=now)
+        instance.observed_at = now
+
+
+def stored_machine_status(row: InstanceMachine) -> MachineStatus:
+    """A machine's state as last recorded (no cluster call)."""
+    problem = (
+        MachineProblem(row.problem_code, row.problem_fatal, row.problem_reason, row.problem_message)
+        if row.problem_code
+        else None
+    )
+    return MachineStatus(
+        name=row.name,
+        phase=row.phase,
+        ip_address=row.ip_address,
+        paused=row.paused,
+        ready=row.ready,
+        problem=problem,
+    )
+
+
+def _stored_machines(instance: LabInstance) -> list[MachineStatus]:
+    if instance.status not in PROVISIONED_STATUSES:
+        return [_machine_status(row.name, None) for row in instance.machines.all()]
+    return [stored_machine_status(row) for row in instance.machines.all()]
 
 
 def _instance_status(instance: LabInstance, machines: list[MachineStatus]) -> InstanceStatus:
@@ -688,7 +771,11 @@ def _finish_stop(instance: LabInstance) -> bool:
     still Active is deleted: a start racing the stop recreated it, or the stop's DELETE never
     reached the server.
     """
-    namespace = cluster.read_namespace(instance.namespace)
+    return _stop_progress(instance, cluster.read_namespace(instance.namespace))
+
+
+def _stop_progress(instance: LabInstance, namespace: cluster.NamespaceInfo | None) -> bool:
+    """Finish the stop if `namespace` (as just read or watched) is None; else see `_finish_stop`."""
     if namespace is not None:
         if namespace.phase != "Terminating":
             cluster.delete_namespace(instance.namespace)
@@ -942,7 +1029,12 @@ def instance_expire_due(*, now: datetime | None = None) -> list[int]:
 
 
 def _reconcile_instance(
-    instance: LabInstance, namespaces: set[str], now: datetime, report: ReconcileReport
+    instance: LabInstance,
+    namespaces: set[str],
+    now: datetime,
+    report: ReconcileReport,
+    *,
+    watch_current: bool,
 ) -> None:
     start_timeout = timedelta(seconds=settings.LABS_START_TIMEOUT_SECONDS)
     if instance.status == Status.REQUESTED:
@@ -956,8 +1048,12 @@ def _reconcile_instance(
         if _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator."):
             report.failed.append(instance.pk)
     else:
-        status = instance_refresh(instance=instance)
-        report.refreshed.append(instance.pk)
+        if watch_current:
+            # The watcher keeps the status current: judge the start time-out on what it recorded.
+            status = _instance_status(instance, _stored_machines(instance))
+        else:
+            status = instance_refresh(instance=instance)
+            report.refreshed.append(instance.pk)
         too_slow = instance.started_at is not None and instance.started_at + start_timeout <= now
         if status.status == Status.STARTING and too_slow:
             seconds = settings.LABS_START_TIMEOUT_SECONDS
@@ -993,9 +1089,11 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
             cluster.delete_namespace(namespace.name)
             report.orphans_deleted.append(namespace.name)
     names = {namespace.name for namespace in namespaces}
+    # With the watcher in sync, no instance needs a LIST of its own (200 open labs: 200 calls a round).
+    watch_current = watch_health(now).in_sync
     for instance in active.values():
         try:
-            _reconcile_instance(instance, names, now, report)
+            _reconcile_instance(instance, names, now, report, watch_current=watch_current)
         except ClusterUnavailable:
             raise
         except ClusterError as error:

@@ -302,6 +302,9 @@ class LabInstance(models.Model):
     # Cleared, with the owner changed, by the one conditional UPDATE that hands it over.
     pooled = models.BooleanField(default=False, db_index=True, editable=False)
     handed_over_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the cluster last told us something new about it (its watch, or a refresh): with the
+    # watcher's heartbeat (ClusterWatch) this says how old the status shown is.
+    observed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = LabInstanceQuerySet.as_manager()
 
@@ -339,6 +342,18 @@ class InstanceMachine(models.Model):
     ssh_host_public_key = models.TextField(blank=True)
     order = models.PositiveIntegerField(default=0)
     opens_first = models.BooleanField(default=False)
+    # Its VMI as the cluster last reported it (labs.watcher, or a refresh): written only through
+    # labs.lifecycle; observed_at is null until the cluster was first read.
+    phase = models.CharField(max_length=32, blank=True, editable=False)
+    ip_address = models.CharField(max_length=45, blank=True, editable=False)
+    paused = models.BooleanField(default=False, editable=False)
+    ready = models.BooleanField(default=False, editable=False)
+    # Why it does not run (yet), labs.machine_reasons: our code, and the cluster's words for staff.
+    problem_code = models.CharField(max_length=32, blank=True, editable=False)
+    problem_fatal = models.BooleanField(default=False, editable=False)
+    problem_reason = models.CharField(max_length=255, blank=True, editable=False)
+    problem_message = models.TextField(blank=True, editable=False)
+    observed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["order", "id"]
@@ -367,6 +382,24 @@ class Installation(models.Model):
 
     def __str__(self) -> str:
         return self.uid
+
+
+class ClusterWatch(models.Model):
+    """The heartbeat of the process that watches the cluster (labs.watcher): pages read status from
+    the database, and this row says whether that status is current.
+
+    `heartbeat_at`: the watcher is alive. `synced_at`: every watch was connected and caught up then.
+    `unreachable_since`: the start of the current outage (null while the cluster answers).
+    """
+
+    name = models.CharField(max_length=63, unique=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    unreachable_since = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"watch of cluster {self.name}"
 
 
 class InstanceCheckKey(models.Model):
