@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
@@ -338,19 +338,6 @@ def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], generated: _Sec
     return instance
 
 
-def _reserve_with_retry(**kwargs: Any) -> LabInstance:
-    """SQLite has no row locks: a concurrent writer gets "database is locked" at once. Retry then."""
-    attempts = 30 if connection.vendor == "sqlite" else 1
-    for attempt in range(attempts):
-        try:
-            return _reserve(**kwargs)
-        except OperationalError as error:
-            if "locked" not in str(error) or attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
 def _profile() -> manifests.ClusterProfile:
     """The cluster profile from settings; a wrong setting is the cluster connection's misconfiguration."""
     try:
@@ -503,7 +490,7 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
     profile = _profile()
     generated = _Secrets.generate(machines)
     _abandon_stale_starts(user)
-    instance = _reserve_with_retry(user=user, lab=lab, machines=machines, generated=generated)
+    instance = _reserve(user=user, lab=lab, machines=machines, generated=generated)
     objects = _instance_manifests(instance, machines, profile, generated)
     with _StartLease(instance.pk):
         try:
