@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     "vncproxy",
     "portal",
     "lti",
+    "classes",
+    "classroom",
     "laborchestrator.apps.LabOrchestratorConfig",
 ]
 
@@ -136,6 +138,11 @@ DATABASES = {
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite locks the whole file, and a transaction that reads first fails at once with "database is
+    # locked" when it then writes while another one writes. BEGIN IMMEDIATE takes the write lock when
+    # the transaction starts, so concurrent writers queue (up to `timeout` seconds) instead.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = ["accounts.backends.UsernameOrEmailBackend"]
@@ -362,6 +369,12 @@ SPECTACULAR_SETTINGS = {
 # A lock ends at most one period after the failures that caused it (accounts/signin_limits.py).
 SIGNIN_THROTTLE_USERNAME = os.getenv("SIGNIN_THROTTLE_USERNAME", "10/10min")
 SIGNIN_THROTTLE_ADDRESS = os.getenv("SIGNIN_THROTTLE_ADDRESS", "50/10min")
+# Ready instances of a scheduled class are started this many minutes before its time (labs.lifecycle).
+POOL_LEAD_MINUTES = envint("POOL_LEAD_MINUTES", 10)
+# Wrong class access codes and one-time sign-in links allowed per client address (classes/joining.py).
+CLASS_CODE_THROTTLE_ADDRESS = os.getenv("CLASS_CODE_THROTTLE_ADDRESS", "10/10min")
+# Hours a one-time sign-in link from a CSV import of students stays valid.
+SIGN_IN_LINK_HOURS = envint("SIGN_IN_LINK_HOURS", 72)
 # Seconds a console ticket (issued by the API for opening a VNC or serial websocket) stays valid.
 CONSOLE_TICKET_SECONDS = envint("CONSOLE_TICKET_SECONDS", 60)
 

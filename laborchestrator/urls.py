@@ -18,6 +18,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("tutorials/", include("tutorials.urls")),
+    # Classes: staff pages, the sign-up link and one-time sign-in links (classes/views.py).
+    path("classes/", include("classes.urls")),
+    # Instructors' live class view (classroom/), and the students' banner it feeds.
+    path("classroom/", include("classroom.urls")),
     # LTI 1.3 tool: OIDC login, launch, JWKS, deep linking (lti/README.md).
     path("lti/", include("lti.urls")),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file, name="media"),

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
@@ -297,17 +297,21 @@ class _Secrets:
         )
 
 
-def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], generated: _Secrets) -> LabInstance:
+def _reserve(
+    *, user: Any, lab: Lab, machines: list[LabMachine], generated: _Secrets, pooled: bool = False
+) -> LabInstance:
     """Check the limits and record the instance, atomically per user.
 
     The user's row is locked (SELECT ... FOR UPDATE), so two concurrent starts by one user run this
-    one after the other and the second sees the first's instance: no check-then-act race.
+    one after the other and the second sees the first's instance: no check-then-act race. A pool
+    instance is bounded by its lab's pool size instead (`pool_refill`), not by a student's limits.
     """
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        _check_limits(user=user, lab=lab)
+        if not pooled:
+            _check_limits(user=user, lab=lab)
         instance = LabInstance.objects.create(
-            lab=lab, owner=user, status=Status.REQUESTED, start_lease_until=_lease_end()
+            lab=lab, owner=user, status=Status.REQUESTED, start_lease_until=_lease_end(), pooled=pooled
         )
         instance.namespace = manifests.namespace_name(prefix=lab.namespace_prefix, instance_id=instance.pk)
         instance.save(update_fields=["namespace"])
@@ -337,19 +341,6 @@ def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], generated: _Sec
             public_key=generated.check_key.public_key,
         )
     return instance
-
-
-def _reserve_with_retry(**kwargs: Any) -> LabInstance:
-    """SQLite has no row locks: a concurrent writer gets "database is locked" at once. Retry then."""
-    attempts = 30 if connection.vendor == "sqlite" else 1
-    for attempt in range(attempts):
-        try:
-            return _reserve(**kwargs)
-        except OperationalError as error:
-            if "locked" not in str(error) or attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def _profile() -> manifests.ClusterProfile:
@@ -493,7 +484,8 @@ def _roll_back(instance: LabInstance, error: ClusterError) -> None:
 
 
 def instance_start(*, user: Any, lab: Lab) -> LabInstance:
-    """Start a private copy of the lab for the user and return it in status `starting`.
+    """Give the user a private copy of the lab: a ready one from the lab's pool (`running` at once)
+    or, when none is ready, a new one, returned in status `starting`.
 
     Raises LabNotAvailable, LabMisconfigured, InstanceLimitReached, or a ClusterError (after marking
     the instance `failed` and deleting what it created). If the instance is stopped while starting,
@@ -501,10 +493,17 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
     """
     machines = list(lab.machines.select_related("image"))
     _check_startable(user=user, lab=lab, machines=machines)
+    _abandon_stale_starts(user)
+    ready = _take_ready(user=user, lab=lab)
+    if ready is not None:
+        return _label_handed_over(ready)
+    return _start(user=user, lab=lab, machines=machines, pooled=False)
+
+
+def _start(*, user: Any, lab: Lab, machines: list[LabMachine], pooled: bool) -> LabInstance:
     profile = _profile()
     generated = _Secrets.generate(machines)
-    _abandon_stale_starts(user)
-    instance = _reserve_with_retry(user=user, lab=lab, machines=machines, generated=generated)
+    instance = _reserve(user=user, lab=lab, machines=machines, generated=generated, pooled=pooled)
     objects = _instance_manifests(instance, machines, profile, generated)
     with _StartLease(instance.pk):
         try:
@@ -927,6 +926,38 @@ def instance_resume(*, instance: LabInstance) -> LabInstance:
     return _set_paused(instance, False)
 
 
+MAX_EXTENSION = timedelta(hours=24)
+
+
+def instance_extend(*, instance: LabInstance, minutes: int) -> LabInstance:
+    """Move an active instance's expiry `minutes` later (1 to 24 h), counted from its current expiry
+    or, if that has passed already, from now. Raises InvalidTransition for an instance that is not
+    active (nothing left to extend) and ValueError for a bad number of minutes."""
+    extension = timedelta(minutes=minutes)
+    if not timedelta(minutes=1) <= extension <= MAX_EXTENSION:
+        raise ValueError(f"Extend by 1 to {int(MAX_EXTENSION.total_seconds() // 60)} minutes.")
+    now = timezone.now()
+    for _ in range(3):  # the expiry may move under us (the reaper, another extension): retry on it
+        if instance.status not in (Status.REQUESTED, Status.STARTING, Status.RUNNING, Status.PAUSED):
+            raise InvalidTransition(
+                f"A {Status(instance.status).label.lower()} instance cannot be extended.",
+                current=instance.status,
+                target=instance.status,
+            )
+        base = max(instance.expires_at or now, now)
+        new_expiry = base + extension
+        updated = LabInstance.objects.filter(
+            pk=instance.pk, status=instance.status, expires_at=instance.expires_at
+        ).update(expires_at=new_expiry)
+        if updated:
+            instance.expires_at = new_expiry
+            return instance
+        instance.refresh_from_db()
+    raise InvalidTransition(
+        "The instance is changing; try again in a moment.", current=instance.status, target=""
+    )
+
+
 # --- Activity, expiry, reconciliation ----------------------------------------------------------------
 
 
@@ -947,6 +978,8 @@ def _idle_since(instance: LabInstance) -> datetime | None:
 
 
 def _expiry_due(instance: LabInstance, now: datetime) -> bool:
+    if instance.pooled:  # waiting in the pool: its lifetime starts at the hand-over
+        return False
     if instance.expires_at is not None and instance.expires_at <= now:
         return True
     idle_minutes = instance.lab.idle_timeout_minutes
@@ -1050,3 +1083,149 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
         except ClusterError as error:
             report.errors.append(f"instance {instance.pk}: {error.message}")
     return report
+
+
+# --- Ready instances (the lab's pool) ----------------------------------------------------------------
+#
+# Pool instances are started by `pool_refill` (the `reconcile` housekeeping loop) and owned by the
+# pool account, a user nobody can sign in as. Their passwords were generated for them and shown to
+# nobody: the account cannot sign in and students only see their own instances. The conditional
+# UPDATE that hands one over changes the owner, so exactly one student ever gets those credentials
+# (staff, who may see every instance, excepted, as for any instance). Lifetime and idle time count
+# from the hand-over; until then a pool instance never expires.
+
+# Not a valid user name for any form (the username validator refuses spaces and parentheses), so no
+# one can sign up as the pool.
+POOL_USERNAME = "(ready pool)"
+
+
+def pool_account() -> Any:
+    user, created = get_user_model().objects.get_or_create(
+        username=POOL_USERNAME, defaults={"is_active": False, "first_name": "Ready", "last_name": "pool"}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def _take_ready(*, user: Any, lab: Lab) -> LabInstance | None:
+    """Hand a running pool instance of the lab to the user, within the user's limits; None if none.
+
+    The hand-over is one conditional UPDATE (still pooled, still running, no pause pending): two
+    students who pick the same instance in parallel cannot both get it; the one who loses tries the
+    next ready instance.
+    """
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        ready = LabInstance.objects.filter(lab=lab, pooled=True, status=Status.RUNNING, pending_action="")
+        candidates = list(ready.order_by("id").values_list("pk", flat=True)[:10])
+        if not candidates:
+            return None
+        _check_limits(user=user, lab=lab)
+        now = timezone.now()
+        for pk in candidates:
+            taken = ready.filter(pk=pk).update(
+                owner=user,
+                pooled=False,
+                handed_over_at=now,
+                expires_at=now + timedelta(minutes=lab.lifetime_minutes),
+                last_activity_at=now,
+            )
+            if taken:
+                return LabInstance.objects.select_related("lab").get(pk=pk)
+    return None
+
+
+def _label_handed_over(instance: LabInstance) -> LabInstance:
+    """Put the new owner's label on the namespace and machines. The database already says whose the
+    instance is (that is what permissions read); a label the cluster refused is logged and recorded
+    for staff, and the student keeps the instance."""
+    names = list(instance.machines.values_list("name", flat=True))
+    try:
+        cluster.set_labels(
+            namespace=instance.namespace,
+            vmi_names=names,
+            labels={manifests.OWNER_LABEL: str(instance.owner_id)},
+        )
+    except ClusterError as error:
+        logger.warning("Labelling handed-over instance %s: %s", instance.pk, error.message)
+        LabInstance.objects.filter(pk=instance.pk).update(
+            last_error=f"Labelling the new owner failed: {error.message}"
+        )
+    return instance
+
+
+@dataclass
+class PoolReport:
+    started: list[int] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def pool_target(lab: Lab, now: datetime) -> int:
+    """How many ready instances the lab wants now: its "keep ready" number, or more while a schedule
+    runs. A schedule's instances are started POOL_LEAD_MINUTES early, so they are running at its time."""
+    lead = timedelta(minutes=settings.POOL_LEAD_MINUTES)
+    scheduled = [
+        schedule.count
+        for schedule in lab.ready_schedules.all()
+        if schedule.starts_at - lead
+        <= now
+        < schedule.starts_at + timedelta(minutes=schedule.duration_minutes)
+    ]
+    return max([lab.ready_instances, *scheduled])
+
+
+def pool_refill(*, now: datetime | None = None) -> PoolReport:
+    """Start ready instances up to each published lab's target and stop the surplus.
+
+    Waiting pool instances (requested, starting, running) count towards the target. A start the
+    cluster refuses (its quota, a lost connection) ends this lab's refill for this round; the next
+    round tries again. A surplus instance is stopped only if it is still pooled at that moment (a
+    conditional UPDATE): a student's hand-over in between wins.
+    """
+    now = now or timezone.now()
+    report = PoolReport()
+    pooled = LabInstance.objects.filter(pooled=True)
+    labs = Lab.objects.filter(
+        Q(ready_instances__gt=0) | Q(instances__pooled=True) | Q(ready_schedules__isnull=False)
+    )
+    for lab in labs.distinct().prefetch_related("ready_schedules"):
+        target = pool_target(lab, now) if lab.published else 0
+        waiting = list(pooled.filter(lab=lab, status__in=(Status.REQUESTED, Status.STARTING, Status.RUNNING)))
+        if len(waiting) < target:
+            _pool_start(lab, target - len(waiting), report)
+        elif len(waiting) > target:
+            # Not-yet-running ones first: they cost the most to keep and are the furthest from use.
+            surplus = sorted(waiting, key=lambda i: (i.status == Status.RUNNING, -i.pk))[
+                : len(waiting) - target
+            ]
+            for instance in surplus:
+                _pool_stop(instance, report)
+    return report
+
+
+def _pool_start(lab: Lab, count: int, report: PoolReport) -> None:
+    machines = list(lab.machines.select_related("image"))
+    account = pool_account()
+    for _ in range(count):
+        try:
+            _check_startable(user=account, lab=lab, machines=machines)
+            instance = _start(user=account, lab=lab, machines=machines, pooled=True)
+        except (ClusterError, LabNotAvailable, LabMisconfigured) as error:
+            report.errors.append(f"pool of {lab.slug}: {error}")
+            return
+        report.started.append(instance.pk)
+
+
+def _pool_stop(instance: LabInstance, report: PoolReport) -> None:
+    if instance.status == Status.REQUESTED:
+        return  # its start is in progress; it is stopped once it runs, if still surplus then
+    if not _transition(instance, Status.STOPPING, only_if=Q(pooled=True), pooled=False):
+        return
+    report.stopped.append(instance.pk)
+    try:
+        _begin_stop(instance)
+    except ClusterError as error:  # stays `stopping`; reconcile finishes it
+        report.errors.append(f"stopping pool instance {instance.pk}: {error.message}")

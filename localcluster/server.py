@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -19,13 +20,21 @@ from typing import Any
 import yaml
 from aiohttp import WSMsgType, web
 
-from localcluster import discovery, errors
+from localcluster import discovery, errors, podstreams
 from localcluster.cluster import Cluster
 from localcluster.errors import ApiError
 from localcluster.faults import Faults
 from localcluster.rbac import ANONYMOUS, Authorizer, Identity, RequestAttributes, User, forbidden_reason
 from localcluster.requestinfo import RequestInfo, parse
-from localcluster.resources import NAMESPACES, SUBRESOURCES_GROUP, VMI_SUBRESOURCES, ResourceType, lookup
+from localcluster.resources import (
+    NAMESPACES,
+    POD_SUBRESOURCES,
+    PODS,
+    SUBRESOURCES_GROUP,
+    VMI_SUBRESOURCES,
+    ResourceType,
+    lookup,
+)
 from localcluster.selectors import field_matcher, label_matcher
 from localcluster.store import Expired, WatchEvent
 from localcluster.validation import validation_mode
@@ -284,6 +293,8 @@ class ApiServer:
     # -- resources ---------------------------------------------------------------------------------
     async def resource(self, request: web.Request, info: RequestInfo, user: User) -> web.StreamResponse:
         rt = lookup(info.group, info.version, info.resource)
+        if rt is PODS and info.subresource in POD_SUBRESOURCES and info.name:
+            return await self.pod_subresource(request, info, user)
         if rt is None or info.subresource or (info.namespace and not rt.namespaced and rt is not NAMESPACES):
             raise errors.path_not_found()
         needs_name = info.verb in ("get", "update", "patch", "delete")
@@ -468,6 +479,18 @@ class ApiServer:
                 store.unsubscribe(sub)
             if task is not None:
                 self._long_running.discard(task)
+
+    async def pod_subresource(
+        self, request: web.Request, info: RequestInfo, user: User
+    ) -> web.StreamResponse:
+        if request.method not in POD_SUBRESOURCES[info.subresource]:
+            raise errors.method_not_allowed()
+        if info.subresource == "log":
+            return await podstreams.pod_log(request, self.cluster, info.namespace, info.name)
+        if info.verb != "create":
+            # A websocket upgrade (GET) needs `create` too (AuthorizePodWebsocketUpgradeCreatePermission).
+            self.authorize(user, dataclasses.replace(info, verb="create"))
+        return await podstreams.pod_exec(request, self.cluster, info.namespace, info.name)
 
     # -- subresources.kubevirt.io ------------------------------------------------------------------
     async def vmi_subresource(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:

@@ -87,7 +87,7 @@ class LabViewSet(viewsets.ModelViewSet):
         return StaffLabSerializer if self.request.user.is_staff else LabSerializer
 
     def perform_create(self, serializer: BaseSerializer) -> None:
-        lab = serializer.save()
+        lab = serializer.save(owner=self.request.user)  # its creator's class view shows it
         lab.visible_tutorials = []
 
     @extend_schema(

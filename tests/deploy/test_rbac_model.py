@@ -23,7 +23,7 @@ def test_the_policies_name_the_service_account_the_manifests_install(rendered):
     (account,) = find(rendered, "ServiceAccount")
     user = f"system:serviceaccount:{account['metadata']['namespace']}:{account['metadata']['name']}"
     policies = find(rendered, "ValidatingAdmissionPolicy")
-    assert len(policies) == 4
+    assert len(policies) == 5
     for policy in policies:
         assert re.findall(r"system:serviceaccount:[^']*", expressions(policy)) == [user]
     (bindings_policy,) = find(rendered, "ValidatingAdmissionPolicy", "laborchestrator-rolebindings")

@@ -9,6 +9,7 @@ const config = JSON.parse(document.getElementById("workspace-config").textConten
 
 const BUSY_POLL_MS = 2000; // while something changes: starting, stopping, machines booting
 const STEADY_POLL_MS = 15000;
+const NOTICES_POLL_MS = 4000; // instructors' messages and watches show within seconds
 const WARN_BEFORE_EXPIRY_MS = 10 * 60 * 1000;
 const BUSY = new Set(["requested", "starting", "stopping"]);
 const ACTIVE_WITH_MACHINES = new Set(["running", "paused"]);
@@ -198,6 +199,7 @@ class Workspace {
           typeIntoMachine: (text, machine) => this.typeInto(text, machine),
           interruptMachine: (machine) => this.interrupt(machine),
           describeTarget: () => this.selected?.name || "the machine",
+          onPageShown: (slug, pageId) => this.reportPage(slug, pageId),
         })
       : null;
     document.addEventListener("lab:auth-lost", () => {
@@ -210,7 +212,52 @@ class Workspace {
     this.selected?.show();
     this.tutorial?.load();
     this.poll();
+    if (config.urls.notices) this.pollNotices();
     setInterval(() => this.tick(), 1000);
+  }
+
+  // --- The class: the page the student has open, instructors' messages, who watched --------------
+
+  reportPage(slug, pageId) {
+    if (!config.urls.position || this.reportedPage === `${slug}:${pageId}`) return;
+    this.reportedPage = `${slug}:${pageId}`;
+    api("POST", config.urls.position, { tutorial: slug, page: pageId }).catch(() => {
+      this.reportedPage = null; // told again on the next page change
+    });
+  }
+
+  async pollNotices() {
+    try {
+      this.showNotices(await api("GET", config.urls.notices));
+    } catch {
+      // The banner is a convenience: the lab works without it, and the next poll tries again.
+    }
+    setTimeout(() => this.pollNotices(), NOTICES_POLL_MS);
+  }
+
+  showNotices(data) {
+    const banner = document.getElementById("class-notices");
+    const dismissed = Number(sessionStorage.getItem(`lab-orchestrator:notices:${config.instanceId}`) || 0);
+    const messages = data.messages.filter((message) => message.id > dismissed);
+    const watchingNow = data.watches.filter((watch) => watch.now);
+    const lines = messages.map((message) => `${message.from}: ${message.text}`);
+    for (const watch of watchingNow) {
+      lines.push(`${watch.by} is watching your ${watch.kind === "vnc" ? "screen" : "terminal"} on ${watch.machine} (read-only).`);
+    }
+    const list = document.getElementById("class-notices-list");
+    list.replaceChildren(...lines.map((line) => Object.assign(document.createElement("li"), { textContent: line })));
+    banner.hidden = lines.length === 0;
+    const past = data.watches.filter((watch) => !watch.now);
+    const history = document.getElementById("class-watch-history");
+    history.hidden = past.length === 0;
+    history.textContent = past.length
+      ? `Watched ${past.length} time(s); last by ${past[0].by}, ${new Date(past[0].started_at).toLocaleString()}, for ${past[0].seconds} s.`
+      : "";
+    document.getElementById("class-notices-dismiss").onclick = () => {
+      const newest = Math.max(0, ...data.messages.map((message) => message.id));
+      sessionStorage.setItem(`lab-orchestrator:notices:${config.instanceId}`, String(newest));
+      this.showNotices(data);
+    };
   }
 
   // --- State from the API -------------------------------------------------------------------------
