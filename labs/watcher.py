@@ -258,9 +258,14 @@ class ClusterWatcher:
             if not all(s.synced for s in self._states.values()) or not self._dirty:
                 return 0
             dirty, self._dirty = self._dirty, set()
-        instances = LabInstance.objects.active().filter(namespace__in=dirty).select_related("lab")
+        instances = list(
+            LabInstance.objects.active()
+            .filter(namespace__in=dirty)
+            .select_related("lab")
+            .prefetch_related("machines")
+        )
         looked_at = 0
-        for instance in instances.prefetch_related("machines"):
+        for instance in instances:
             with self._lock:
                 known, namespace, vmis = self._namespace_view(instance.namespace)
             if not known:
