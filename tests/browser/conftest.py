@@ -152,6 +152,10 @@ def server(
         "KUBE_CONTEXT": "laborchestrator",
         "EMBED_ALLOWED_ORIGINS": f"{framing_sites['framing']},{framing_sites['cross']}",
         "LOG_LEVEL": "INFO",
+        # Fixed, as the suite's own (tests/conftest.py): the tests here flush the database after each
+        # one, which would take a generated id (labs_installation) with it, and the status watcher,
+        # started once, would go on watching the first id's labels.
+        "INSTALLATION_ID": "test-suite",
     }
     log = tmp_path_factory.mktemp("server") / "server.log"
     with run_status_watcher(env, log.with_name("watcher.log")), run_app_server(env, log) as process:
