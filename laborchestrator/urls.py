@@ -11,6 +11,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/", include(("laborchestrator.api.urls", "api"))),
+    # Labs as files from the admin: export a lab as a zip, import one (labfiles/views.py).
+    path("admin/lab-files/", include("labfiles.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("tutorials/", include("tutorials.urls")),
