@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "lti",
     "classes",
     "labfiles",
+    "classroom",
     "laborchestrator.apps.LabOrchestratorConfig",
 ]
 
@@ -138,6 +139,11 @@ DATABASES = {
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite locks the whole file, and a transaction that reads first fails at once with "database is
+    # locked" when it then writes while another one writes. BEGIN IMMEDIATE takes the write lock when
+    # the transaction starts, so concurrent writers queue (up to `timeout` seconds) instead.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = ["accounts.backends.UsernameOrEmailBackend"]
@@ -251,6 +257,20 @@ LABS_DNS_CIDRS = envlist("LABS_DNS_CIDRS")
 # KubeVirt confirms a pause or resume (the VMI's Paused condition) a moment after answering it; one
 # not confirmed this long after it was asked is dropped with an error on the instance.
 LABS_PAUSE_TIMEOUT_SECONDS = float(os.getenv("LABS_PAUSE_TIMEOUT_SECONDS", "60"))
+
+# --- Status from a watch (labs/watcher.py, `manage.py watch_cluster`) ---------------------------
+# The watcher writes its heartbeat this often; pages call status whose heartbeat is older than
+# LABS_WATCH_STALE_SECONDS "last known" and offer "refresh now" (at most LABS_REFRESH_RATE per instance).
+LABS_WATCH_HEARTBEAT_SECONDS = float(os.getenv("LABS_WATCH_HEARTBEAT_SECONDS", "5"))
+LABS_WATCH_STALE_SECONDS = float(os.getenv("LABS_WATCH_STALE_SECONDS", "30"))
+# Each watch request's timeoutSeconds (the API server ends it then; the watcher resumes from the
+# last resourceVersion seen, bookmarks included), and the longest wait between reconnects.
+LABS_WATCH_TIMEOUT_SECONDS = envint("LABS_WATCH_TIMEOUT_SECONDS", 300)
+LABS_WATCH_MAX_BACKOFF_SECONDS = float(os.getenv("LABS_WATCH_MAX_BACKOFF_SECONDS", "30"))
+# How often the watcher re-derives every active instance's status from what it holds (no cluster
+# call): pause confirmations and start time-outs that no event would announce.
+LABS_WATCH_RESYNC_SECONDS = float(os.getenv("LABS_WATCH_RESYNC_SECONDS", "10"))
+LABS_REFRESH_RATE = os.getenv("LABS_REFRESH_RATE", "1/10s")
 
 # --- Lab limits ------------------------------------------------------------------------------
 # Running instances a (non-staff) user may have across all labs; each lab also sets its own limit.

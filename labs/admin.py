@@ -57,7 +57,7 @@ class LabAdmin(InstructorAdmin):
     prepopulated_fields = {"slug": ("name",), "namespace_prefix": ("name",)}
     inlines = [LabMachineInline, ReadyScheduleInline]
     fieldsets = (
-        (None, {"fields": ("name", "slug", "description", "published")}),
+        (None, {"fields": ("name", "slug", "description", "published", "owner")}),
         (
             "Limits",
             {
@@ -71,6 +71,10 @@ class LabAdmin(InstructorAdmin):
         ),
         ("Ready instances", {"fields": ("ready_instances",)}),
     )
+
+    def get_changeform_initial_data(self, request):
+        # A new lab belongs to whoever creates it, so it shows in their class view at once.
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
 
     def get_queryset(self, request):
         return (

@@ -15,14 +15,13 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
@@ -40,9 +39,9 @@ from labs.exceptions import (
 from labs.installation import installation_id
 from labs.machine_reasons import MachineProblem, machine_problem
 from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine
+from labs.watch_health import watch_health
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 Status = LabInstance.Status
 PendingAction = LabInstance.PendingAction
@@ -344,20 +343,6 @@ def _reserve(
     return instance
 
 
-def _reserve_with_retry(reserve: Callable[..., T] | None = None, **kwargs: Any) -> T:
-    """SQLite has no row locks: a concurrent writer gets "database is locked" at once. Retry then."""
-    reserve = reserve or _reserve
-    attempts = 30 if connection.vendor == "sqlite" else 1
-    for attempt in range(attempts):
-        try:
-            return reserve(**kwargs)
-        except OperationalError as error:
-            if "locked" not in str(error) or attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
 def _profile() -> manifests.ClusterProfile:
     """The cluster profile from settings; a wrong setting is the cluster connection's misconfiguration."""
     try:
@@ -509,7 +494,7 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
     machines = list(lab.machines.select_related("image"))
     _check_startable(user=user, lab=lab, machines=machines)
     _abandon_stale_starts(user)
-    ready = _reserve_with_retry(_take_ready, user=user, lab=lab)
+    ready = _take_ready(user=user, lab=lab)
     if ready is not None:
         return _label_handed_over(ready)
     return _start(user=user, lab=lab, machines=machines, pooled=False)
@@ -518,7 +503,7 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
 def _start(*, user: Any, lab: Lab, machines: list[LabMachine], pooled: bool) -> LabInstance:
     profile = _profile()
     generated = _Secrets.generate(machines)
-    instance = _reserve_with_retry(user=user, lab=lab, machines=machines, generated=generated, pooled=pooled)
+    instance = _reserve(user=user, lab=lab, machines=machines, generated=generated, pooled=pooled)
     objects = _instance_manifests(instance, machines, profile, generated)
     with _StartLease(instance.pk):
         try:
@@ -623,17 +608,16 @@ def _namespace_vanished(instance: LabInstance) -> bool:
 
 
 def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
-    """Read the machines' state from the cluster (one list call) and update the instance's status.
+    """Ask the cluster for the machines' state (one list call) and record it, as the watcher would.
 
-    A `stopping` instance becomes `stopped` here once its namespace is gone. Raises ClusterError
-    if the cluster cannot be read; the status is then left as it was.
+    For reconcile and "refresh now" (labs.watcher keeps the status current otherwise). A `stopping`
+    instance becomes `stopped` here once its namespace is gone. Raises ClusterError if the cluster
+    cannot be read; the status is then left as it was.
     """
-    names = list(instance.machines.values_list("name", flat=True))
     if instance.status == Status.STOPPING:
         _finish_stop(instance)
     if instance.status not in PROVISIONED_STATUSES:
-        machines = [_machine_status(name, None) for name in names]
-        return _instance_status(instance, machines)
+        return _instance_status(instance, _stored_machines(instance))
     try:
         vmis = cluster.list_vmis(
             namespace=instance.namespace, label_selector=manifests.instance_selector(instance.pk)
@@ -644,9 +628,36 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
         if not _namespace_vanished(instance):
             raise
         vmis = []
+    gone = not vmis and _namespace_vanished(instance)
+    return _apply_observation(instance, vmis, namespace_gone=gone)
+
+
+def instance_observe(
+    *, instance: LabInstance, vmis: list[dict[str, Any]], namespace: cluster.NamespaceInfo | None
+) -> None:
+    """Record what the cluster's watch reports about the instance: its namespace (None: gone) and
+    the VMIs in it. The watcher's one way to change status (labs.watcher).
+
+    Calls the cluster only to delete what must not keep running: a failed instance's namespace, or
+    a stopping instance's namespace that is Active again. A start in progress is left to its process.
+    """
+    if instance.status == Status.STOPPING:
+        with contextlib.suppress(ClusterError):  # stays `stopping`; reconcile retries the DELETE
+            _stop_progress(instance, namespace)
+    elif instance.status in PROVISIONED_STATUSES:
+        gone = not vmis and (namespace is None or namespace.phase == "Terminating")
+        _apply_observation(instance, vmis, namespace_gone=gone)
+
+
+def _apply_observation(
+    instance: LabInstance, vmis: list[dict[str, Any]], *, namespace_gone: bool
+) -> InstanceStatus:
+    """Store each machine's state and move the instance to the status the machines imply."""
     by_name = {(vmi.get("metadata") or {}).get("name"): vmi for vmi in vmis}
-    machines = [_machine_status(name, by_name.get(name)) for name in names]
-    if not vmis and _namespace_vanished(instance):
+    rows = list(instance.machines.all())
+    machines = [_machine_status(row.name, by_name.get(row.name)) for row in rows]
+    _record_machines(instance, rows, machines)
+    if namespace_gone:
         _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator.")
     else:
         derived = _derive_status(instance, machines)
@@ -661,6 +672,62 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
             else:
                 _transition(instance, target)
     return _instance_status(instance, machines)
+
+
+def _stored_fields(machine: MachineStatus) -> dict[str, Any]:
+    problem = machine.problem
+    return {
+        "phase": machine.phase,
+        "ip_address": machine.ip_address,
+        "paused": machine.paused,
+        "ready": machine.ready,
+        "problem_code": problem.code if problem else "",
+        "problem_fatal": problem.fatal if problem else False,
+        "problem_reason": (problem.cluster_reason if problem else "")[:255],
+        "problem_message": problem.cluster_message if problem else "",
+    }
+
+
+def _record_machines(
+    instance: LabInstance, rows: list[InstanceMachine], machines: list[MachineStatus]
+) -> None:
+    """Write the machines whose state changed, and when the cluster said so (nothing if nothing did)."""
+    now = timezone.now()
+    changed = []
+    for row, machine in zip(rows, machines, strict=True):
+        fields = _stored_fields(machine)
+        if row.observed_at is None or any(getattr(row, name) != value for name, value in fields.items()):
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.observed_at = now
+            changed.append(row)
+    if changed:
+        InstanceMachine.objects.bulk_update(changed, [*_stored_fields(machines[0]), "observed_at"])
+        LabInstance.objects.filter(pk=instance.pk).update(observed_at=now)
+        instance.observed_at = now
+
+
+def stored_machine_status(row: InstanceMachine) -> MachineStatus:
+    """A machine's state as last recorded (no cluster call)."""
+    problem = (
+        MachineProblem(row.problem_code, row.problem_fatal, row.problem_reason, row.problem_message)
+        if row.problem_code
+        else None
+    )
+    return MachineStatus(
+        name=row.name,
+        phase=row.phase,
+        ip_address=row.ip_address,
+        paused=row.paused,
+        ready=row.ready,
+        problem=problem,
+    )
+
+
+def _stored_machines(instance: LabInstance) -> list[MachineStatus]:
+    if instance.status not in PROVISIONED_STATUSES:
+        return [_machine_status(row.name, None) for row in instance.machines.all()]
+    return [stored_machine_status(row) for row in instance.machines.all()]
 
 
 def _instance_status(instance: LabInstance, machines: list[MachineStatus]) -> InstanceStatus:
@@ -688,7 +755,11 @@ def _finish_stop(instance: LabInstance) -> bool:
     still Active is deleted: a start racing the stop recreated it, or the stop's DELETE never
     reached the server.
     """
-    namespace = cluster.read_namespace(instance.namespace)
+    return _stop_progress(instance, cluster.read_namespace(instance.namespace))
+
+
+def _stop_progress(instance: LabInstance, namespace: cluster.NamespaceInfo | None) -> bool:
+    """Finish the stop if `namespace` (as just read or watched) is None; else see `_finish_stop`."""
     if namespace is not None:
         if namespace.phase != "Terminating":
             cluster.delete_namespace(instance.namespace)
@@ -855,6 +926,38 @@ def instance_resume(*, instance: LabInstance) -> LabInstance:
     return _set_paused(instance, False)
 
 
+MAX_EXTENSION = timedelta(hours=24)
+
+
+def instance_extend(*, instance: LabInstance, minutes: int) -> LabInstance:
+    """Move an active instance's expiry `minutes` later (1 to 24 h), counted from its current expiry
+    or, if that has passed already, from now. Raises InvalidTransition for an instance that is not
+    active (nothing left to extend) and ValueError for a bad number of minutes."""
+    extension = timedelta(minutes=minutes)
+    if not timedelta(minutes=1) <= extension <= MAX_EXTENSION:
+        raise ValueError(f"Extend by 1 to {int(MAX_EXTENSION.total_seconds() // 60)} minutes.")
+    now = timezone.now()
+    for _ in range(3):  # the expiry may move under us (the reaper, another extension): retry on it
+        if instance.status not in (Status.REQUESTED, Status.STARTING, Status.RUNNING, Status.PAUSED):
+            raise InvalidTransition(
+                f"A {Status(instance.status).label.lower()} instance cannot be extended.",
+                current=instance.status,
+                target=instance.status,
+            )
+        base = max(instance.expires_at or now, now)
+        new_expiry = base + extension
+        updated = LabInstance.objects.filter(
+            pk=instance.pk, status=instance.status, expires_at=instance.expires_at
+        ).update(expires_at=new_expiry)
+        if updated:
+            instance.expires_at = new_expiry
+            return instance
+        instance.refresh_from_db()
+    raise InvalidTransition(
+        "The instance is changing; try again in a moment.", current=instance.status, target=""
+    )
+
+
 # --- Activity, expiry, reconciliation ----------------------------------------------------------------
 
 
@@ -910,7 +1013,12 @@ def instance_expire_due(*, now: datetime | None = None) -> list[int]:
 
 
 def _reconcile_instance(
-    instance: LabInstance, namespaces: set[str], now: datetime, report: ReconcileReport
+    instance: LabInstance,
+    namespaces: set[str],
+    now: datetime,
+    report: ReconcileReport,
+    *,
+    watch_current: bool,
 ) -> None:
     start_timeout = timedelta(seconds=settings.LABS_START_TIMEOUT_SECONDS)
     if instance.status == Status.REQUESTED:
@@ -924,8 +1032,12 @@ def _reconcile_instance(
         if _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator."):
             report.failed.append(instance.pk)
     else:
-        status = instance_refresh(instance=instance)
-        report.refreshed.append(instance.pk)
+        if watch_current:
+            # The watcher keeps the status current: judge the start time-out on what it recorded.
+            status = _instance_status(instance, _stored_machines(instance))
+        else:
+            status = instance_refresh(instance=instance)
+            report.refreshed.append(instance.pk)
         too_slow = instance.started_at is not None and instance.started_at + start_timeout <= now
         if status.status == Status.STARTING and too_slow:
             seconds = settings.LABS_START_TIMEOUT_SECONDS
@@ -961,9 +1073,11 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
             cluster.delete_namespace(namespace.name)
             report.orphans_deleted.append(namespace.name)
     names = {namespace.name for namespace in namespaces}
+    # With the watcher in sync, no instance needs a LIST of its own (200 open labs: 200 calls a round).
+    watch_current = watch_health(now).in_sync
     for instance in active.values():
         try:
-            _reconcile_instance(instance, names, now, report)
+            _reconcile_instance(instance, names, now, report, watch_current=watch_current)
         except ClusterUnavailable:
             raise
         except ClusterError as error:

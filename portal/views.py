@@ -110,6 +110,15 @@ def _workspace(request: HttpRequest, pk: int, *, embed: bool) -> HttpResponse:
             "tutorials": reverse("api:tutorial-list"),
             "instancePage": reverse("portal:embed-instance" if embed else "portal:instance", args=[0]),
             "openWindow": request.build_absolute_uri(full_page),
+            # The class view's side (classroom app): only on the student's own instance.
+            **(
+                {
+                    "notices": reverse("classroom:student-notices", args=[instance.pk]),
+                    "position": reverse("classroom:student-position", args=[instance.pk]),
+                }
+                if instance.owner_id == request.user.pk
+                else {}
+            ),
         },
         "machines": [
             {

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labs", "0008_check_access"),
+        ("labs", "0009_lab_owner"),
     ]
 
     operations = [
