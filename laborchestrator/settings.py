@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "portal",
     "lti",
     "classes",
+    "labfiles",
     "classroom",
     "laborchestrator.apps.LabOrchestratorConfig",
 ]

@@ -92,6 +92,7 @@ class LabSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "lifetime_minutes",
             "idle_timeout_minutes",
             "namespace_prefix",
+            "ready_instances",
             "machines",
             "tutorials",
             "created_at",

@@ -1,7 +1,7 @@
-"""The whole app flow as its service account (readiness, start, status, both consoles, a step check,
-pause, resume, reconcile, stop): every call is allowed, and the two roles of deploy/k8s/rbac.yaml
-grant exactly the calls made, the cluster-wide one outside lab namespaces and the lab one inside
-them, nothing unused."""
+"""The whole app flow as its service account (readiness, a ready instance started and handed over,
+status, both consoles, a step check, pause, resume, reconcile, stop): every call is allowed, and the
+two roles of deploy/k8s/rbac.yaml grant exactly the calls made, the cluster-wide one outside lab
+namespaces and the lab one inside them, nothing unused."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
 from labs import cluster, lifecycle, machine_exec
-from labs.models import LabInstance, VMImage
+from labs.models import Lab, LabInstance, VMImage
 from tests.conftest import require_tool
 
 from .conftest import BANNER_PREFIX, communicator, console_path, read_exactly, session_cookie, wait_running
@@ -69,8 +69,13 @@ async def test_the_whole_flow_needs_exactly_the_two_roles(app_cluster, lab, stud
     await sync_to_async(VMImage.objects.filter(machines__lab=lab).update)(has_ssh_server=True)
     app_cluster.faults.reset_calls()
     await sync_to_async(cluster.check_api_server)(timeout=5)  # the readiness probe's GET /version
+    # The student's start takes the lab's ready instance: the hand-over patches its owner labels.
+    await sync_to_async(Lab.objects.filter(pk=lab.pk).update)(ready_instances=1)
+    (ready_id,) = (await sync_to_async(lifecycle.pool_refill)()).started
+    await sync_to_async(wait_running)(await sync_to_async(LabInstance.objects.get)(pk=ready_id))
+    await sync_to_async(Lab.objects.filter(pk=lab.pk).update)(ready_instances=0)
     instance = await sync_to_async(lifecycle.instance_start)(user=student, lab=lab)
-    await sync_to_async(wait_running)(instance)
+    assert instance.pk == ready_id and instance.owner_id == student.pk
     await open_and_check(instance, student, "serial")
     await open_and_check(instance, student, "vnc")
     await run_a_check(instance)
