@@ -54,7 +54,7 @@ from vncproxy.access import StreamAccess, StreamRefused, authorise_stream, autho
 from vncproxy.limits import LimitReached, StreamKey, shared_user_streams, stream_limits
 from vncproxy.origin import header, origin_allowed
 from vncproxy.relay import AsgiBrowser, Relay, close_reason
-from vncproxy.sharing import ConsoleShare, Observer, share_close, share_open, shares
+from vncproxy.sharing import ConsoleShare, Observer, observer_browser, share_close, share_open, shares
 from vncproxy.upstream import (
     UpstreamConnection,
     UpstreamFailed,
@@ -336,7 +336,7 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
 
 WATCH_NOTHING_OPEN = (4409, "The student has no open console of this machine on this server right now.")
-WATCH_VNC_UNSUPPORTED = (4404, "Watching a graphical desktop is not available yet; watch the terminal.")
+WATCH_NOT_SHAREABLE = (4415, "This screen uses a protocol feature watching does not support.")
 
 
 class WatchConsumer(AsyncWebsocketConsumer):
@@ -354,7 +354,7 @@ class WatchConsumer(AsyncWebsocketConsumer):
         instance_id, machine, kind = int(route["instance_id"]), route["machine"], route["kind"]
         offered = self.scope.get("subprotocols") or []
         await self.accept("binary" if "binary" in offered else None)
-        browser = AsgiBrowser(self.base_send, settings.CONSOLE_BUFFER_BYTES)
+        browser = observer_browser(self.base_send)
         origin = header(self.scope, b"origin")
         try:
             if origin is None or not origin_allowed(self.scope, origin):
@@ -362,11 +362,11 @@ class WatchConsumer(AsyncWebsocketConsumer):
             access = await database_sync_to_async(authorise_watch)(
                 user=self.scope.get("user"), instance_id=instance_id, machine_name=machine, kind=kind
             )
-            if kind == "vnc":
-                raise StreamRefused(*WATCH_VNC_UNSUPPORTED, cause="vnc watch")
             share = shares.get((instance_id, machine, kind))
-            if share is None:
+            if share is None or (share.server is not None and not share.server.initialised):
                 raise StreamRefused(*WATCH_NOTHING_OPEN, cause="no student stream in this process")
+            if not share.shareable:
+                raise StreamRefused(*WATCH_NOT_SHAREABLE, cause="rfb framing broken")
         except StreamRefused as refusal:
             logger.info("watch refused: instance=%s machine=%s code=%s cause=%s", instance_id, machine,
                         refusal.code, refusal.cause)  # fmt: skip
@@ -382,7 +382,12 @@ class WatchConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict) -> None:
         if message["type"] == "websocket.receive":
-            return  # read-only: an observer's input never reaches the machine
+            # Read-only: an observer's input never reaches the machine. The share reads only the
+            # VNC handshake from it (answered by the relay itself), and drops everything else.
+            data = message.get("bytes")
+            if data is not None and self.observer is not None and self.share is not None:
+                self.share.from_observer(self.observer, data)
+            return
         await super().dispatch(message)
 
     async def disconnect(self, code: int) -> None:
