@@ -29,6 +29,11 @@ as a bare 1006), with one close code per cause:
 |      |                                           | answer, e.g. virt-api's 500), or a step of opening     |
 |      |                                           | failed here (the channel layer, the database)          |
 
+Read-only watch streams (`.../<kind>/watch`, `WatchConsumer`, vncproxy/sharing.py) also close with
+4410 (the student closed or reopened the console), 4415 (the screen uses an RFB feature watching
+cannot follow), 4508 (the observer fell more than 8 MiB behind), and 4409 when the student has no
+open console of that machine in this process.
+
 Students get these plain words; staff get the cluster's exact reason after them, in brackets
 (cut to the 123 bytes a close frame can carry), for 4409, 4502 and 4503.
 
@@ -54,7 +59,15 @@ from vncproxy.access import StreamAccess, StreamRefused, authorise_stream, autho
 from vncproxy.limits import LimitReached, StreamKey, shared_user_streams, stream_limits
 from vncproxy.origin import header, origin_allowed
 from vncproxy.relay import AsgiBrowser, Relay, close_reason
-from vncproxy.sharing import ConsoleShare, Observer, observer_browser, share_close, share_open, shares
+from vncproxy.sharing import (
+    NOT_SHAREABLE,
+    ConsoleShare,
+    Observer,
+    observer_browser,
+    share_close,
+    share_open,
+    shares,
+)
 from vncproxy.upstream import (
     UpstreamConnection,
     UpstreamFailed,
@@ -336,7 +349,6 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
 
 WATCH_NOTHING_OPEN = (4409, "The student has no open console of this machine on this server right now.")
-WATCH_NOT_SHAREABLE = (4415, "This screen uses a protocol feature watching does not support.")
 
 
 class WatchConsumer(AsyncWebsocketConsumer):
@@ -366,7 +378,7 @@ class WatchConsumer(AsyncWebsocketConsumer):
             if share is None or (share.server is not None and not share.server.initialised):
                 raise StreamRefused(*WATCH_NOTHING_OPEN, cause="no student stream in this process")
             if not share.shareable:
-                raise StreamRefused(*WATCH_NOT_SHAREABLE, cause="rfb framing broken")
+                raise StreamRefused(*NOT_SHAREABLE, cause="rfb framing broken")
         except StreamRefused as refusal:
             logger.info("watch refused: instance=%s machine=%s code=%s cause=%s", instance_id, machine,
                         refusal.code, refusal.cause)  # fmt: skip
