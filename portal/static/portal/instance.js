@@ -176,6 +176,9 @@ class Workspace {
     this.message = document.getElementById("instance-message");
     this.timeLeft = document.getElementById("time-left");
     this.expiryWarning = document.getElementById("expiry-warning");
+    this.staleness = document.getElementById("status-staleness");
+    this.stalenessText = document.getElementById("status-staleness-text");
+    this.refreshButton = document.getElementById("btn-refresh");
     this.buttons = {
       start: document.getElementById("btn-start"),
       pause: document.getElementById("btn-pause"),
@@ -292,6 +295,7 @@ class Workspace {
     this.buttons.resume.hidden = data.status !== "paused";
     this.buttons.stop.hidden = FINISHED.has(data.status) || data.status === "stopping";
     for (const machine of data.machines) this.machines.get(machine.name)?.update(data.status, machine);
+    this.showStaleness();
     if (data.status === "failed") this.showMessage(data.last_error || "The lab failed to start.", "error");
     // A stop that was not the student's own (e.g. the local cluster shut down) says why.
     else if (data.status === "stopped" && data.last_error) this.showMessage(`${data.last_error} ${this.describe()}`, "");
@@ -338,6 +342,31 @@ class Workspace {
     }
   }
 
+  // The status comes from the cluster's watch; when that is down or the cluster unreachable, say
+  // how old the status shown is, and offer to ask the cluster once.
+  showStaleness() {
+    const data = this.data;
+    const stale = data && !FINISHED.has(data.status) && data.status_current === false;
+    this.staleness.hidden = !stale;
+    if (!stale) return;
+    const asOf = data.status_as_of ? Date.parse(data.status_as_of) : null;
+    const age = asOf ? `, as of ${formatDuration(Date.now() - asOf)} ago` : "";
+    this.stalenessText.textContent = data.cluster_unreachable_since
+      ? `Cluster unreachable since ${new Date(data.cluster_unreachable_since).toLocaleTimeString()}: this is the last known status${age}.`
+      : `This is the last known status${age}; it is not being updated right now.`;
+  }
+
+  async refreshNow() {
+    this.refreshButton.disabled = true;
+    try {
+      this.update(await api("POST", `${config.urls.instance}refresh/`));
+    } catch (error) {
+      this.showMessage(error.message, "error");
+    } finally {
+      this.refreshButton.disabled = false;
+    }
+  }
+
   showMessage(text, kind) {
     this.message.textContent = text;
     this.message.className = `message ${kind}`;
@@ -346,6 +375,7 @@ class Workspace {
   // Every second: the countdown, and "still working" text that visibly moves while busy.
   tick() {
     if (BUSY.has(this.status) && !this.lastPollError) this.showMessage(this.describe(), "");
+    if (this.data && !this.staleness.hidden) this.showStaleness();
     const active = this.status === "running" || this.status === "paused" || this.status === "starting";
     if (!this.expiresAt || !active) {
       this.timeLeft.hidden = true;
@@ -381,6 +411,7 @@ class Workspace {
       }
     });
     pause.addEventListener("click", () => this.act(pause, "POST", `${config.urls.instance}pause/`));
+    this.refreshButton.addEventListener("click", () => this.refreshNow());
     resume.addEventListener("click", () => this.act(resume, "POST", `${config.urls.instance}resume/`));
     start.addEventListener("click", async () => {
       start.disabled = true;
