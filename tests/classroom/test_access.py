@@ -98,10 +98,14 @@ def test_lti_course_view_shows_its_learners_to_its_instructors(
 ):
     platform, teacher = course
     make_instance(owner=student, lab=lab)
-    make_instance(owner=other_student, lab=lab)  # not in the course
+    outsider = make_instance(owner=other_student, lab=lab)  # not in the course
     client.force_login(teacher)
     state = client.get(reverse("classroom:course-state", args=[platform.pk, "c1"])).json()
     assert [row["student"] for row in state["rows"]] == ["alice"]
+    body = '{"action": "message", "instances": [%d], "text": "hi"}' % outsider.pk
+    url = reverse("classroom:course-actions", args=[platform.pk, "c1"])
+    assert client.post(url, data=body, content_type="application/json").status_code == 400
+    assert not ClassAction.objects.exists()
     for user in (student, other_student):
         client.force_login(user)
         assert client.get(reverse("classroom:course", args=[platform.pk, "c1"])).status_code == 404

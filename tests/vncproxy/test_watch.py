@@ -215,3 +215,31 @@ async def test_an_observer_joining_a_screen_mid_stream_gets_the_whole_picture(
     assert await nothing_arrives(observer)
     await observer.disconnect()
     await student_comm.disconnect()
+
+
+async def test_the_owner_of_a_class_with_the_student_may_watch(instance, student):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classes.models import ClassMembership, Classroom
+
+    def make_class_owner():
+        teacher = get_user_model().objects.create_user(username="tom", password="pw-tom-1", is_staff=True)
+        classroom = Classroom.objects.create(
+            name="Networks 101", owner=teacher, code_expires_at=timezone.now() + timedelta(days=1)
+        )
+        classroom.labs.add(instance.lab)
+        return teacher, classroom
+
+    teacher, classroom = await database_sync_to_async(make_class_owner)()
+    student_comm = await student_console(instance, student)
+    refused = await open_ws(watch_path(instance.pk), teacher)
+    assert (await expect_close(refused))["code"] == 4403  # alice has not joined Tom's class
+    await database_sync_to_async(ClassMembership.objects.create)(
+        classroom=classroom, user=student, source="code"
+    )
+    observer = await open_ws(watch_path(instance.pk), teacher)
+    await read_until(observer, b"\r\n")
+    await observer.disconnect()
+    await student_comm.disconnect()
