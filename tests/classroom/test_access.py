@@ -3,6 +3,8 @@ course's view. Students and other instructors get 404 everywhere, and learn noth
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -102,7 +104,7 @@ def test_lti_course_view_shows_its_learners_to_its_instructors(
     client.force_login(teacher)
     state = client.get(reverse("classroom:course-state", args=[platform.pk, "c1"])).json()
     assert [row["student"] for row in state["rows"]] == ["alice"]
-    body = '{"action": "message", "instances": [%d], "text": "hi"}' % outsider.pk
+    body = json.dumps({"action": "message", "instances": [outsider.pk], "text": "hi"})
     url = reverse("classroom:course-actions", args=[platform.pk, "c1"])
     assert client.post(url, data=body, content_type="application/json").status_code == 400
     assert not ClassAction.objects.exists()
