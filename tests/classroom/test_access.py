@@ -111,3 +111,15 @@ def test_lti_course_view_shows_its_learners_to_its_instructors(
     for user in (student, other_student):
         client.force_login(user)
         assert client.get(reverse("classroom:course", args=[platform.pk, "c1"])).status_code == 404
+
+
+def test_a_lab_created_through_the_api_or_offered_in_the_admin_belongs_to_its_creator(client, instructor):
+    from labs.models import Lab
+
+    client.force_login(instructor)
+    body = {"name": "New lab", "slug": "new-lab", "namespace_prefix": "new-lab"}
+    response = client.post("/api/labs/", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert Lab.objects.get(slug="new-lab").owner == instructor
+    form = client.get(reverse("admin:labs_lab_add")).content.decode()
+    assert f'<option value="{instructor.pk}" selected>' in form
