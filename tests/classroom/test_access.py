@@ -123,3 +123,12 @@ def test_a_lab_created_through_the_api_or_offered_in_the_admin_belongs_to_its_cr
     assert Lab.objects.get(slug="new-lab").owner == instructor
     form = client.get(reverse("admin:labs_lab_add")).content.decode()
     assert f'<option value="{instructor.pk}" selected>' in form
+
+
+def test_the_records_are_read_only_in_the_admin_and_for_superusers_only(client, superuser, instructor):
+    for name in ("classroom_classaction", "classroom_studentmessage", "vncproxy_consolewatch"):
+        client.force_login(superuser)
+        assert client.get(reverse(f"admin:{name}_changelist")).status_code == 200
+        assert client.get(reverse(f"admin:{name}_add")).status_code == 403
+        client.force_login(instructor)
+        assert client.get(reverse(f"admin:{name}_changelist")).status_code == 403
