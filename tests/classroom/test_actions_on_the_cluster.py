@@ -28,6 +28,8 @@ def test_pause_resume_and_stop_a_students_lab(app_cluster, client, lab, student,
     assert act(client, lab, action="pause", instances=[instance.pk])["results"][0]["ok"]
     instance.refresh_from_db()
     assert instance.status == LabInstance.Status.PAUSED
+    # A resume waits for the cluster to confirm the pause (labs.lifecycle): let it.
+    wait_for(lambda: lifecycle.instance_refresh(instance=instance) and not instance.pending_action, 60)
 
     assert act(client, lab, action="resume", instances=[instance.pk])["results"][0]["ok"]
     instance.refresh_from_db()
