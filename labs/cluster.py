@@ -327,6 +327,7 @@ def _create_call(manifest: dict[str, Any]) -> Callable[[], None]:
         "Secret": lambda: client.CoreV1Api(api).create_namespaced_secret,
         "RoleBinding": lambda: client.RbacAuthorizationV1Api(api).create_namespaced_role_binding,
         "Service": lambda: client.CoreV1Api(api).create_namespaced_service,
+        "Pod": lambda: client.CoreV1Api(api).create_namespaced_pod,
     }
 
     def create() -> None:
@@ -362,6 +363,18 @@ def _create_call(manifest: dict[str, Any]) -> Callable[[], None]:
 def create_objects(manifests: list[dict[str, Any]]) -> None:
     """Create namespaced objects in parallel: one round trip's latency whatever their number."""
     _run_concurrently([_create_call(manifest) for manifest in manifests])
+
+
+def list_pods(*, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    """All Pods of an instance (its container machines) in one call, as plain API dicts."""
+    api = api_client()
+    result = _call(
+        f"list containers in {namespace}",
+        client.CoreV1Api(api).list_namespaced_pod,
+        namespace=namespace,
+        label_selector=label_selector,
+    )
+    return list(api.sanitize_for_serialization(result).get("items") or [])
 
 
 def list_vmis(*, namespace: str, label_selector: str) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from labs.exceptions import (
     LabNotAvailable,
 )
 from labs.installation import installation_id
-from labs.machine_reasons import MachineProblem, machine_problem
+from labs.machine_reasons import MachineProblem, machine_problem, pod_problem
 from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class MachineStatus:
     paused: bool
     ready: bool
     problem: MachineProblem | None = None  # why it does not run (yet), from the VMI's conditions
+    kind: str = "vm"  # or "container": a Pod, which keeps running while the instance is paused
 
 
 @dataclass(frozen=True)
@@ -290,10 +291,37 @@ class _Secrets:
         return cls(
             passwords=[_generate_password() for _ in machines],
             host_keys=[
-                ssh_keys.new_key_pair(f"{m.name}-host") if m.image.has_ssh_server else None for m in machines
+                ssh_keys.new_key_pair(f"{m.name}-host")
+                if m.image is not None and m.image.has_ssh_server
+                else None
+                for m in machines
             ],
             check_key=ssh_keys.new_key_pair(manifests.CHECK_USER),
         )
+
+
+def _machine_kind_fields(machine: LabMachine) -> dict[str, Any]:
+    """What the instance's copy of a machine takes from its kind: a VM's image, or a container's."""
+    if machine.is_container:
+        return {
+            "kind": machine.kind,
+            "image_reference": machine.container_image,
+            "username": machine.shell_user,
+            "has_vnc": False,
+            "has_serial_console": False,
+            "command": list(machine.command),
+            "args": list(machine.args),
+            "env": dict(machine.env),
+            "ports": list(machine.ports),
+        }
+    assert machine.image is not None  # LabMachine.clean: a VM has an image
+    return {
+        "kind": machine.kind,
+        "image_reference": machine.image.container_disk_image,
+        "username": machine.image.default_username,
+        "has_vnc": machine.image.has_vnc,
+        "has_serial_console": machine.image.has_serial_console,
+    }
 
 
 def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], generated: _Secrets) -> LabInstance:
@@ -314,17 +342,14 @@ def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], generated: _Sec
             InstanceMachine(
                 instance=instance,
                 name=machine.name,
-                image_reference=machine.image.container_disk_image,
                 cores=machine.cores,
                 memory_mib=machine.memory_mib,
-                username=machine.image.default_username,
                 password=password,
-                has_vnc=machine.image.has_vnc,
-                has_serial_console=machine.image.has_serial_console,
                 has_ssh_server=host_key is not None,
                 ssh_host_public_key=host_key.public_key if host_key is not None else "",
                 order=machine.order,
                 opens_first=machine.opens_first,
+                **_machine_kind_fields(machine),
             )
             for machine, password, host_key in zip(
                 machines, generated.passwords, generated.host_keys, strict=True
@@ -390,6 +415,11 @@ def _instance_manifests(
             has_serial_console=m.has_serial_console,
             extra_user_data=by_name[m.name].cloud_init_user_data,
             check_access=_check_access(generated, index[m.name]),
+            kind=m.kind,
+            command=tuple(m.command),
+            args=tuple(m.args),
+            env=tuple(sorted(m.env.items())),
+            ports=tuple(m.ports),
         )
         for m in instance.machines.all()
     ]
@@ -426,7 +456,7 @@ def _create_in_cluster(instance: LabInstance, objects: manifests.InstanceManifes
             raise _ForeignNamespace(_foreign_namespace_message(instance.namespace, labels))
     cluster.create_objects([objects.role_binding])
     _create_once_bound([objects.network_policy, objects.resource_quota, objects.service, *objects.secrets])
-    cluster.create_objects(objects.vmis)
+    cluster.create_objects([*objects.vmis, *objects.pods])
 
 
 def _create_once_bound(objects: list[dict[str, Any]]) -> None:
@@ -561,6 +591,26 @@ def _machine_status(name: str, vmi: dict[str, Any] | None) -> MachineStatus:
     )
 
 
+def _container_status(name: str, pod: dict[str, Any] | None) -> MachineStatus:
+    """A container machine from its Pod: Running only while its container runs (a restarting one is
+    not), never paused."""
+    if pod is None:
+        return MachineStatus(name=name, phase="", ip_address="", paused=False, ready=False, kind="container")
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    running = bool(containers) and all("running" in (c.get("state") or {}) for c in containers)
+    phase = status.get("phase") or "Pending"
+    return MachineStatus(
+        name=name,
+        phase="Running" if running else ("Pending" if phase == "Running" else phase),
+        ip_address=status.get("podIP") or "",
+        paused=False,
+        ready=running,
+        problem=pod_problem(status),
+        kind="container",
+    )
+
+
 def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else f"{text}."
 
@@ -595,9 +645,11 @@ def _derive_status(instance: LabInstance, machines: list[MachineStatus]) -> _Der
         return _Derived(instance.status)
     if instance.status == Status.STARTING:
         return _Derived(Status.RUNNING)
-    if all(m.paused for m in machines):
+    # Pausing pauses the VMs; containers keep running (a Pod cannot be paused on Kubernetes).
+    vms = [m for m in machines if m.kind == "vm"]
+    if vms and all(m.paused for m in vms):
         return _Derived(Status.PAUSED)
-    if not any(m.paused for m in machines):
+    if not any(m.paused for m in vms):
         return _Derived(Status.RUNNING)
     return _Derived(instance.status)
 
@@ -614,6 +666,7 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
     if the cluster cannot be read; the status is then left as it was.
     """
     names = list(instance.machines.values_list("name", flat=True))
+    kinds = dict(instance.machines.values_list("name", "kind"))
     if instance.status == Status.STOPPING:
         _finish_stop(instance)
     if instance.status not in PROVISIONED_STATUSES:
@@ -630,8 +683,22 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
             raise
         vmis = []
     by_name = {(vmi.get("metadata") or {}).get("name"): vmi for vmi in vmis}
-    machines = [_machine_status(name, by_name.get(name)) for name in names]
-    if not vmis and _namespace_vanished(instance):
+    pods: dict[str, dict[str, Any]] = {}
+    if "container" in kinds.values():
+        with contextlib.suppress(ClusterForbidden):
+            pods = {
+                (pod.get("metadata") or {}).get("name"): pod
+                for pod in cluster.list_pods(
+                    namespace=instance.namespace, label_selector=manifests.instance_selector(instance.pk)
+                )
+            }
+    machines = [
+        _container_status(name, pods.get(name))
+        if kinds.get(name) == "container"
+        else _machine_status(name, by_name.get(name))
+        for name in names
+    ]
+    if not vmis and not pods and _namespace_vanished(instance):
         _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator.")
     else:
         derived = _derive_status(instance, machines)
@@ -770,7 +837,8 @@ def _settle_pending_action(instance: LabInstance, machines: list[MachineStatus],
         return target
     wants_paused = instance.pending_action == PendingAction.PAUSE
     wanted = Status.PAUSED if wants_paused else Status.RUNNING
-    if all(m.phase == "Running" and m.paused == wants_paused for m in machines):
+    vms = [m for m in machines if m.kind == "vm"]
+    if all(m.phase == "Running" and m.paused == wants_paused for m in vms):
         _clear_pending(instance)
         return wanted
     if not _pending_expired(instance, timezone.now()):
@@ -779,7 +847,7 @@ def _settle_pending_action(instance: LabInstance, machines: list[MachineStatus],
     message = f"The machines did not {'pause' if wants_paused else 'resume'} within {seconds} seconds."
     logger.warning("Instance %s: %s", instance.pk, message)
     _clear_pending(instance, last_error=message, last_error_plain=message)
-    return Status.PAUSED if all(m.paused for m in machines) else Status.RUNNING
+    return Status.PAUSED if all(m.paused for m in vms) else Status.RUNNING
 
 
 def _wait_for_confirmation(instance: LabInstance) -> None:
@@ -815,7 +883,13 @@ def _set_paused(instance: LabInstance, paused: bool) -> LabInstance:
                 current=instance.status,
                 target=target,
             )
-    names = list(instance.machines.values_list("name", flat=True))
+    # Only the VMs: a Pod cannot be paused on Kubernetes, so containers keep running while the
+    # instance is paused (README, "Container machines").
+    names = list(instance.machines.filter(kind="vm").values_list("name", flat=True))
+    if not names:
+        raise InvalidTransition(
+            "This lab has only containers, which cannot be paused.", current=instance.status, target=target
+        )
     cluster.set_vmis_paused(namespace=instance.namespace, names=names, paused=paused)
     _transition(
         instance,
