@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import urllib3
 from django.conf import settings
@@ -489,6 +490,16 @@ def portforward_websocket_target(*, namespace: str, name: str, port: int) -> Web
     through it (labs/machine_exec.py). RBAC: `get` on `virtualmachineinstances/portforward`."""
     action = f"portforward/{int(port)}/tcp"
     return _websocket_target(_SUBRESOURCE_PATH.format(namespace=namespace, name=name, action=action))
+
+
+def pod_exec_websocket_target(
+    *, namespace: str, name: str, container: str, command: list[str]
+) -> WebsocketTarget:
+    """`pods/exec` of a container machine with a terminal (stdin, stdout, TTY): the container
+    machine's shell for the console proxy. RBAC: `create` (and `get`) on `pods/exec`."""
+    streams = [("stdin", "true"), ("stdout", "true"), ("stderr", "false"), ("tty", "true")]
+    query = urlencode([("container", container), *(("command", part) for part in command), *streams])
+    return _websocket_target(f"/api/v1/namespaces/{namespace}/pods/{name}/exec?{query}")
 
 
 def _websocket_target(path: str) -> WebsocketTarget:

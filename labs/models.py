@@ -381,6 +381,15 @@ class InstanceMachine(models.Model):
     def __str__(self) -> str:
         return f"{self.instance_id}/{self.name}"
 
+    def offers(self, console: str) -> bool:
+        """Whether the machine has this kind of console: "vnc", "serial" (VMs, from the image) or
+        "terminal" (a shell in a container machine, through pods/exec)."""
+        if console == "terminal":
+            return self.kind == "container"
+        if console == "vnc":
+            return self.has_vnc
+        return console == "serial" and self.has_serial_console
+
 
 class Installation(models.Model):
     """This installation's id, generated once: every object it creates in the cluster carries it, so

@@ -62,8 +62,8 @@ def authorise_stream(
     machine = InstanceMachine.objects.filter(instance=instance, name=machine_name).first()
     if machine is None:
         raise StreamRefused(4404, "No such machine in this lab instance.", cause="no such machine")
-    if not (machine.has_vnc if kind == "vnc" else machine.has_serial_console):
-        label = "graphical desktop" if kind == "vnc" else "serial console"
+    if not machine.offers(kind):
+        label = {"vnc": "graphical desktop", "serial": "serial console"}.get(kind, "terminal")
         raise StreamRefused(4404, f"This machine has no {label}.", cause=f"no {kind}")
     if instance.status not in STREAMABLE_STATUSES:
         label = LabInstance.Status(instance.status).label.lower()

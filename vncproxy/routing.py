@@ -7,7 +7,7 @@ from vncproxy.consumers import ConsoleConsumer, UnknownPathConsumer
 websocket_urlpatterns = [
     re_path(
         r"^ws/instances/(?P<instance_id>[0-9]+)/machines/(?P<machine>[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)/"
-        r"(?P<kind>vnc|serial)$",
+        r"(?P<kind>vnc|serial|terminal)$",
         ConsoleConsumer.as_asgi(),
     ),
     # Anything else closes with a reason, instead of failing the handshake without one.
