@@ -117,12 +117,14 @@ def serve(host: str, port: int, env: dict[str, str], *, embedded_cluster: bool) 
     manage("migrate", "--no-input", "--verbosity", "0", env=env)
     manage("ensure_admin", env=env)
     manage("load_demo", env=env)
+    manage("render_tutorials", env=env)  # saved HTML through the current Markdown and sanitiser
     if embedded_cluster:
         stop_labs(env, "0")  # left over from a run that ended without stopping them (a crash)
     python = sys.executable
     processes = start_processes(
         [
             [python, "-m", "laborchestrator.serve", "--host", host, "--port", str(port)],
+            [python, "manage.py", "watch_cluster"],
             [python, "manage.py", "expire", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
             [python, "manage.py", "reconcile", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
             [python, "manage.py", "send_grades", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],

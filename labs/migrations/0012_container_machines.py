@@ -8,7 +8,7 @@ import labs.validators
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labs", "0008_check_access"),
+        ("labs", "0011_status_from_watch"),
     ]
 
     operations = [
