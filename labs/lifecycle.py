@@ -793,6 +793,7 @@ def stored_machine_status(row: InstanceMachine) -> MachineStatus:
         paused=row.paused,
         ready=row.ready,
         problem=problem,
+        kind=row.kind,
     )
 
 

@@ -165,3 +165,25 @@ def test_a_vm_needs_an_image_and_takes_no_container_fields(db, image):
     with pytest.raises(ValidationError) as err:
         LabMachine(lab=lab, name="vm", image=image, cores=1, memory_mib=256, ports=[80]).full_clean()
     assert "ports" in err.value.message_dict
+
+
+def test_the_watcher_records_a_container_machines_status(container_cluster_app, image, student):
+    from labs.watcher import ClusterWatcher
+
+    watcher = ClusterWatcher()
+    watcher.start()
+    try:
+        instance = lifecycle.instance_start(
+            user=student, lab=mixed_lab(image, command=["sh", "-c", "exit 3"])
+        )
+
+        def restarting():
+            watcher.apply_pending()
+            row = instance.machines.get(name="tools")
+            return row if row.problem_code == RESTARTING else None
+
+        row = wait_for(restarting, timeout=30)
+        assert "exit code 3 (Error)" in row.problem_message
+        lifecycle.instance_stop(instance=instance)
+    finally:
+        watcher.stop()
