@@ -26,6 +26,7 @@ crashed server left, then removes their cgroups and bundles.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import ipaddress
@@ -165,8 +166,10 @@ class ContainerRunner:
         state_dir: Path,
         images: image_store.ContainerImages,
         network_for: NetworkProvider,
+        read_secret: Callable[[str, str], dict[str, Any] | None] = lambda _ns, _name: None,
     ) -> None:
         self.report = report
+        self.read_secret = read_secret
         self.images = images
         self.network_for = network_for
         self.folder = state_dir / "containers"
@@ -459,7 +462,11 @@ class ContainerRunner:
         reference = container.spec["image"]
         while not pod.stopping:
             try:
-                image = self.images.resolve(reference)
+                image = await self.images.acquire(
+                    reference,
+                    credentials=self._pull_credentials(pod),
+                    pull_policy=container.spec.get("imagePullPolicy", "IfNotPresent"),
+                )
             except image_store.ImageNotFound as exc:
                 self._waiting(pod, container, "ErrImagePull", str(exc))
                 self._report(
@@ -513,6 +520,18 @@ class ContainerRunner:
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_SECONDS[1])
+
+    def _pull_credentials(self, pod: _Pod) -> dict[str, Any] | None:
+        """The first imagePullSecret's `.dockerconfigjson`; without one the kubelet pulls anonymously."""
+        for entry in pod.obj["spec"].get("imagePullSecrets") or []:
+            secret = self.read_secret(pod.namespace, entry.get("name", "")) or {}
+            encoded = (secret.get("data") or {}).get(".dockerconfigjson")
+            if secret.get("type") == "kubernetes.io/dockerconfigjson" and encoded:
+                with contextlib.suppress(ValueError):
+                    credentials = json.loads(base64.b64decode(encoded))
+                    if isinstance(credentials, dict):
+                        return credentials
+        return None
 
     async def _run_once(
         self, pod: _Pod, container: _Container, image: image_store.LocalImage
