@@ -555,11 +555,13 @@ def portforward_websocket_target(*, namespace: str, name: str, port: int) -> Web
 
 
 def pod_exec_websocket_target(
-    *, namespace: str, name: str, container: str, command: list[str]
+    *, namespace: str, name: str, container: str, command: list[str], stdin: bool = True, tty: bool = True
 ) -> WebsocketTarget:
-    """`pods/exec` of a container machine with a terminal (stdin, stdout, TTY): the container
-    machine's shell for the console proxy. RBAC: `create` (and `get`) on `pods/exec`."""
-    streams = [("stdin", "true"), ("stdout", "true"), ("stderr", "false"), ("tty", "true")]
+    """`pods/exec` in a container machine: with a terminal (stdin, stdout, TTY) for the console
+    proxy's shell, or stdin, stdout and stderr apart for step checks (labs/machine_exec.py).
+    RBAC: `create` (and `get`) on `pods/exec`."""
+    flag = {True: "true", False: "false"}
+    streams = [("stdin", flag[stdin]), ("stdout", "true"), ("stderr", flag[not tty]), ("tty", flag[tty])]
     query = urlencode([("container", container), *(("command", part) for part in command), *streams])
     return _websocket_target(f"/api/v1/namespaces/{namespace}/pods/{name}/exec?{query}")
 

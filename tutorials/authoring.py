@@ -125,7 +125,7 @@ def check_target_error(*, tutorial: Tutorial, machine: str) -> str | None:
         if found is None:
             names = ", ".join(m.name for m in lab.machines.all()) or "none"
             return f"The lab {lab.name} has no machine named {machine} (its machines: {names})."
-        if not found.image.has_ssh_server:
+        if found.image is not None and not found.image.has_ssh_server:  # containers: pods/exec
             return (
                 f"Checks need an SSH server in the image: the machine {machine} of the lab {lab.name} "
                 f"runs {found.image.name}, which has none (VM images: SSH server)."
