@@ -3,6 +3,8 @@
 - "A desktop in your browser" (listed first: labs are sorted by name): a graphical Linux desktop
   and a small server; the student serves a web page on the server and opens it on the desktop.
 - "Explore your lab network": two small machines with serial consoles that ping each other.
+- "Containers beside a VM": a tools container (busybox, built by `python -m localcluster
+  build-tools-image`) and a VM on one lab network; the student pings one from the other.
 
 Idempotent: existing objects (matched by name or slug) are left as they are, so an instructor's
 edits to the demo survive the next `make run`.
@@ -16,6 +18,8 @@ from tutorials.models import Step, StepCheck, Tutorial, TutorialPage
 
 DEMO_IMAGE_REFERENCE = "localcluster/demo:latest"
 DESKTOP_IMAGE_REFERENCE = "localcluster/desktop:latest"
+# `python -m localcluster build-tools-image` (localcluster/containers/toolsimage.py, TOOLS_REFERENCE).
+TOOLS_IMAGE_REFERENCE = "registry.localcluster.test/laborchestrator/tools:1"
 
 DESKTOP_PAGES = [
     (
@@ -127,6 +131,42 @@ Then press **Check** on the last step: Lab Orchestrator looks inside beta itself
                     "success_message": "beta has your note.",
                 },
             ),
+        ],
+    ),
+]
+
+
+CONTAINER_PAGES = [
+    (
+        "A container and a VM",
+        """Your lab has two machines on one private network: **tools**, a container, and **server**, a
+virtual machine. A container starts in about a second: it shares the host's kernel and has only the
+programs of its image (here busybox). The VM boots a kernel of its own.
+
+!!! note "Knowledge: containers and VMs"
+    Both are machines of your lab: each has its own address, both are reached by name, and nobody
+    outside your lab reaches either. Pausing the lab pauses the VM only: a container cannot be paused.
+
+Pick **tools** on the right: its terminal opens a fresh shell each time you connect. Ping the VM,
+by name:
+
+```{.bash .run machine=tools}
+ping -c 3 server.lab
+```
+
+The VM is `{{ machine.server.ip }}`, the container `{{ machine.tools.ip }}`.
+""",
+        [
+            (
+                "From **tools**, ping **server** (the button types it for you).",
+                {
+                    "machine": "tools",
+                    "script": "ping -c 1 -W 3 server.lab >/dev/null || "
+                    '{ echo "FAIL: tools cannot reach server yet: is the VM up?"; exit 1; }',
+                    "success_message": "tools reaches server.",
+                },
+            ),
+            "From **server**, ping the container: `ping -c 3 tools.lab`.",
         ],
     ),
 ]
@@ -250,4 +290,37 @@ class Command(BaseCommand):
             lab=lab,
             pages=PAGES,
         )
-        self.stdout.write(f"Demo labs '{desktop_lab.name}' and '{lab.name}' with their tutorials are ready.")
+        mixed, created = Lab.objects.get_or_create(
+            slug="containers-beside-a-vm",
+            defaults={
+                "name": "Containers beside a VM",
+                "description": "A tools container and a small VM on one private network: reach one from "
+                "the other.",
+                "published": True,
+                "namespace_prefix": "mixed",
+                "lifetime_minutes": 60,
+                "idle_timeout_minutes": 20,
+            },
+        )
+        if created:
+            LabMachine.objects.create(
+                lab=mixed,
+                name="tools",
+                kind=LabMachine.Kind.CONTAINER,
+                container_image=TOOLS_IMAGE_REFERENCE,
+                cores=1,
+                memory_mib=64,
+                order=0,
+                opens_first=True,
+            )
+            LabMachine.objects.create(lab=mixed, name="server", image=image, cores=1, memory_mib=128, order=1)
+        load_tutorial(
+            slug="containers-beside-a-vm",
+            title="Containers beside a VM",
+            summary="Ping a virtual machine from a container and back.",
+            lab=mixed,
+            pages=CONTAINER_PAGES,
+        )
+        self.stdout.write(
+            f"Demo labs '{desktop_lab.name}', '{lab.name}' and '{mixed.name}' with their tutorials are ready."
+        )
