@@ -310,10 +310,11 @@ def _machine_kind_fields(machine: LabMachine) -> dict[str, Any]:
             "username": machine.shell_user,
             "has_vnc": False,
             "has_serial_console": False,
-            "command": list(machine.command),
-            "args": list(machine.args),
-            "env": dict(machine.env),
-            "ports": list(machine.ports),
+            # JSON fields a form left empty hold null.
+            "command": list(machine.command or []),
+            "args": list(machine.args or []),
+            "env": dict(machine.env or {}),
+            "ports": list(machine.ports or []),
         }
     assert machine.image is not None  # LabMachine.clean: a VM has an image
     return {
@@ -408,10 +409,10 @@ def _instance_manifests(
             extra_user_data=by_name[m.name].cloud_init_user_data,
             check_access=_check_access(generated, index[m.name]),
             kind=m.kind,
-            command=tuple(m.command),
-            args=tuple(m.args),
-            env=tuple(sorted(m.env.items())),
-            ports=tuple(m.ports),
+            command=tuple(m.command or ()),
+            args=tuple(m.args or ()),
+            env=tuple(sorted((m.env or {}).items())),
+            ports=tuple(m.ports or ()),
         )
         for m in instance.machines.all()
     ]
