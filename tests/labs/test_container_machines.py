@@ -41,7 +41,7 @@ def container_cluster_app(container_app_cluster_server, settings):
     settings.KUBECONFIG = str(container_app_cluster_server.kubeconfig)
     settings.KUBE_CONTEXT = "laborchestrator"
     settings.KUBE_IN_CLUSTER = False
-    settings.KUBE_REQUEST_TIMEOUT = 5.0
+    settings.KUBE_REQUEST_TIMEOUT = 15.0  # the shared test machine is often loaded
     cluster.reset_client()
     yield container_app_cluster_server
     cluster.reset_client()

@@ -42,7 +42,7 @@ def container_instance(container_server, settings, transactional_db, student):
     settings.KUBECONFIG = str(container_server.kubeconfig)
     settings.KUBE_CONTEXT = "laborchestrator"
     settings.KUBE_IN_CLUSTER = False
-    settings.KUBE_REQUEST_TIMEOUT = 5.0
+    settings.KUBE_REQUEST_TIMEOUT = 15.0  # the shared test machine is often loaded
     cluster.reset_client()
     tag = uuid.uuid4().hex[:8]
     lab = Lab.objects.create(name=f"L {tag}", slug=f"l-{tag}", namespace_prefix=f"k{tag}", published=True)
