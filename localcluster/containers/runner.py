@@ -338,7 +338,9 @@ class ContainerRunner:
         pod.folder.mkdir(parents=True, exist_ok=True)
         lab = await self._lab_network(pod.namespace, pod.network)
         pod.sandbox = await self._spawn(
-            [self._tools["unshare"], "--net", "--ipc", "--", "sleep", "infinity"], pod.folder / "sandbox.log"
+            [self._tools["unshare"], "--net", "--ipc", "--", "sleep", "infinity"],
+            pod.folder / "sandbox.log",
+            marker="sleep",
         )
         own_net = os.readlink("/proc/self/ns/net")
         deadline = time.monotonic() + READY_SECONDS
@@ -362,6 +364,7 @@ class ContainerRunner:
                 "eth0",
             ],
             pod.folder / "plug.log",
+            marker="vde_plug2tap",
         )
         commands = (
             "link set lo up\n"
@@ -434,7 +437,9 @@ class ContainerRunner:
         for lab in self._own_networks.values():
             lab.set_names(self._names)
 
-    async def _spawn(self, cmd: list[str], stderr_path: Path) -> asyncio.subprocess.Process:
+    async def _spawn(self, cmd: list[str], stderr_path: Path, marker: str) -> asyncio.subprocess.Process:
+        """A helper that dies with the server; recorded so a crashed server's next start kills it
+        (`marker`: a word of its command line, PidRegistry's check against a recycled pid)."""
         with open(stderr_path, "wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
@@ -444,7 +449,7 @@ class ContainerRunner:
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
-        self.registry.record(proc.pid, cmd[-1] if cmd[-1] != "infinity" else "sleep", self.folder)
+        self.registry.record(proc.pid, marker, self.folder)
         return proc
 
     @staticmethod
