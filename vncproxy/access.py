@@ -83,7 +83,7 @@ def authorise_watch(*, user: Any, instance_id: int, machine_name: str, kind: str
     if not Lab.objects.taught_by(user).filter(pk=instance.lab_id).exists():
         raise StreamRefused(4403, "Only the lab's instructors may watch its students.", cause="not teaching")
     machine = InstanceMachine.objects.filter(instance=instance, name=machine_name).first()
-    if machine is None or not (machine.has_vnc if kind == "vnc" else machine.has_serial_console):
+    if machine is None or not machine.offers(kind):
         raise StreamRefused(4404, "No such console in this lab instance.", cause="no such console")
     if instance.status not in STREAMABLE_STATUSES:
         label = LabInstance.Status(instance.status).label.lower()

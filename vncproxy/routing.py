@@ -13,7 +13,7 @@ websocket_urlpatterns = [
     # An instructor watching the same console read-only (vncproxy/sharing.py).
     re_path(
         r"^ws/instances/(?P<instance_id>[0-9]+)/machines/(?P<machine>[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)/"
-        r"(?P<kind>vnc|serial)/watch$",
+        r"(?P<kind>vnc|serial|terminal)/watch$",
         WatchConsumer.as_asgi(),
     ),
     # Anything else closes with a reason, instead of failing the handshake without one.

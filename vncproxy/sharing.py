@@ -63,7 +63,7 @@ class ConsoleShare:
 
     def output(self, chunks: list[bytes]) -> None:
         """Bytes from the machine (already on their way to the student)."""
-        if self.kind == "serial":
+        if self.kind in ("serial", "terminal"):  # byte streams: a newcomer gets the recent output
             for chunk in chunks:
                 self._remember(chunk)
         for observer in list(self.observers):

@@ -167,3 +167,28 @@ async def test_a_container_that_does_not_run_is_4409(container_server, settings,
     finally:
         await database_sync_to_async(lifecycle.instance_stop)(instance=instance)
         cluster.reset_client()
+
+
+async def test_the_labs_instructor_watches_a_container_terminal_read_only(
+    container_instance, student, instructor
+):
+    def own_lab():
+        lab = container_instance.lab
+        lab.owner = instructor
+        lab.save(update_fields=["owner"])
+
+    await database_sync_to_async(own_lab)()
+    comm = await open_terminal(container_instance, student)
+    await comm.send_to(bytes_data=b"echo seen-$((6*7))\r")
+    await read_until(comm, b"seen-42")
+    cookie = await database_sync_to_async(session_cookie)(instructor)
+    path = console_path(container_instance.pk, machine="tools", kind="terminal") + "/watch"
+    observer = communicator(path, cookie=cookie)
+    connected, _ = await observer.connect(5)
+    assert connected
+    assert b"seen-42" in await read_until(observer, b"seen-42")  # the recent output first
+    await observer.send_to(bytes_data=b"echo from-observer\r")
+    await comm.send_to(bytes_data=b"echo again-$((7*6))\r")
+    assert b"from-observer" not in await read_until(comm, b"again-42")
+    await observer.disconnect()
+    await comm.disconnect()
