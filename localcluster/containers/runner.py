@@ -466,6 +466,8 @@ class ContainerRunner:
         pull_backoff = BACKOFF_SECONDS[0]
         reference = container.spec["image"]
         while not pod.stopping:
+            self._report(pod, PodReport(event=("Normal", "Pulling", f'Pulling image "{reference}"')))
+            pull_started = time.monotonic()
             try:
                 image = await self.images.acquire(
                     reference,
@@ -482,6 +484,13 @@ class ContainerRunner:
                 await asyncio.sleep(pull_backoff)
                 pull_backoff = min(pull_backoff * 2, BACKOFF_SECONDS[1])
                 continue
+            pulled_in = time.monotonic() - pull_started
+            self._report(
+                pod,
+                PodReport(
+                    event=("Normal", "Pulled", f'Successfully pulled image "{reference}" in {pulled_in:.3f}s')
+                ),
+            )
             started = time.monotonic()
             terminated = await self._run_once(pod, container, image)
             if terminated is None:  # stopped by us

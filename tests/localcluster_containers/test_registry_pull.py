@@ -42,6 +42,8 @@ def test_an_image_from_the_registry_runs(oci_registry, tools_layout, registry_cl
     wait_for(api, ns, "pulled", running, timeout=60)
     wait_for(api, ns, "pulled", lambda _p: "pulled-ok" in api.read_namespaced_pod_log("pulled", ns))
     assert digest.startswith("sha256:")
+    reasons = [e.reason for e in api.list_namespaced_event(ns).items if e.involved_object.name == "pulled"]
+    assert {"Scheduled", "Pulling", "Pulled", "Started"} <= set(reasons), reasons
     # By digest too, from the cache.
     api.create_namespaced_pod(
         ns, pod("pinned", ["sleep", "1000"], image=oci_registry.reference(f"labs/tools@{digest}"))
