@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 VAR = Path(os.getenv("LABORCHESTRATOR_VAR_DIR", REPO / "var"))
 # The same store the qemu tests use, so the demo image is built once per checkout.
 IMAGES = Path(os.getenv("LOCALCLUSTER_IMAGES", VAR / "localcluster" / "images"))
+CONTAINER_IMAGES = VAR / "localcluster" / "container-images"
 QEMU_PACKAGES = "qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage dnsmasq-base iproute2"
 HOUSEKEEPING_INTERVAL_SECONDS = "30"
 LOCAL_CLUSTER_SHUTDOWN = "Stopped because the local cluster shut down (make run ended)."
@@ -83,6 +84,22 @@ def choose_runtime(requested: str = "") -> tuple[str, Path | None]:
         say("Could not build the desktop demo image; the desktop lab's machine will fail to start:")
         print(desktop.stderr.strip() or desktop.stdout.strip(), flush=True)
     return "qemu", IMAGES
+
+
+def container_images_args() -> list[str]:
+    """The tools container image for the containers demo lab (busybox-static + umoci), as an OCI
+    layout the local cluster runs pods from; without its packages that lab's container cannot start."""
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "localcluster", "build-tools-image", "--output", str(CONTAINER_IMAGES)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        say("Could not build the tools container image; the containers demo lab will not start:")
+        print(result.stderr.strip() or result.stdout.strip(), flush=True)
+        return []
+    return ["--container-images", str(CONTAINER_IMAGES)]
 
 
 def start_processes(commands: Sequence[Sequence[str]], env: dict[str, str]) -> list[subprocess.Popen]:
@@ -164,7 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime, images = choose_runtime(env.get("LOCALCLUSTER_RUNTIME", ""))
     say(f"Starting the local cluster (runtime {runtime}) ...")
     with start_local_cluster(
-        VAR / "localcluster", runtime=runtime, images=images, own_session=True
+        VAR / "localcluster",
+        runtime=runtime,
+        images=images,
+        own_session=True,
+        extra_args=container_images_args(),
     ) as cluster:
         env["KUBECONFIG"] = cluster.kubeconfig
         say(f"Local cluster at {cluster.url}; kubeconfig {cluster.kubeconfig}")

@@ -37,7 +37,22 @@ class LabMachineInline(InstructorInline, admin.TabularInline):
     formset = LabMachineFormSet
     extra = 0
     min_num = 0
-    fields = ("order", "name", "image", "cores", "memory_mib", "opens_first", "cloud_init_user_data")
+    fields = (
+        "order",
+        "name",
+        "kind",
+        "image",
+        "container_image",
+        "cores",
+        "memory_mib",
+        "opens_first",
+        "cloud_init_user_data",
+        "command",
+        "args",
+        "env",
+        "shell_user",
+        "ports",
+    )
     autocomplete_fields = ("image",)
 
 
@@ -102,7 +117,16 @@ class InstanceMachineInline(InstructorInline, admin.TabularInline):
     extra = 0
     can_delete = False
     # The generated password is left out on purpose: the owner reads it on the instance page.
-    fields = ("name", "image_reference", "cores", "memory_mib", "username", "has_vnc", "has_serial_console")
+    fields = (
+        "name",
+        "kind",
+        "image_reference",
+        "cores",
+        "memory_mib",
+        "username",
+        "has_vnc",
+        "has_serial_console",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:

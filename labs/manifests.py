@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -43,6 +43,10 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 VMI_COUNT_QUOTA_KEY = "count/virtualmachineinstances.kubevirt.io"
+MACHINE_KIND_VM = "vm"
+MACHINE_KIND_CONTAINER = "container"
+# The one container of a container machine's Pod (pods/exec and pods/log name it).
+CONTAINER_NAME = "machine"
 # KubeVirt reads the user data from this key of the referenced Secret.
 USERDATA_KEY = "userdata"
 # The user step checks log in as (labs/machine_exec.py), made by cloud-init on machines with SSH.
@@ -97,7 +101,8 @@ class CheckAccess:
 
 @dataclass(frozen=True)
 class MachineSpec:
-    """What one VMI of an instance is built from (an `InstanceMachine` row, as plain values)."""
+    """What one machine of an instance is built from (an `InstanceMachine` row, as plain values):
+    a VMI (kind `vm`) or a Pod (kind `container`, whose image is any OCI image)."""
 
     name: str
     image_reference: str
@@ -109,6 +114,11 @@ class MachineSpec:
     has_serial_console: bool
     extra_user_data: str = ""
     check_access: CheckAccess | None = None
+    kind: str = MACHINE_KIND_VM
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[int, ...] = ()
 
 
 # --- Names and labels ----------------------------------------------------------------------------
@@ -263,6 +273,13 @@ def machine_shape(machine: MachineSpec) -> launcher_sizing.MachineShape:
     )
 
 
+def machine_pod_size(machine: MachineSpec, sizing: launcher_sizing.KubeVirtSizing) -> launcher_sizing.PodSize:
+    """The pod a machine runs in: a VM's virt-launcher pod, or a container machine's own Pod."""
+    if machine.kind == MACHINE_KIND_CONTAINER:
+        return launcher_sizing.container_pod_size(cores=machine.cores, memory_mib=machine.memory_mib)
+    return launcher_sizing.launcher_pod_size(machine_shape(machine), sizing)
+
+
 def make_resource_quota(
     *,
     namespace: str,
@@ -270,13 +287,13 @@ def make_resource_quota(
     machines: list[MachineSpec],
     sizing: launcher_sizing.KubeVirtSizing,
 ) -> dict[str, Any]:
-    """Room for exactly the lab's machines: the virt-launcher pod KubeVirt makes for each, requests
-    and limits (labs/launcher_sizing.py), and one VMI per machine.
+    """Room for exactly the lab's machines: the virt-launcher pod KubeVirt makes for each VM,
+    requests and limits (labs/launcher_sizing.py), each container machine's Pod, one VMI per VM.
 
     The limits keep an instance from bursting beyond its lab; KubeVirt gives each compute container a
     CPU limit of its vCPUs because of them.
     """
-    sizes = [launcher_sizing.launcher_pod_size(machine_shape(m), sizing) for m in machines]
+    sizes = [machine_pod_size(m, sizing) for m in machines]
     total = sum(sizes[1:], sizes[0]) if sizes else launcher_sizing.PodSize(0, 0, 0, 0)
     mebibytes = launcher_sizing.MIB
     return {
@@ -289,7 +306,7 @@ def make_resource_quota(
                 "limits.cpu": f"{total.cpu_limit}m",
                 "requests.memory": f"{math.ceil(total.memory_request / mebibytes)}Mi",
                 "limits.memory": f"{math.ceil(total.memory_limit / mebibytes)}Mi",
-                VMI_COUNT_QUOTA_KEY: str(len(machines)),
+                VMI_COUNT_QUOTA_KEY: str(sum(m.kind == MACHINE_KIND_VM for m in machines)),
             }
         },
     }
@@ -468,6 +485,62 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
     }
 
 
+def make_pod(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
+    """A container machine's Pod.
+
+    - restartPolicy Always: a lab machine whose command ends comes back, as a VM that reboots; a
+      command that keeps failing shows as restarting (CrashLoopBackOff, with the exit code).
+    - requests = limits (Guaranteed QoS): a container gets exactly the cores and memory the lab
+      states, counted so in the quota; over the memory limit it is OOM-killed and restarted.
+    - Never privileged, no privilege escalation, seccomp RuntimeDefault, no service account token,
+      no service links: a student's shell reaches nothing of the cluster's (the admission policy
+      refuses the rest, deploy/k8s/admission-policy.yaml).
+    - The shell user: a numeric `username` runs the container as that UID; a name is the image's
+      business (its /etc/passwd), so the image's own user stays.
+    - hostname + subdomain as for VMs: `<machine>.lab.<namespace>.svc.<zone>` names it.
+    """
+    quantity = {"cpu": str(machine.cores), "memory": f"{machine.memory_mib}Mi"}
+    security: dict[str, Any] = {
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if machine.username.isdigit():
+        security["runAsUser"] = int(machine.username)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": machine.image_reference,
+        "resources": {"requests": dict(quantity), "limits": dict(quantity)},
+        "securityContext": security,
+    }
+    if machine.command:
+        container["command"] = list(machine.command)
+    if machine.args:
+        container["args"] = list(machine.args)
+    if machine.env:
+        container["env"] = [{"name": key, "value": value} for key, value in machine.env]
+    if machine.ports:
+        container["ports"] = [{"containerPort": port, "protocol": "TCP"} for port in machine.ports]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": machine.name,
+            "namespace": namespace,
+            "labels": machine_labels(labels, machine.name),
+        },
+        "spec": {
+            "hostname": machine.name,
+            "subdomain": MACHINES_SERVICE_NAME,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "containers": [container],
+        },
+    }
+
+
 @dataclass(frozen=True)
 class InstanceManifests:
     """Everything one instance needs, in the order it must be created."""
@@ -479,6 +552,7 @@ class InstanceManifests:
     service: dict[str, Any]
     secrets: list[dict[str, Any]]
     vmis: list[dict[str, Any]]
+    pods: list[dict[str, Any]] = field(default_factory=list)
 
 
 def make_instance_manifests(
@@ -495,6 +569,8 @@ def make_instance_manifests(
     labels = instance_labels(
         installation_id=installation_id, instance_id=instance_id, lab_slug=lab_slug, owner_id=owner_id
     )
+    vms = [m for m in machines if m.kind != MACHINE_KIND_CONTAINER]
+    containers = [m for m in machines if m.kind == MACHINE_KIND_CONTAINER]
     return InstanceManifests(
         namespace=make_namespace(
             name=namespace, labels=labels, pod_security_enforce=profile.pod_security_enforce
@@ -510,6 +586,7 @@ def make_instance_manifests(
             namespace=namespace, labels=labels, machines=machines, sizing=sizing
         ),
         service=make_machines_service(namespace=namespace, labels=labels),
-        secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in machines],
-        vmis=[make_vmi(namespace=namespace, labels=labels, machine=m) for m in machines],
+        secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in vms],
+        vmis=[make_vmi(namespace=namespace, labels=labels, machine=m) for m in vms],
+        pods=[make_pod(namespace=namespace, labels=labels, machine=m) for m in containers],
     )

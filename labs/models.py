@@ -11,8 +11,12 @@ from labs.validators import (
     NAMESPACE_PREFIX_MAX_LENGTH,
     validate_cloud_init_user_data,
     validate_dns_label,
+    validate_environment,
     validate_namespace_prefix,
     validate_oci_reference,
+    validate_ports,
+    validate_shell_user,
+    validate_string_list,
 )
 
 MAX_CORES_PER_MACHINE = 16
@@ -182,7 +186,60 @@ class LabMachine(models.Model):
         validators=[validate_dns_label],
         help_text="Host name inside the lab (lower-case letters, digits, hyphens).",
     )
-    image = models.ForeignKey(VMImage, on_delete=models.PROTECT, related_name="machines")
+
+    class Kind(models.TextChoices):
+        VM = "vm", "virtual machine"
+        CONTAINER = "container", "container"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.VM)
+    image = models.ForeignKey(
+        VMImage,
+        on_delete=models.PROTECT,
+        related_name="machines",
+        null=True,
+        blank=True,
+        help_text="The VM image (virtual machines only).",
+    )
+    # Container machines (kind "container"): any OCI image, run as a Pod (labs/manifests.py make_pod).
+    container_image = models.CharField(
+        "container image",
+        max_length=255,
+        blank=True,
+        validators=[validate_oci_reference],
+        help_text="OCI image reference, e.g. registry.example.org/labs/tools:1 (containers only).",
+    )
+    command = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text='Replaces the image\'s entrypoint, e.g. ["sleep", "infinity"] (containers only).',
+    )
+    args = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text="Replaces the image's arguments (containers only).",
+    )
+    env = models.JSONField(
+        "environment",
+        default=dict,
+        blank=True,
+        validators=[validate_environment],
+        help_text='Variables, e.g. {"GREETING": "hello"} (containers only).',
+    )
+    shell_user = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[validate_shell_user],
+        help_text="The user the terminal's shell runs as: a numeric id runs the whole container as it; "
+        "a name must exist in the image (containers only; empty: the image's user).",
+    )
+    ports = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_ports],
+        help_text="Ports the other machines use, e.g. [80] (containers only; documentation for the Pod).",
+    )
     cores = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_CORES_PER_MACHINE)]
     )
@@ -220,15 +277,37 @@ class LabMachine(models.Model):
     def __str__(self) -> str:
         return f"{self.lab.slug}/{self.name}"
 
-    def clean(self) -> None:
+    @property
+    def is_container(self) -> bool:
+        return self.kind == self.Kind.CONTAINER
+
+    def _clean_kind(self) -> dict[str, str]:
+        if self.is_container:
+            errors = {}
+            if not self.container_image:
+                errors["container_image"] = "A container machine needs a container image."
+            if self.image_id:
+                errors["image"] = "A container machine has no VM image: leave it empty."
+            if self.cloud_init_user_data:
+                errors["cloud_init_user_data"] = "Containers do not run cloud-init: leave it empty."
+            return errors
         errors = {}
+        if not self.image_id:
+            errors["image"] = "A virtual machine needs a VM image."
+        for field_name in ("container_image", "command", "args", "env", "shell_user", "ports"):
+            if getattr(self, field_name):
+                errors[field_name] = "Only container machines have this: leave it empty."
+        return errors
+
+    def clean(self) -> None:
+        errors = self._clean_kind()
         image = self.image if self.image_id else None
         if image is not None:
             if self.memory_mib is not None and self.memory_mib < image.min_memory_mib:
                 errors["memory_mib"] = f"The image {image.name} needs at least {image.min_memory_mib} MiB."
             if self.cores is not None and self.cores < image.min_cores:
                 errors["cores"] = f"The image {image.name} needs at least {image.min_cores} cores."
-            if not image.has_ssh_server and self.lab_id and self._has_step_checks():
+            if not self.is_container and not image.has_ssh_server and self.lab_id and self._has_step_checks():
                 errors["image"] = (
                     f"Checks need an SSH server in the image: steps of this lab's tutorials check the "
                     f"machine {self.name}, and {image.name} has none."
@@ -336,6 +415,12 @@ class InstanceMachine(models.Model):
     password = models.CharField(max_length=128)
     has_vnc = models.BooleanField()
     has_serial_console = models.BooleanField()
+    # "vm" or "container" (LabMachine.Kind), and what a container machine's Pod is built from.
+    kind = models.CharField(max_length=16, default="vm")
+    command = models.JSONField(default=list, blank=True)
+    args = models.JSONField(default=list, blank=True)
+    env = models.JSONField(default=dict, blank=True)
+    ports = models.JSONField(default=list, blank=True)
     has_ssh_server = models.BooleanField(default=False)
     # The public half of the SSH host key the app generated for this machine (its private half went
     # to the guest with cloud-init): checks trust exactly this key, never the first one they see.
@@ -363,6 +448,15 @@ class InstanceMachine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id}/{self.name}"
+
+    def offers(self, console: str) -> bool:
+        """Whether the machine has this kind of console: "vnc", "serial" (VMs, from the image) or
+        "terminal" (a shell in a container machine, through pods/exec)."""
+        if console == "terminal":
+            return self.kind == "container"
+        if console == "vnc":
+            return self.has_vnc
+        return console == "serial" and self.has_serial_console
 
 
 class Installation(models.Model):

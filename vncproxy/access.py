@@ -63,8 +63,8 @@ def authorise_stream(
     machine = InstanceMachine.objects.filter(instance=instance, name=machine_name).first()
     if machine is None:
         raise StreamRefused(4404, "No such machine in this lab instance.", cause="no such machine")
-    if not (machine.has_vnc if kind == "vnc" else machine.has_serial_console):
-        label = "graphical desktop" if kind == "vnc" else "serial console"
+    if not machine.offers(kind):
+        label = {"vnc": "graphical desktop", "serial": "serial console"}.get(kind, "terminal")
         raise StreamRefused(4404, f"This machine has no {label}.", cause=f"no {kind}")
     if instance.status not in STREAMABLE_STATUSES:
         label = LabInstance.Status(instance.status).label.lower()
@@ -89,7 +89,7 @@ def authorise_watch(*, user: Any, instance_id: int, machine_name: str, kind: str
     if not (teaches_lab or teaches_student.exists()):
         raise StreamRefused(4403, "Only the lab's instructors may watch its students.", cause="not teaching")
     machine = InstanceMachine.objects.filter(instance=instance, name=machine_name).first()
-    if machine is None or not (machine.has_vnc if kind == "vnc" else machine.has_serial_console):
+    if machine is None or not machine.offers(kind):
         raise StreamRefused(4404, "No such console in this lab instance.", cause="no such console")
     if instance.status not in STREAMABLE_STATUSES:
         label = LabInstance.Status(instance.status).label.lower()

@@ -44,6 +44,7 @@ Ticket values are never logged (the query string is not either).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -262,7 +263,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def _open_upstream(self, access: StreamAccess) -> UpstreamConnection:
         try:
             return await open_upstream(
-                namespace=access.instance.namespace or "", name=self.machine_name, kind=self.kind
+                namespace=access.instance.namespace or "",
+                name=self.machine_name,
+                kind=self.kind,
+                shell_user=access.machine.username,
             )
         except (UpstreamNotRunning, UpstreamFailed) as error:
             reason = self._reason(error.message, error.cluster_reason)
@@ -286,9 +290,21 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             data = message.get("bytes")
             if data is not None and self.relay is not None:
                 await self.relay.to_upstream(data)
-            # Text frames are dropped, as KubeVirt drops them.
+            elif self.kind == "terminal" and self.relay is not None and message.get("text"):
+                self._resize(message["text"])
+            # Other text frames are dropped, as KubeVirt drops them.
             return
         await super().dispatch(message)
+
+    def _resize(self, text: str) -> None:
+        """xterm.js's size, sent by the page as a text frame `{"columns": c, "rows": r}`."""
+        try:
+            size = json.loads(text[:200])
+            columns, rows = int(size["columns"]), int(size["rows"])
+        except (ValueError, TypeError, KeyError):
+            return
+        if 0 < columns <= 1000 and 0 < rows <= 1000 and self.relay is not None:
+            self.relay.upstream.send_resize(columns, rows)
 
     async def disconnect(self, code: int) -> None:
         await self._end()

@@ -110,7 +110,7 @@ class ConsoleShare:
 
     def output(self, chunks: list[bytes]) -> None:
         """Bytes from the machine (already on their way to the student)."""
-        if self.server is None:
+        if self.server is None:  # byte streams (serial, terminal): a newcomer gets the recent output
             for chunk in chunks:
                 self._remember(chunk)
             self._deliver(chunks)

@@ -70,8 +70,7 @@ def ticket_issue(*, user: Any, instance: LabInstance, machine_name: str, kind: s
     if machine is None:
         raise MachineNotFound(f"This instance has no machine named {machine_name!r}.")
     kind = ConsoleTicket.Kind(kind)
-    offered = machine.has_vnc if kind == ConsoleTicket.Kind.VNC else machine.has_serial_console
-    if not offered:
+    if not machine.offers(kind):
         raise ConsoleNotOffered(f"The machine {machine_name!r} has no {kind.label.lower()}.")
     if instance.status not in CONSOLE_STATUSES:
         raise ConsoleNotRunning(

@@ -35,15 +35,18 @@ class VMImageSerializer(ModelCleanMixin, serializers.ModelSerializer):
 class LabMachineSerializer(serializers.ModelSerializer):
     """A machine as students see it: no cloud-init user data (it may hold the answers)."""
 
-    image_name = serializers.CharField(source="image.name", read_only=True)
-    has_vnc = serializers.BooleanField(source="image.has_vnc", read_only=True)
-    has_serial_console = serializers.BooleanField(source="image.has_serial_console", read_only=True)
+    image_name = serializers.SerializerMethodField(help_text="The VM image's name; null for a container.")
+    has_vnc = serializers.SerializerMethodField()
+    has_serial_console = serializers.SerializerMethodField(
+        help_text="A serial console (VMs); container machines have a terminal instead."
+    )
 
     class Meta:
         model = LabMachine
         fields = [
             "id",
             "name",
+            "kind",
             "image",
             "image_name",
             "cores",
@@ -55,12 +58,30 @@ class LabMachineSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_image_name(self, machine: LabMachine) -> str | None:
+        return machine.image.name if machine.image is not None else None
+
+    def get_has_vnc(self, machine: LabMachine) -> bool:
+        return machine.image is not None and machine.image.has_vnc
+
+    def get_has_serial_console(self, machine: LabMachine) -> bool:
+        return machine.image is not None and machine.image.has_serial_console
+
 
 class StaffLabMachineSerializer(ModelCleanMixin, LabMachineSerializer):
     """A machine as instructors edit it, under /api/labs/<slug>/machines/."""
 
     class Meta(LabMachineSerializer.Meta):
-        fields = [*LabMachineSerializer.Meta.fields, "cloud_init_user_data"]
+        fields = [
+            *LabMachineSerializer.Meta.fields,
+            "cloud_init_user_data",
+            "container_image",
+            "command",
+            "args",
+            "env",
+            "shell_user",
+            "ports",
+        ]
         read_only_fields = ["id", "image_name", "has_vnc", "has_serial_console"]
 
     def instance_for_clean(self, attrs: dict[str, Any]) -> LabMachine:
@@ -196,6 +217,7 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
             "memory_mib",
             "username",
             "password",
+            "kind",
             "has_vnc",
             "has_serial_console",
             "phase",

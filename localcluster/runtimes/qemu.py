@@ -723,6 +723,9 @@ class QemuRuntime(Runtime):
         network = self._networks.get(namespace)
         return network.switch.pid if network and network.switch else None
 
+    def image_cache(self) -> ImageCache:
+        return self.pulls
+
     async def pod_network(self, namespace: str, network: NamespaceNetwork) -> LabNetwork:
         """Pods join the same lab network as the namespace's VMs."""
         self._prepare_host()

@@ -31,6 +31,7 @@ def test_desktop_lab_comes_first_with_a_screen_only_desktop_and_a_server():
     call_command("load_demo")
     assert list(Lab.objects.published().values_list("slug", flat=True)) == [
         "desktop-in-your-browser",
+        "containers-beside-a-vm",
         "explore-your-lab-network",
     ]
     lab = Lab.objects.get(slug="desktop-in-your-browser")
@@ -48,3 +49,25 @@ def test_desktop_lab_comes_first_with_a_screen_only_desktop_and_a_server():
     call_command("load_demo")
     assert Lab.objects.filter(slug="desktop-in-your-browser").count() == 1
     assert lab.machines.count() == 2
+
+
+def test_the_containers_lab_has_a_tools_container_beside_a_vm_and_a_checked_ping():
+    call_command("load_demo")
+    lab = Lab.objects.get(slug="containers-beside-a-vm")
+    tools, server = lab.machines.all()
+    assert (tools.kind, tools.container_image, tools.opens_first) == (
+        "container",
+        "registry.localcluster.test/laborchestrator/tools:1",
+        True,
+    )
+    assert (server.kind, server.image.container_disk_image) == ("vm", "localcluster/demo:latest")
+    tools.full_clean()
+    server.full_clean()
+    tutorial = Tutorial.objects.get(slug="containers-beside-a-vm")
+    (check,) = [
+        step.step_check
+        for page in tutorial.pages.all()
+        for step in page.steps.all()
+        if hasattr(step, "step_check")
+    ]
+    assert check.machine == "tools" and "server.lab" in check.script

@@ -74,7 +74,7 @@ class MachineView {
         onStateChange: (view) => this.consoleChanged(view),
       });
     }
-    this.view = spec.hasSerial ? "serial" : "vnc";
+    this.view = spec.isContainer ? "terminal" : spec.hasSerial ? "serial" : "vnc";
     for (const button of this.panel.querySelectorAll(".view-switch button")) {
       button.addEventListener("click", () => this.showView(button.dataset.view));
     }
