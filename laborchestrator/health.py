@@ -1,17 +1,18 @@
-"""Health endpoints for the Kubernetes probes.
+"""Health endpoints for the Kubernetes probes, and the checks they are made of.
 
 `/healthz` (liveness) answers as long as the process serves requests; it touches nothing else, so a
-database outage does not make Kubernetes restart every replica. `/readyz` (readiness) checks the
-database and the cluster API, so a replica that cannot do its work gets no traffic. Answers name
-the failed dependency but never its address or error text: those can carry credentials, and the
-endpoints are public. The details go to the log, which redacts secrets.
+database outage does not make Kubernetes restart every replica. `/readyz` (readiness, labs.health)
+checks the database and the cluster API, so a replica that cannot do its work gets no traffic.
+Answers name the failed dependency but never its address or error text: those can carry
+credentials, and the endpoints are public. The details go to the log, which redacts secrets.
+
+This module imports no app: the URL configuration names the probe views, and the middleware finds
+them there.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -19,25 +20,19 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import resolve
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-
-from labs import cluster
 
 logger = logging.getLogger(__name__)
 
 OK = "ok"
 # Seconds each check may take; below the probe's timeoutSeconds so the view always answers first.
 CHECK_TIMEOUT = 2.0
-# Seconds a cluster check result is reused: every replica is probed every few seconds, and the API
-# server should not feel the probes.
-CLUSTER_CACHE_SECONDS = 5.0
 
 # The checks run in their own threads so a hung connection attempt costs a probe a timeout, not the
 # thread that serves every sync view under ASGI. Two workers: a stuck check cannot pile up threads.
 _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
-_cluster_lock = threading.Lock()
-_cluster_cached: tuple[float, str] | None = None
 
 
 def check_database() -> None:
@@ -52,12 +47,13 @@ def check_database() -> None:
         connection.close()
 
 
-def check_cluster_api(timeout: float = CHECK_TIMEOUT) -> None:
-    """Raises unless the Kubernetes API server answers GET /version, through labs.cluster."""
-    cluster.check_api_server(timeout=timeout)
+def start_check(check: Callable[[], None]) -> Future[None]:
+    """Run a check in the probes' own threads; `check_outcome` waits for its answer."""
+    return _executor.submit(check)
 
 
-def _outcome(name: str, future: Future[None], timeout: float) -> str:
+def check_outcome(name: str, future: Future[None], timeout: float) -> str:
+    """`ok`, `timeout` or `unavailable`; the reason goes to the log only."""
     try:
         future.result(timeout=timeout)
     except FutureTimeout:
@@ -71,43 +67,18 @@ def _outcome(name: str, future: Future[None], timeout: float) -> str:
     return OK
 
 
-def cluster_status() -> str:
-    """The cluster check's result, reused for CLUSTER_CACHE_SECONDS by every request of this process."""
-    global _cluster_cached
-    # Held during the check, so concurrent probes wait for one call instead of each making their own.
-    with _cluster_lock:
-        now = time.monotonic()
-        if _cluster_cached is None or now - _cluster_cached[0] >= CLUSTER_CACHE_SECONDS:
-            # The margin covers loading the kubeconfig; the request itself times out at CHECK_TIMEOUT.
-            result = _outcome("cluster", _executor.submit(check_cluster_api), CHECK_TIMEOUT + 1)
-            _cluster_cached = (time.monotonic(), result)
-        return _cluster_cached[1]
-
-
-def reset_cluster_cache() -> None:
-    """Forget the cached cluster result and connection, e.g. after tests point KUBECONFIG elsewhere."""
-    global _cluster_cached
-    with _cluster_lock:
-        _cluster_cached = None
-    cluster.reset_client()
-
-
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": OK})
 
 
-@never_cache
-@require_GET
-def readyz(request: HttpRequest) -> JsonResponse:
-    database = _executor.submit(check_database)  # runs while the cluster is asked
-    results = {"cluster": cluster_status(), "database": _outcome("database", database, CHECK_TIMEOUT)}
-    ready = all(result == OK for result in results.values())
-    return JsonResponse(results, status=200 if ready else 503)
+# The paths the kubelet probes (deploy/k8s/deployment.yaml); their views are the URL configuration's.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 
 
-PROBE_VIEWS: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": healthz, "/readyz": readyz}
+def probe_view(path: str) -> Callable[[HttpRequest], HttpResponse] | None:
+    return resolve(path).func if path in PROBE_PATHS else None
 
 
 class ProbeMiddleware:
@@ -129,11 +100,11 @@ class ProbeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        view = PROBE_VIEWS.get(request.path_info)
+        view = probe_view(request.path_info)
         return view(request) if view else self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        view = PROBE_VIEWS.get(request.path_info)
+        view = probe_view(request.path_info)
         if view:
             return await sync_to_async(view, thread_sensitive=False)(request)
         return await self.get_response(request)

@@ -3,13 +3,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from laborchestrator import health
+from labs import health as lab_health
 from portal import views as portal_views
 from tutorials.views import media_file
 
 urlpatterns = [
     # Kubernetes probes (deploy/k8s/deployment.yaml): liveness and readiness.
     path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
+    path("readyz", lab_health.readyz, name="readyz"),
     path("api/", include(("laborchestrator.api.urls", "api"))),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -10,6 +10,7 @@ import pytest
 from django.urls import resolve
 
 from laborchestrator import health
+from labs import health as lab_health
 from tests.deploy.manifests import K8S_DIR, find, load_documents, pod_spec
 
 # What the kubelet sends: the pod's IP, which ALLOWED_HOSTS rightly does not list.
@@ -18,9 +19,9 @@ POD_HOST = "10.244.1.17:8000"
 
 @pytest.fixture(autouse=True)
 def _fresh_cluster_check() -> Iterator[None]:
-    health.reset_cluster_cache()
+    lab_health.reset_cluster_cache()
     yield
-    health.reset_cluster_cache()
+    lab_health.reset_cluster_cache()
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_probe_paths_resolve_to_the_health_views() -> None:
     container = web_container()
     assert resolve(container["livenessProbe"]["httpGet"]["path"]).func is health.healthz
     assert resolve(container["startupProbe"]["httpGet"]["path"]).func is health.healthz
-    assert resolve(container["readinessProbe"]["httpGet"]["path"]).func is health.readyz
+    assert resolve(container["readinessProbe"]["httpGet"]["path"]).func is lab_health.readyz
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports[container["readinessProbe"]["httpGet"]["port"]] == 8000
 
@@ -126,11 +127,11 @@ def test_readyz_reports_a_hung_check_as_a_timeout(client, reachable_cluster, mon
 @pytest.mark.django_db
 def test_the_cluster_answer_is_reused_for_a_few_seconds(client, unreachable_cluster, monkeypatch) -> None:
     calls = []
-    monkeypatch.setattr(health, "check_cluster_api", lambda: calls.append(1))
+    monkeypatch.setattr(lab_health, "check_cluster_api", lambda: calls.append(1))
     for _ in range(5):
         assert client.get("/readyz", HTTP_HOST=POD_HOST).status_code == 200
     assert len(calls) == 1
-    monkeypatch.setattr(health, "CLUSTER_CACHE_SECONDS", 0)
+    monkeypatch.setattr(lab_health, "CLUSTER_CACHE_SECONDS", 0)
     client.get("/readyz", HTTP_HOST=POD_HOST)
     assert len(calls) == 2
 
