@@ -1,13 +1,12 @@
-"""Health endpoints for the Kubernetes probes, and the checks they are made of.
+"""Health endpoints for the Kubernetes probes.
 
 `/healthz` (liveness) answers as long as the process serves requests; it touches nothing else, so a
-database outage does not make Kubernetes restart every replica. `/readyz` (readiness, labs.health)
-checks the database and the cluster API, so a replica that cannot do its work gets no traffic.
-Answers name the failed dependency but never its address or error text: those can carry
+database outage does not make Kubernetes restart every replica. `/readyz` (readiness) checks this
+process and the database only: a slow or unreachable cluster API degrades starting labs, never
+sign-in, the catalog, tutorials, admin or LTI, so it must not take the replicas out of service. The
+cluster's health is its own endpoint and metric (labs/health.py), read from the status watcher's
+heartbeat. Answers name the failed dependency but never its address or error text: those can carry
 credentials, and the endpoints are public. The details go to the log, which redacts secrets.
-
-This module imports no app: the URL configuration names the probe views, and the middleware finds
-them there.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import resolve
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -47,13 +45,7 @@ def check_database() -> None:
         connection.close()
 
 
-def start_check(check: Callable[[], None]) -> Future[None]:
-    """Run a check in the probes' own threads; `check_outcome` waits for its answer."""
-    return _executor.submit(check)
-
-
-def check_outcome(name: str, future: Future[None], timeout: float) -> str:
-    """`ok`, `timeout` or `unavailable`; the reason goes to the log only."""
+def _outcome(name: str, future: Future[None], timeout: float) -> str:
     try:
         future.result(timeout=timeout)
     except FutureTimeout:
@@ -73,12 +65,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": OK})
 
 
-# The paths the kubelet probes (deploy/k8s/deployment.yaml); their views are the URL configuration's.
-PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    results = {"database": _outcome("database", _executor.submit(check_database), CHECK_TIMEOUT)}
+    ready = all(result == OK for result in results.values())
+    return JsonResponse(results, status=200 if ready else 503)
 
 
-def probe_view(path: str) -> Callable[[HttpRequest], HttpResponse] | None:
-    return resolve(path).func if path in PROBE_PATHS else None
+PROBE_VIEWS: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": healthz, "/readyz": readyz}
 
 
 class ProbeMiddleware:
@@ -100,11 +95,11 @@ class ProbeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        view = probe_view(request.path_info)
+        view = PROBE_VIEWS.get(request.path_info)
         return view(request) if view else self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        view = probe_view(request.path_info)
+        view = PROBE_VIEWS.get(request.path_info)
         if view:
             return await sync_to_async(view, thread_sensitive=False)(request)
         return await self.get_response(request)

@@ -1,63 +1,53 @@
-"""Readiness of this replica for lab work: the database and the cluster's API server.
+"""The cluster's health, apart from readiness (laborchestrator/health.py): as the status watcher last
+found it (labs.watch_health), so no web process calls the cluster for it.
 
-The probes' plumbing (their threads, time-outs and the middleware that answers the kubelet) is
-laborchestrator.health's; what makes a replica ready is this app's business.
+`/healthz/cluster`: 200 while the watcher is alive and the cluster answers; 503 naming which is not
+(for monitoring; never the cluster's address or error text). `/metrics`: the same as Prometheus
+gauges, in the text exposition format (a few lines; no client library needed for that).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from laborchestrator import health
-from labs import cluster
-
-# Seconds a cluster check result is reused: every replica is probed every few seconds, and the API
-# server should not feel the probes.
-CLUSTER_CACHE_SECONDS = 5.0
-
-_cluster_lock = threading.Lock()
-_cluster_cached: tuple[float, str] | None = None
-
-
-def check_cluster_api(timeout: float = health.CHECK_TIMEOUT) -> None:
-    """Raises unless the Kubernetes API server answers GET /version, through labs.cluster."""
-    cluster.check_api_server(timeout=timeout)
-
-
-def cluster_status() -> str:
-    """The cluster check's result, reused for CLUSTER_CACHE_SECONDS by every request of this process."""
-    global _cluster_cached
-    # Held during the check, so concurrent probes wait for one call instead of each making their own.
-    with _cluster_lock:
-        now = time.monotonic()
-        if _cluster_cached is None or now - _cluster_cached[0] >= CLUSTER_CACHE_SECONDS:
-            # The margin covers loading the kubeconfig; the request itself times out at CHECK_TIMEOUT.
-            check = health.start_check(check_cluster_api)
-            result = health.check_outcome("cluster", check, health.CHECK_TIMEOUT + 1)
-            _cluster_cached = (time.monotonic(), result)
-        return _cluster_cached[1]
-
-
-def reset_cluster_cache() -> None:
-    """Forget the cached cluster result and connection, e.g. after tests point KUBECONFIG elsewhere."""
-    global _cluster_cached
-    with _cluster_lock:
-        _cluster_cached = None
-    cluster.reset_client()
+from labs.watch_health import watch_health
 
 
 @never_cache
 @require_GET
-def readyz(request: HttpRequest) -> JsonResponse:
-    database = health.start_check(health.check_database)  # runs while the cluster is asked
-    results = {
-        "cluster": cluster_status(),
-        "database": health.check_outcome("database", database, health.CHECK_TIMEOUT),
+def cluster_health(request: HttpRequest) -> JsonResponse:
+    health = watch_health()
+    body: dict[str, object] = {
+        "watcher": "ok" if health.watcher_alive else "down",
+        "cluster": "ok" if health.in_sync else ("unreachable" if health.unreachable_since else "unknown"),
+        "unreachable_since": health.unreachable_since.isoformat() if health.unreachable_since else None,
+        "synced_at": health.synced_at.isoformat() if health.synced_at else None,
     }
-    ready = all(result == health.OK for result in results.values())
-    return JsonResponse(results, status=200 if ready else 503)
+    return JsonResponse(body, status=200 if health.in_sync else 503)
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    health = watch_health(now)
+    since_sync = (now - health.synced_at).total_seconds() if health.synced_at else -1
+    unreachable = (now - health.unreachable_since).total_seconds() if health.unreachable_since else 0
+    lines = [
+        "# HELP laborchestrator_cluster_up Whether the status watcher is alive and the cluster answers.",
+        "# TYPE laborchestrator_cluster_up gauge",
+        f"laborchestrator_cluster_up {int(health.in_sync)}",
+        "# HELP laborchestrator_cluster_watcher_up Whether the status watcher's heartbeat is recent.",
+        "# TYPE laborchestrator_cluster_watcher_up gauge",
+        f"laborchestrator_cluster_watcher_up {int(health.watcher_alive)}",
+        "# HELP laborchestrator_cluster_status_age_seconds Seconds since last in sync (-1: never).",
+        "# TYPE laborchestrator_cluster_status_age_seconds gauge",
+        f"laborchestrator_cluster_status_age_seconds {since_sync:.3f}",
+        "# HELP laborchestrator_cluster_unreachable_seconds Seconds without an answer (0: it answers).",
+        "# TYPE laborchestrator_cluster_unreachable_seconds gauge",
+        f"laborchestrator_cluster_unreachable_seconds {unreachable:.3f}",
+    ]
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")

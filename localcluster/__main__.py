@@ -50,6 +50,36 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     )
     parser.add_argument("--images", type=Path, help="directory of VM images (qemu runtime)")
     parser.add_argument(
+        "--pull-cache",
+        type=Path,
+        help="qemu runtime: where pulled images are kept, by digest (default STATE_DIR/pulls)",
+    )
+    parser.add_argument(
+        "--pull-cache-size-mb",
+        type=int,
+        default=20 * 1024,
+        help="qemu runtime: past this size the least recently used images not in use are evicted "
+        "(default 20480)",
+    )
+    parser.add_argument(
+        "--pull-timeout-seconds",
+        type=float,
+        default=600.0,
+        help="qemu runtime: a pull that takes longer fails (ErrImagePull) and is retried with back-off",
+    )
+    parser.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="qemu runtime: a registry reached over plain HTTP (loopback ones always may be); repeatable",
+    )
+    parser.add_argument(
+        "--container-images",
+        type=Path,
+        help="directory of OCI image layouts pods' images resolve to (DIR/<name>, tags as references' tags)",
+    )
+    parser.add_argument(
         "--rbac", type=Path, default=DEFAULT_RBAC, help=f"RBAC manifest (default {DEFAULT_RBAC})"
     )
     parser.add_argument(
@@ -134,6 +164,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         host=args.host,
         runtime=args.runtime,
         images=args.images,
+        pull_cache=args.pull_cache,
+        pull_cache_bytes=args.pull_cache_size_mb << 20,
+        pull_timeout=args.pull_timeout_seconds,
+        insecure_registries=tuple(args.insecure_registry),
+        container_images=args.container_images,
         rbac=args.rbac,
         admission_policies=args.admission_policies,
         schemas=args.schemas,
@@ -182,6 +217,14 @@ def main(argv: list[str] | None = None) -> None:
         from localcluster.cloudimage import main as build_debian_image
 
         raise SystemExit(build_debian_image(argv[1:]))
+    if argv[:1] == ["containerdisk"]:  # build a containerDisk image, push it or write a layout/archive
+        from localcluster.registry.cli import main as containerdisk
+
+        raise SystemExit(containerdisk(argv[1:]))
+    if argv[:1] == ["build-tools-image"]:  # the busybox tools container image (OCI layout)
+        from localcluster.containers.toolsimage import main as build_tools_image
+
+        raise SystemExit(build_tools_image(argv[1:]))
     config = parse_args(argv)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -41,6 +41,11 @@ class ServerConfig:
     host: str = "127.0.0.1"
     runtime: str = "none"
     images: Path | None = None
+    pull_cache: Path | None = None
+    pull_cache_bytes: int = 20 << 30
+    pull_timeout: float = 600.0
+    insecure_registries: tuple[str, ...] = ()
+    container_images: Path | None = None
     rbac: Path = DEFAULT_RBAC
     admission_policies: Path = DEFAULT_ADMISSION_POLICIES
     schemas: Path = DEFAULT_SCHEMAS
@@ -92,6 +97,11 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     runtime_options: dict[str, Any] = {"phase_delay": config.phase_delay}
     if config.images is not None:
         runtime_options["images"] = config.images
+    if config.runtime == "qemu":
+        runtime_options["pull_cache"] = config.pull_cache or config.state_dir / "pulls"
+        runtime_options["pull_cache_bytes"] = config.pull_cache_bytes
+        runtime_options["pull_timeout"] = config.pull_timeout
+        runtime_options["insecure_registries"] = config.insecure_registries
     if config.image_list is not None:
         runtime_options["image_list"] = config.image_list
     cluster = Cluster(
@@ -106,6 +116,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             extra_namespaces=_namespaces_in_manifest(config.rbac),
             pod_security_default=config.pod_security_default,
             rbac_propagation_delay=config.rbac_propagation_delay,
+            state_dir=config.state_dir,
+            container_images=config.container_images,
         ),
         faults,
         authorizer=authorizer,

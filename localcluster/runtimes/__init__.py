@@ -15,6 +15,7 @@ from localcluster.runtimes.base import (
     StreamKind,
     StreamUnavailable,
     image_not_found,
+    vmi_images,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "image_not_found",
     "make_runtime",
     "runtime_class",
+    "vmi_images",
 ]
 
 # name -> "module:Class". Imported only when chosen: the qemu runtime pulls in much more than the

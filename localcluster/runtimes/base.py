@@ -81,6 +81,47 @@ def image_not_found(reference: str) -> str:
 
 
 PhaseReporter = Callable[[str, str, PhaseUpdate], None]  # (namespace, name, update)
+PullProgress = Callable[[str, int, int], None]  # (image, bytes done, bytes in total)
+
+
+@dataclass(frozen=True)
+class ImageUse:
+    """An image a VMI's launcher pod runs: a containerDisk volume's or kernelBoot's container."""
+
+    reference: str
+    pull_secret: str | None  # the name of a kubernetes.io/dockerconfigjson Secret in the namespace
+    volume: str | None = None  # the containerDisk volume (None for kernelBoot)
+    path: str | None = None  # containerDisk.path, the disk inside the image when not the one in /disk
+    kernel_path: str | None = None
+    initrd_path: str | None = None
+    pull_policy: str | None = None
+
+
+def vmi_images(spec: dict[str, Any]) -> list[ImageUse]:
+    """The images a VMI needs pulled, in the order of its volumes, kernelBoot's last."""
+    uses = [
+        ImageUse(
+            v["containerDisk"]["image"],
+            v["containerDisk"].get("imagePullSecret"),
+            volume=v["name"],
+            path=v["containerDisk"].get("path"),
+            pull_policy=v["containerDisk"].get("imagePullPolicy"),
+        )
+        for v in spec.get("volumes") or []
+        if "containerDisk" in v
+    ]
+    container = ((spec["domain"].get("firmware") or {}).get("kernelBoot") or {}).get("container")
+    if container and container.get("image"):
+        uses.append(
+            ImageUse(
+                container["image"],
+                container.get("imagePullSecret"),
+                kernel_path=container.get("kernelPath"),
+                initrd_path=container.get("initrdPath"),
+                pull_policy=container.get("imagePullPolicy"),
+            )
+        )
+    return uses
 
 
 @dataclass
@@ -164,6 +205,19 @@ class Runtime(ABC):
         """Why the kubelet cannot pull this containerDisk image (its ErrImagePull message), or None."""
         return None
 
+    async def pull_images(self, vmi: dict[str, Any], progress: PullProgress) -> tuple[str, str] | None:
+        """Pull what the VMI's launcher pod needs (its containerDisk and kernelBoot images), as the
+        kubelet does before the pod starts; (image, ErrImagePull message) for the first that fails.
+        `progress(image, bytes_done, bytes_total)` is called on the event loop while pulling."""
+        for image in vmi_images(vmi["spec"]):
+            message = self.image_pull_error(image.reference)
+            if message:
+                return image.reference, message
+        return None
+
+    async def pulls_done(self, namespace: str, name: str) -> None:  # noqa: B027 - optional hook
+        """The VMI is gone: what was pulled for it may be evicted."""
+
     def node_allocatable(self) -> dict[str, Fraction] | None:
         """The node's allocatable `cpu` and `memory` for the scheduler; None: room for every pod."""
         return None
@@ -180,6 +234,11 @@ class Runtime(ABC):
 
         Runtimes whose guests resolve names answer these on the namespace's network; others ignore it.
         """
+
+    async def pod_network(self, namespace: str, network: NamespaceNetwork) -> Any:
+        """The namespace's lab network (localcluster.qemu.network.LabNetwork) for its pods' containers
+        to join, when this runtime runs one; None: the container runner starts one of its own."""
+        return None
 
     async def namespace_deleted(self, namespace: str) -> None:  # noqa: B027 - optional hook
         """Everything in the namespace is gone: free per-namespace resources (e.g. a switch)."""

@@ -38,6 +38,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -46,6 +47,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -62,23 +64,38 @@ from localcluster.qemu.process import Drive, Machine, PidRegistry, qemu_command,
 from localcluster.qemu.qmp import QmpClient, QmpError
 from localcluster.qemu.serial import SerialConsole
 from localcluster.quota import parse_quantity
+from localcluster.registry.containerdisk import ContainerDiskError, disk_of, kernel_of
+from localcluster.registry.pull import ImageCache, PulledImage, PullError, Timeout, pull_image
+from localcluster.registry.reference import InvalidReference, parse_reference
 from localcluster.runtimes.base import (
     DialFailed,
+    ImageUse,
     NamespaceNetwork,
     NotSupported,
     PhaseReporter,
     PhaseUpdate,
+    PullProgress,
     Runtime,
     StreamKind,
     StreamUnavailable,
-    image_not_found,
     mac_for,
+    vmi_images,
 )
 
 log = logging.getLogger(__name__)
 
 NODE_NAME = "localcluster"
 QMP_READY_SECONDS = 30.0
+DEFAULT_PULL_CACHE_BYTES = 20 << 30
+# containerd gives up on a pull without progress after 5 min (image_pull_progress_timeout); a pull
+# here fails as a whole after this long, and the kubelet's back-off retries it.
+DEFAULT_PULL_TIMEOUT_SECONDS = 600.0
+
+
+def kubelet_pull_message(error: Exception) -> str:
+    """The kubelet's ErrImagePull message, as CRI-O (containers/image, like skopeo) words it."""
+    code = "DeadlineExceeded" if isinstance(error, Timeout) else "Unknown"
+    return f"rpc error: code = {code} desc = {error}"
 
 
 class LaunchError(Exception):
@@ -195,10 +212,27 @@ class QemuRuntime(Runtime):
         report: PhaseReporter,
         images: Path | str | None = None,
         state_dir: Path | str | None = None,
+        pull_cache: Path | str | None = None,
+        pull_cache_bytes: int = DEFAULT_PULL_CACHE_BYTES,
+        pull_timeout: float = DEFAULT_PULL_TIMEOUT_SECONDS,
+        insecure_registries: tuple[str, ...] = (),
         **options: Any,
     ) -> None:
         super().__init__(report, **options)
         self.store = ImageStore(Path(images) if images else None)
+        cache_root = (
+            Path(pull_cache)
+            if pull_cache
+            else Path(state_dir) / "pulls"
+            if state_dir
+            else Path(tempfile.gettempdir()) / f"localcluster-pulls-{os.getuid()}"
+        )
+        self.pulls = ImageCache(cache_root, max_bytes=pull_cache_bytes)
+        self.pull_timeout = pull_timeout
+        self.insecure_registries = frozenset(insecure_registries)
+        self._pulled: dict[tuple[str, str], dict[ImageUse, Image | ContainerDiskError]] = {}
+        self._holds: dict[tuple[str, str], list[str]] = {}
+        self._unpack_locks: dict[str, threading.Lock] = {}
         # Pidfiles outlive the server, so the next one can clean up after a crash. Without a state
         # dir they go to one folder per user, which is safe because records name their owner server.
         pid_folder = (
@@ -254,13 +288,93 @@ class QemuRuntime(Runtime):
             return network
 
     # -- Runtime interface -------------------------------------------------------------------------
-    def image_pull_error(self, reference: str) -> str | None:
-        try:
-            self.store.resolve(reference)
-        except ImageNotFound as exc:
-            log.warning("%s", exc)  # names the images the store has
-            return image_not_found(reference)
+    async def pull_images(self, vmi: dict[str, Any], progress: PullProgress) -> tuple[str, str] | None:
+        """Pull each image from its registry (or find it in the local image store, the fallback), then
+        take out its disk or kernel; what the launch needs waits in `_pulled` until the VMI goes."""
+        namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
+        await self.pulls_done(namespace, name)  # a retry: what an earlier attempt held goes first
+        loop = asyncio.get_running_loop()
+        pulled: dict[ImageUse, Image | ContainerDiskError] = {}
+        self._pulled[(namespace, name)] = pulled
+        for use in vmi_images(vmi["spec"]):
+            with contextlib.suppress(ImageNotFound):
+                pulled[use] = self.store.resolve(use.reference)
+                continue
+            credentials = self._pull_credentials(namespace, use.pull_secret)
+
+            def report(done: int, total: int, reference: str = use.reference) -> None:
+                loop.call_soon_threadsafe(progress, reference, done, total)
+
+            try:
+                image = await asyncio.to_thread(self._pull, use, credentials, report)
+            except (InvalidReference, PullError) as exc:
+                return use.reference, kubelet_pull_message(exc)
+            self.pulls.hold(image.digest)
+            self._holds.setdefault((namespace, name), []).append(image.digest)
+            try:
+                pulled[use] = await asyncio.to_thread(self._unpack, image, use)
+            except ContainerDiskError as exc:
+                pulled[use] = exc  # the pull worked; the launch fails, as virt-handler's mount does
         return None
+
+    def _pull(self, use: ImageUse, credentials: dict[str, Any] | None, report: Any) -> PulledImage:
+        policy = use.pull_policy or ("Always" if use.reference.endswith(":latest") else "IfNotPresent")
+        return pull_image(
+            use.reference,
+            cache=self.pulls,
+            credentials=credentials,
+            insecure=parse_reference(use.reference).registry in self.insecure_registries,
+            progress=report,
+            timeout=self.pull_timeout,
+            pull_policy=policy,
+        )
+
+    def _unpack(self, image: PulledImage, use: ImageUse) -> Image:
+        """The image's disk (or kernel and initrd), taken out once per image digest and kept beside
+        the cache's blobs, so VMIs of the same image share it through their copy-on-write overlays."""
+        target = self.pulls.unpacked_dir(image.digest) / (use.kernel_path or use.path or "disk").strip("/")
+        with self._unpack_locks.setdefault(str(target), threading.Lock()):
+            done = target / "unpacked.json"
+            if not done.is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                if use.kernel_path:
+                    kernel, initrd = kernel_of(image, target, use.kernel_path, use.initrd_path)
+                    meta = {"kernel": kernel.name, "initrd": initrd.name if initrd else None}
+                else:
+                    disk, disk_format = disk_of(image, target, use.path)
+                    meta = {"disk": disk.name, "format": disk_format}
+                done.write_text(json.dumps(meta))
+            meta = json.loads(done.read_text())
+        if "kernel" in meta:
+            initrd = target / meta["initrd"] if meta["initrd"] else None
+            return Image(use.reference, kernel=target / meta["kernel"], initrd=initrd)
+        return Image(use.reference, disk=target / meta["disk"], disk_format=meta["format"])
+
+    def _pull_credentials(self, namespace: str, secret_name: str | None) -> dict[str, Any] | None:
+        """The `.dockerconfigjson` of the pull Secret. Without it the kubelet warns ("Unable to
+        retrieve some image pull secrets") and pulls anonymously; so does this."""
+        if not secret_name:
+            return None
+        secret = self.read_secret(namespace, secret_name) or {}
+        encoded = (secret.get("data") or {}).get(".dockerconfigjson")
+        if secret.get("type") != "kubernetes.io/dockerconfigjson" or not encoded:
+            log.warning(
+                "%s: pull secret %s missing or not a dockerconfigjson; pulling anonymously",
+                namespace,
+                secret_name,
+            )
+            return None
+        try:
+            credentials = json.loads(base64.b64decode(encoded))
+        except ValueError:
+            log.warning("%s: pull secret %s does not hold JSON; pulling anonymously", namespace, secret_name)
+            return None
+        return credentials if isinstance(credentials, dict) else None
+
+    async def pulls_done(self, namespace: str, name: str) -> None:
+        self._pulled.pop((namespace, name), None)
+        for digest in self._holds.pop((namespace, name), []):
+            await asyncio.to_thread(self.pulls.release, digest)
 
     def node_allocatable(self) -> dict[str, Fraction] | None:
         return dict(self._allocatable)
@@ -384,7 +498,7 @@ class QemuRuntime(Runtime):
             bus, cdrom = target.get("bus", "sata" if "cdrom" in disk else "virtio"), "cdrom" in disk
             boot_index = disk.get("bootOrder")
             if "containerDisk" in volume:
-                image = self.store.resolve(volume["containerDisk"]["image"])
+                image = self._pulled_image(vm, volume["name"])
                 if image.is_kernel:
                     if kernel is not None:
                         raise LaunchError("InvalidSpec", "the qemu runtime boots one kernel image per VMI")
@@ -420,9 +534,26 @@ class QemuRuntime(Runtime):
                     "UnsupportedVolume",
                     f"volume {volume['name']}: {kind} is not supported by the local cluster's qemu runtime",
                 )
+        kernel_boot = (spec["domain"].get("firmware") or {}).get("kernelBoot") or {}
+        if (kernel_boot.get("container") or {}).get("image"):
+            if kernel is not None:
+                raise LaunchError("InvalidSpec", "the qemu runtime boots one kernel image per VMI")
+            kernel = self._pulled_image(vm, None)
+        if kernel is not None and kernel_boot.get("kernelArgs"):
+            kernel = Image(kernel.reference, kernel.kernel, kernel.initrd, kernel_boot["kernelArgs"])
         if kernel is None and not drives:
             raise LaunchError("InvalidSpec", "nothing to boot: no containerDisk volume")
         return kernel, drives
+
+    def _pulled_image(self, vm: _Vm, volume: str | None) -> Image:
+        """What pull_images found for this containerDisk volume (None: kernelBoot's container)."""
+        pulled = self._pulled.get((vm.namespace, vm.name)) or {}
+        found = next((image for use, image in pulled.items() if use.volume == volume), None)
+        if found is None:
+            raise LaunchError("LauncherFailed", f"volume {volume or 'kernelBoot'}: its image was not pulled")
+        if isinstance(found, ContainerDiskError):
+            raise LaunchError("ContainerDiskInvalid", str(found))
+        return found
 
     @staticmethod
     async def _run(*cmd: str) -> None:
@@ -475,6 +606,7 @@ class QemuRuntime(Runtime):
     async def stop(self, namespace: str, name: str) -> None:
         vm = self._vms.pop((namespace, name), None)
         if vm is None:
+            await self.pulls_done(namespace, name)
             return
         vm.stopping = True
         if vm.boot is not None and not vm.boot.done():
@@ -482,6 +614,7 @@ class QemuRuntime(Runtime):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await vm.boot
         await self._release(vm)
+        await self.pulls_done(namespace, name)
 
     def _running(self, namespace: str, name: str) -> _Vm:
         vm = self._vms.get((namespace, name))
@@ -589,6 +722,11 @@ class QemuRuntime(Runtime):
     def switch_pid(self, namespace: str) -> int | None:
         network = self._networks.get(namespace)
         return network.switch.pid if network and network.switch else None
+
+    async def pod_network(self, namespace: str, network: NamespaceNetwork) -> LabNetwork:
+        """Pods join the same lab network as the namespace's VMs."""
+        self._prepare_host()
+        return await self._lab_network(namespace, network)
 
     def lab_network(self, namespace: str) -> LabNetwork | None:
         """The namespace's running lab network: where the local cluster reaches its guests' ports."""

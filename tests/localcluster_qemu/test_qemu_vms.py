@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,15 +330,19 @@ def test_deleting_a_namespace_ends_its_qemu_processes_and_network(labs: dict[str
     assert qemu_pids(f"{labs['ns']['a']}/alpha")
 
 
-def test_an_image_not_in_the_store_cannot_be_pulled(cluster: LocalCluster, api: Any) -> None:
-    """As a kubelet whose registry lacks the image: ErrImagePull on the VMI, no QEMU started
-    (KubeVirt pkg/virt-controller/watch/vmi/lifecycle.go checkForContainerImageError)."""
+def test_an_image_no_registry_serves_cannot_be_pulled(cluster: LocalCluster, api: Any) -> None:
+    """As a kubelet that cannot reach the registry: ErrImagePull on the VMI with the pull's message,
+    no QEMU started (KubeVirt pkg/virt-controller/watch/vmi/lifecycle.go checkForContainerImageError).
+    tests/localcluster_qemu/test_containerdisk_pulls.py covers registries that answer."""
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     ns = f"qemu-bad-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": ns}})
+    with socket.socket() as closed:  # a port nobody listens on: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        reference = f"127.0.0.1:{closed.getsockname()[1]}/no/such:image"
     try:
         custom.create_namespaced_custom_object(
-            *VMI, ns, "virtualmachineinstances", demo_vmi("broken", image="example.org/no/such:image")
+            *VMI, ns, "virtualmachineinstances", demo_vmi("broken", image=reference)
         )
 
         def not_pulled() -> dict[str, Any] | None:
@@ -349,7 +354,7 @@ def test_an_image_not_in_the_store_cannot_be_pulled(cluster: LocalCluster, api: 
         status = wait_for(not_pulled, 30, "the image pull to fail")["status"]
         assert status["phase"] == "Scheduling"
         synchronized = next(c for c in status["conditions"] if c["type"] == "Synchronized")
-        assert synchronized["message"].endswith("example.org/no/such:image: not found")
+        assert "connection refused" in synchronized["message"]
         assert not qemu_pids(f"{ns}/broken")
     finally:
         core.delete_namespace(ns)
