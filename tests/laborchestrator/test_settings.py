@@ -63,11 +63,12 @@ def test_production_has_no_default_secret_key_or_hosts(tmp_path):
     assert settings_in_subprocess(env, "repr(s.SECRET_KEY), s.ALLOWED_HOSTS, s.DEBUG") == "'' [] False"
 
 
-def test_postgresql_connections_come_from_a_pool_unless_switched_off(tmp_path):
+def test_postgresql_connections_come_from_a_pool_when_switched_on(tmp_path):
     env = {"DATABASE_URL": "postgres://u@db.example:5432/labs", "LABORCHESTRATOR_VAR_DIR": str(tmp_path)}
     options = "s.DATABASES['default'].get('OPTIONS', {})"
-    assert settings_in_subprocess(env, options) == "{'pool': {'min_size': 1, 'max_size': 10, 'timeout': 10}}"
-    assert settings_in_subprocess({**env, "DATABASE_POOL": "0"}, options) == "{}"
+    assert settings_in_subprocess(env, options) == "{}"
+    pooled = settings_in_subprocess({**env, "DATABASE_POOL": "1"}, options)
+    assert pooled == "{'pool': {'min_size': 1, 'max_size': 10, 'timeout': 10}}"
 
 
 def test_sqlite_transactions_take_the_write_lock_when_they_begin(tmp_path):
