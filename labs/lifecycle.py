@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
 
+from laborchestrator.sealing import Unsealable
 from labs import cluster, cluster_profile, manifests, ssh_keys
 from labs.exceptions import (
     ClusterError,
@@ -37,8 +38,8 @@ from labs.exceptions import (
     LabNotAvailable,
 )
 from labs.installation import installation_id
-from labs.machine_reasons import MachineProblem, machine_problem
-from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine
+from labs.machine_reasons import MachineProblem, PullProgress, machine_problem, pull_progress
+from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine, VMImage
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class MachineStatus:
     paused: bool
     ready: bool
     problem: MachineProblem | None = None  # why it does not run (yet), from the VMI's conditions
+    pull: PullProgress | None = None  # its images being downloaded, where the cluster says so
 
 
 @dataclass(frozen=True)
@@ -370,6 +372,25 @@ def _check_access(generated: _Secrets, index: int) -> manifests.CheckAccess | No
     )
 
 
+def _pull_credentials(image: VMImage, reference: str) -> dict[str, Any] | None:
+    """The image's registry credentials, if it has them and the machine still runs that image."""
+    if image.container_disk_image != reference:
+        return None
+    try:
+        return image.pull_credentials()
+    except Unsealable:
+        # SECRET_KEY changed since it was saved: the pull goes anonymous and fails with the
+        # registry's "unauthorized", which staff see on the instance; the admin asks for it again.
+        logger.warning("VM image %s: its registry password cannot be unsealed; enter it again", image.name)
+        return None
+
+
+def _kernel_boot(image: VMImage, reference: str) -> manifests.KernelBoot | None:
+    if not image.is_kernel_boot or image.container_disk_image != reference:
+        return None
+    return manifests.KernelBoot(image.kernel_path, image.initrd_path, image.kernel_args)
+
+
 def _instance_manifests(
     instance: LabInstance,
     machines: list[LabMachine],
@@ -390,6 +411,8 @@ def _instance_manifests(
             has_serial_console=m.has_serial_console,
             extra_user_data=by_name[m.name].cloud_init_user_data,
             check_access=_check_access(generated, index[m.name]),
+            pull_credentials=_pull_credentials(by_name[m.name].image, m.image_reference),
+            kernel_boot=_kernel_boot(by_name[m.name].image, m.image_reference),
         )
         for m in instance.machines.all()
     ]
@@ -558,6 +581,7 @@ def _machine_status(name: str, vmi: dict[str, Any] | None) -> MachineStatus:
         paused=conditions.get("Paused", False),
         ready=conditions.get("Ready", False),
         problem=machine_problem(status),
+        pull=pull_progress(status),
     )
 
 

@@ -7,6 +7,7 @@ return, and the tests compare it as data. Names and labels are made here and now
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -96,6 +97,15 @@ class CheckAccess:
 
 
 @dataclass(frozen=True)
+class KernelBoot:
+    """A kernel-boot image (KubeVirt's `kernelBoot.container`): where its kernel and initrd are."""
+
+    kernel_path: str
+    initrd_path: str = ""
+    kernel_args: str = ""
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     """What one VMI of an instance is built from (an `InstanceMachine` row, as plain values)."""
 
@@ -109,6 +119,9 @@ class MachineSpec:
     has_serial_console: bool
     extra_user_data: str = ""
     check_access: CheckAccess | None = None
+    # The image's registry credentials (a `.dockerconfigjson`), copied into the lab namespace.
+    pull_credentials: dict[str, Any] | None = None
+    kernel_boot: KernelBoot | None = None  # None: the image is a containerDisk
 
 
 # --- Names and labels ----------------------------------------------------------------------------
@@ -120,6 +133,10 @@ def namespace_name(*, prefix: str, instance_id: int) -> str:
 
 def secret_name(machine_name: str) -> str:
     return f"{machine_name}-cloudinit"
+
+
+def pull_secret_name(machine_name: str) -> str:
+    return f"{machine_name}-image-pull"
 
 
 def label_value(value: str) -> str:
@@ -414,6 +431,39 @@ def make_userdata_secret(*, namespace: str, labels: dict[str, str], machine: Mac
     }
 
 
+def make_pull_secret(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
+    """The machine image's registry credentials, as the kubelet reads them (`imagePullSecret`)."""
+    config = json.dumps(machine.pull_credentials, separators=(",", ":")).encode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {
+            "name": pull_secret_name(machine.name),
+            "namespace": namespace,
+            "labels": machine_labels(labels, machine.name),
+        },
+        "data": {".dockerconfigjson": base64.b64encode(config).decode("ascii")},
+    }
+
+
+def container_disk(machine: MachineSpec) -> dict[str, Any]:
+    source: dict[str, Any] = {"image": machine.image_reference}
+    if machine.pull_credentials is not None:
+        source["imagePullSecret"] = pull_secret_name(machine.name)
+    return source
+
+
+def kernel_boot_firmware(machine: MachineSpec, boot: KernelBoot) -> dict[str, Any]:
+    container = {**container_disk(machine), "kernelPath": boot.kernel_path}
+    if boot.initrd_path:
+        container["initrdPath"] = boot.initrd_path
+    firmware: dict[str, Any] = {"kernelBoot": {"container": container}}
+    if boot.kernel_args:
+        firmware["kernelBoot"]["kernelArgs"] = boot.kernel_args
+    return firmware
+
+
 def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
     """A VMI of the machine; its login comes from the Secret, so the password is not in here."""
     memory = f"{machine.memory_mib}Mi"
@@ -421,7 +471,7 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
         "autoattachGraphicsDevice": machine.has_vnc,
         "autoattachSerialConsole": machine.has_serial_console,
         "disks": [
-            {"name": "rootdisk", "disk": {"bus": "virtio"}},
+            *([] if machine.kernel_boot else [{"name": "rootdisk", "disk": {"bus": "virtio"}}]),
             {"name": "cloudinit", "disk": {"bus": "virtio"}},
         ],
         # Bridge, not masquerade: the guest gets the pod IP by DHCP, so what a student sees in
@@ -455,10 +505,19 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
                 # 100Mi more overhead and every support container raised to its limits.
                 "resources": {"requests": {"memory": memory}, "limits": {"memory": memory}},
                 "devices": devices,
+                **(
+                    {"firmware": kernel_boot_firmware(machine, machine.kernel_boot)}
+                    if machine.kernel_boot
+                    else {}
+                ),
             },
             "networks": [{"name": "default", "pod": {}}],
             "volumes": [
-                {"name": "rootdisk", "containerDisk": {"image": machine.image_reference}},
+                *(
+                    []
+                    if machine.kernel_boot
+                    else [{"name": "rootdisk", "containerDisk": container_disk(machine)}]
+                ),
                 {
                     "name": "cloudinit",
                     "cloudInitNoCloud": {"secretRef": {"name": secret_name(machine.name)}},
@@ -510,6 +569,11 @@ def make_instance_manifests(
             namespace=namespace, labels=labels, machines=machines, sizing=sizing
         ),
         service=make_machines_service(namespace=namespace, labels=labels),
-        secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in machines],
+        secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in machines]
+        + [
+            make_pull_secret(namespace=namespace, labels=labels, machine=m)
+            for m in machines
+            if m.pull_credentials
+        ],
         vmis=[make_vmi(namespace=namespace, labels=labels, machine=m) for m in machines],
     )

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from localcluster.harness import die_with_parent
 from localcluster.registry.pull import authfile_for, classify, skopeo_message
 from localcluster.registry.reference import parse_reference
 
@@ -315,6 +316,8 @@ def run_registry(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
+                start_new_session=True,  # not the terminal's Ctrl-C: its owner stops it, in order
+                preexec_fn=die_with_parent,
             )
         try:
             _wait_ready(process, f"http://127.0.0.1:{port}/v2/", log)

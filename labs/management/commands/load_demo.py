@@ -4,9 +4,17 @@
   and a small server; the student serves a web page on the server and opens it on the desktop.
 - "Explore your lab network": two small machines with serial consoles that ping each other.
 
+The demo images are kernel-boot containerDisks in a registry (`python -m localcluster
+demo-images` pushes them): REGISTRY/laborchestrator/demo:1 and .../desktop:1, REGISTRY being
+`--registry` (make run's embedded registry by default, 127.0.0.1:5055). No name resolves to
+docker.io.
+
 Idempotent: existing objects (matched by name or slug) are left as they are, so an instructor's
-edits to the demo survive the next `make run`.
+edits to the demo survive the next `make run`. The one exception: a demo image whose reference is
+still one this command wrote (an older default, another registry port) follows `--registry`.
 """
+
+import re
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -14,8 +22,24 @@ from django.db import transaction
 from labs.models import Lab, LabMachine, VMImage
 from tutorials.models import Step, StepCheck, Tutorial, TutorialPage
 
-DEMO_IMAGE_REFERENCE = "localcluster/demo:latest"
-DESKTOP_IMAGE_REFERENCE = "localcluster/desktop:latest"
+# make run's embedded registry (laborchestrator/devserver.py) and the tag `demo-images` pushes
+# (localcluster/registry/demo.py; tests check they agree).
+DEFAULT_REGISTRY = "127.0.0.1:5055"
+DEMO_TAG = "1"
+KERNEL_BOOT = {
+    "kernel_path": "/boot/vmlinuz",
+    "initrd_path": "/boot/initrd.img",
+    "kernel_args": "console=ttyS0",
+}
+# What earlier runs of this command wrote: references it may move to today's registry.
+_OURS = re.compile(
+    r"^(localcluster/(demo|desktop):latest|[^/]+/laborchestrator/(demo|desktop):[^/@]+(@sha256:[0-9a-f]{64})?)$"
+)
+
+
+def demo_reference(registry: str, name: str) -> str:
+    return f"{registry}/laborchestrator/{name}:{DEMO_TAG}"
+
 
 DESKTOP_PAGES = [
     (
@@ -132,6 +156,15 @@ Then press **Check** on the last step: Lab Orchestrator looks inside beta itself
 ]
 
 
+def follow_registry(image: VMImage, reference: str) -> None:
+    """A demo image this command made, not since edited, moves to today's registry."""
+    if image.container_disk_image != reference and _OURS.match(image.container_disk_image):
+        image.container_disk_image = reference
+        for field, value in KERNEL_BOOT.items():
+            setattr(image, field, value)
+        image.save(update_fields=["container_disk_image", *KERNEL_BOOT])
+
+
 def load_tutorial(*, slug: str, title: str, summary: str, lab: Lab, pages: list) -> Tutorial:
     tutorial, created = Tutorial.objects.get_or_create(
         slug=slug, defaults={"title": title, "summary": summary, "published": True}
@@ -154,22 +187,32 @@ def load_tutorial(*, slug: str, title: str, summary: str, lab: Lab, pages: list)
 class Command(BaseCommand):
     help = "Create the demo VM images, the demo labs and their tutorials, unless they exist."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--registry",
+            default=DEFAULT_REGISTRY,
+            help=f"HOST[:PORT] holding the demo images (default {DEFAULT_REGISTRY}: make run's registry)",
+        )
+
     @transaction.atomic
     def handle(self, *args, **options) -> None:
+        registry = options["registry"]
         image, _ = VMImage.objects.get_or_create(
             name="Lab Orchestrator demo",
             defaults={
                 "description": "Debian kernel with a busybox userland; boots in seconds. Built by "
                 "`python -m localcluster build-image` for the local cluster.",
-                "container_disk_image": DEMO_IMAGE_REFERENCE,
+                "container_disk_image": demo_reference(registry, "demo"),
                 "default_username": "lab",
                 "has_vnc": True,
                 "has_serial_console": True,
                 "has_ssh_server": True,
                 "min_memory_mib": 96,
+                **KERNEL_BOOT,
             },
         )
-        if not image.has_ssh_server and image.container_disk_image == DEMO_IMAGE_REFERENCE:
+        follow_registry(image, demo_reference(registry, "demo"))
+        if not image.has_ssh_server and _OURS.match(image.container_disk_image):
             # Demo images built before step checks had no SSH server; today's have dropbear.
             image.has_ssh_server = True
             image.save(update_fields=["has_ssh_server"])
@@ -179,15 +222,17 @@ class Command(BaseCommand):
                 "description": "Debian kernel, Xorg, the Fluxbox window manager, xterm and the Dillo "
                 "browser; boots to its desktop in seconds. Built by `python -m localcluster "
                 "build-desktop-image` for the local cluster.",
-                "container_disk_image": DESKTOP_IMAGE_REFERENCE,
+                "container_disk_image": demo_reference(registry, "desktop"),
                 "default_username": "lab",
                 # Only the screen: it is what the student should see first, and its terminal
                 # window replaces a serial console.
                 "has_vnc": True,
                 "has_serial_console": False,
                 "min_memory_mib": 192,
+                **KERNEL_BOOT,
             },
         )
+        follow_registry(desktop_image, demo_reference(registry, "desktop"))
         desktop_lab, created = Lab.objects.get_or_create(
             slug="desktop-in-your-browser",
             defaults={
