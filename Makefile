@@ -78,7 +78,7 @@ system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		chromium qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage dropbear-bin \
-		dnsmasq-base iproute2 debootstrap fdisk skopeo docker-registry apache2-utils >/dev/null
+		dnsmasq-base iproute2 debootstrap fdisk skopeo docker-registry apache2-utils runc umoci >/dev/null
 
 bench: venv
 	@ls bench/*.py

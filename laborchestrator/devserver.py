@@ -174,6 +174,7 @@ def serve(
     processes = start_processes(
         [
             [python, "-m", "laborchestrator.serve", "--host", host, "--port", str(port)],
+            [python, "manage.py", "watch_cluster"],
             [python, "manage.py", "expire", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
             [python, "manage.py", "reconcile", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],
             [python, "manage.py", "send_grades", "--loop", HOUSEKEEPING_INTERVAL_SECONDS],

@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     "vncproxy",
     "portal",
     "lti",
+    "classes",
+    "classroom",
     "laborchestrator.apps.LabOrchestratorConfig",
 ]
 
@@ -250,6 +252,20 @@ LABS_DNS_CIDRS = envlist("LABS_DNS_CIDRS")
 # not confirmed this long after it was asked is dropped with an error on the instance.
 LABS_PAUSE_TIMEOUT_SECONDS = float(os.getenv("LABS_PAUSE_TIMEOUT_SECONDS", "60"))
 
+# --- Status from a watch (labs/watcher.py, `manage.py watch_cluster`) ---------------------------
+# The watcher writes its heartbeat this often; pages call status whose heartbeat is older than
+# LABS_WATCH_STALE_SECONDS "last known" and offer "refresh now" (at most LABS_REFRESH_RATE per instance).
+LABS_WATCH_HEARTBEAT_SECONDS = float(os.getenv("LABS_WATCH_HEARTBEAT_SECONDS", "5"))
+LABS_WATCH_STALE_SECONDS = float(os.getenv("LABS_WATCH_STALE_SECONDS", "30"))
+# Each watch request's timeoutSeconds (the API server ends it then; the watcher resumes from the
+# last resourceVersion seen, bookmarks included), and the longest wait between reconnects.
+LABS_WATCH_TIMEOUT_SECONDS = envint("LABS_WATCH_TIMEOUT_SECONDS", 300)
+LABS_WATCH_MAX_BACKOFF_SECONDS = float(os.getenv("LABS_WATCH_MAX_BACKOFF_SECONDS", "30"))
+# How often the watcher re-derives every active instance's status from what it holds (no cluster
+# call): pause confirmations and start time-outs that no event would announce.
+LABS_WATCH_RESYNC_SECONDS = float(os.getenv("LABS_WATCH_RESYNC_SECONDS", "10"))
+LABS_REFRESH_RATE = os.getenv("LABS_REFRESH_RATE", "1/10s")
+
 # --- Lab limits ------------------------------------------------------------------------------
 # Running instances a (non-staff) user may have across all labs; each lab also sets its own limit.
 LABS_MAX_INSTANCES_PER_USER = envint("LABS_MAX_INSTANCES_PER_USER", 2)
@@ -348,6 +364,12 @@ SPECTACULAR_SETTINGS = {
 # A lock ends at most one period after the failures that caused it (accounts/signin_limits.py).
 SIGNIN_THROTTLE_USERNAME = os.getenv("SIGNIN_THROTTLE_USERNAME", "10/10min")
 SIGNIN_THROTTLE_ADDRESS = os.getenv("SIGNIN_THROTTLE_ADDRESS", "50/10min")
+# Ready instances of a scheduled class are started this many minutes before its time (labs.lifecycle).
+POOL_LEAD_MINUTES = envint("POOL_LEAD_MINUTES", 10)
+# Wrong class access codes and one-time sign-in links allowed per client address (classes/joining.py).
+CLASS_CODE_THROTTLE_ADDRESS = os.getenv("CLASS_CODE_THROTTLE_ADDRESS", "10/10min")
+# Hours a one-time sign-in link from a CSV import of students stays valid.
+SIGN_IN_LINK_HOURS = envint("SIGN_IN_LINK_HOURS", 72)
 # Seconds a console ticket (issued by the API for opening a VNC or serial websocket) stays valid.
 CONSOLE_TICKET_SECONDS = envint("CONSOLE_TICKET_SECONDS", 60)
 

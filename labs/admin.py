@@ -8,7 +8,7 @@ from django.utils.timesince import timesince
 
 from accounts.admin_access import InstructorAdmin, InstructorInline
 from laborchestrator.sealing import Unsealable
-from labs.models import InstanceMachine, Lab, LabInstance, LabMachine, VMImage
+from labs.models import InstanceMachine, Lab, LabInstance, LabMachine, ReadySchedule, VMImage
 from labs.registry import RegistryCheckFailed, host_resolves, pinned, registry_host, resolve_digest
 from labs.validators import validate_oci_reference
 
@@ -161,15 +161,23 @@ class LabMachineInline(InstructorInline, admin.TabularInline):
     autocomplete_fields = ("image",)
 
 
+class ReadyScheduleInline(InstructorInline, admin.TabularInline):
+    model = ReadySchedule
+    extra = 0
+    fields = ("count", "starts_at", "duration_minutes")
+    verbose_name = "ready instances at a time"
+    verbose_name_plural = "ready instances at a time (e.g. 30 ready at 9:00 for 90 minutes)"
+
+
 @admin.register(Lab)
 class LabAdmin(InstructorAdmin):
     list_display = ("name", "slug", "published", "machine_count", "active_instance_count", "lifetime_minutes")
     list_filter = ("published",)
     search_fields = ("name", "slug", "description")
     prepopulated_fields = {"slug": ("name",), "namespace_prefix": ("name",)}
-    inlines = [LabMachineInline]
+    inlines = [LabMachineInline, ReadyScheduleInline]
     fieldsets = (
-        (None, {"fields": ("name", "slug", "description", "published")}),
+        (None, {"fields": ("name", "slug", "description", "published", "owner")}),
         (
             "Limits",
             {
@@ -181,7 +189,12 @@ class LabAdmin(InstructorAdmin):
                 ),
             },
         ),
+        ("Ready instances", {"fields": ("ready_instances",)}),
     )
+
+    def get_changeform_initial_data(self, request):
+        # A new lab belongs to whoever creates it, so it shows in their class view at once.
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
 
     def get_queryset(self, request):
         return (
@@ -227,7 +240,7 @@ class LabInstanceAdmin(InstructorAdmin):
     """Instances are started and stopped by students and the lifecycle service, not edited here."""
 
     list_display = ("id", "lab", "owner", "status", "age", "expires_at", "namespace", "short_error")
-    list_filter = ("status", "lab")
+    list_filter = ("status", "lab", "pooled")
     search_fields = ("owner__username", "owner__email", "lab__name", "namespace")
     list_select_related = ("lab", "owner")
     date_hierarchy = "created_at"
@@ -246,6 +259,8 @@ class LabInstanceAdmin(InstructorAdmin):
         "last_error_plain",
         "pending_action",
         "pending_since",
+        "pooled",
+        "handed_over_at",
     )
 
     def has_add_permission(self, request) -> bool:

@@ -9,11 +9,12 @@ database, so the thread pool that creates objects concurrently never needs a DB 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -21,13 +22,14 @@ from typing import Any, TypeVar
 
 import urllib3
 from django.conf import settings
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from labs.exceptions import (
     ClusterConflict,
     ClusterError,
+    ClusterExpired,
     ClusterForbidden,
     ClusterInvalid,
     ClusterNotFound,
@@ -142,6 +144,8 @@ def _translate(action: str, error: ApiException) -> ClusterError:
         )
     if status == 404:
         return ClusterNotFound(message, status=404)
+    if status == 410:
+        return ClusterExpired(message, status=410)
     if status == 409:
         return ClusterConflict(message, status=409, reason=body.get("reason") or "")
     if status in (400, 422):
@@ -423,6 +427,46 @@ def set_vmis_paused(*, namespace: str, names: list[str], paused: bool) -> None:
     _run_concurrently([call_for(name) for name in names])
 
 
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def set_labels(*, namespace: str, vmi_names: list[str], labels: dict[str, str]) -> None:
+    """Set labels on the namespace and its VMIs in parallel (a ready instance handed to a student).
+
+    JSON merge patches (RFC 7386): custom resources such as VMIs refuse strategic merge patches
+    (apiextensions-apiserver's customresource_handler.go), so the content type is given explicitly.
+    """
+    api = api_client()
+    body = {"metadata": {"labels": labels}}
+
+    def namespace_call() -> None:
+        _call(
+            f"label namespace {namespace}",
+            client.CoreV1Api(api).patch_namespace,
+            name=namespace,
+            body=body,
+            _content_type=MERGE_PATCH,
+        )
+
+    def vmi_call(name: str) -> Callable[[], None]:
+        def call() -> None:
+            _call(
+                f"label virtual machine {name} in {namespace}",
+                client.CustomObjectsApi(api).patch_namespaced_custom_object,
+                group=KUBEVIRT_GROUP,
+                version=KUBEVIRT_VERSION,
+                namespace=namespace,
+                plural=VMI_PLURAL,
+                name=name,
+                body=body,
+                _content_type=MERGE_PATCH,
+            )
+
+        return call
+
+    _run_concurrently([namespace_call, *(vmi_call(name) for name in vmi_names)])
+
+
 # --- Websockets: consoles (vncproxy/upstream.py) and port-forwards (labs/machine_exec.py) ------------
 
 
@@ -494,3 +538,62 @@ def _websocket_target(path: str) -> WebsocketTarget:
     return WebsocketTarget(
         url=url, ssl=context, headers=headers, server_hostname=configuration.tls_server_name or None
     )
+
+
+# --- Watches (labs/watcher.py) ---------------------------------------------------------------------
+#
+# The kinds the watcher follows across all namespaces, by plural: one list-and-watch each. Adding a
+# kind (Pods for container labs) is one entry here and one in labs.watcher.WATCHED_KINDS.
+WATCHABLE_LISTS: dict[str, Callable[[client.ApiClient], Callable[..., Any]]] = {
+    "namespaces": lambda api: client.CoreV1Api(api).list_namespace,
+    VMI_PLURAL: lambda api: functools.partial(
+        client.CustomObjectsApi(api).list_cluster_custom_object, KUBEVIRT_GROUP, KUBEVIRT_VERSION, VMI_PLURAL
+    ),
+}
+
+
+def list_for_watch(kind: str, *, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+    """Every object of the kind the selector picks, as plain dicts, and the list's resourceVersion
+    (where the watch that follows starts)."""
+    lister = WATCHABLE_LISTS[kind](api_client())
+    response = _call(f"list {kind}", lister, label_selector=label_selector, _preload_content=False)
+    try:
+        body = json.loads(response.data)
+    except ValueError as error:
+        raise ClusterUnavailable(f"Could not list {kind}: the answer is not JSON ({error}).") from error
+    return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class KindWatch:
+    """One watch request at a time on a kind, with the official client's `Watch`; `stop()` from another
+    thread ends the current one. Events are (type, object as a dict): ADDED, MODIFIED, DELETED,
+    BOOKMARK. A 410 leaves as ClusterExpired, other failures as the usual Cluster* errors."""
+
+    def __init__(self, kind: str, *, label_selector: str) -> None:
+        self.kind = kind
+        self.label_selector = label_selector
+        self._watch = watch.Watch()
+
+    def events(self, *, resource_version: str, timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        lister = WATCHABLE_LISTS[self.kind](api_client())
+        # The server ends the watch at timeout_seconds; reading waits a little longer than that.
+        request_timeout = (_timeout(), timeout_seconds + _timeout())
+        try:
+            for event in self._watch.stream(
+                lister,
+                label_selector=self.label_selector,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                allow_watch_bookmarks=True,
+                _request_timeout=request_timeout,
+            ):
+                yield event["type"], event["raw_object"]
+        except ApiException as error:
+            raise _translate(f"watch {self.kind}", error) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ClusterUnavailable(
+                f"Could not watch {self.kind}: the cluster is unreachable ({error})."
+            ) from error
+
+    def stop(self) -> None:
+        self._watch.stop()

@@ -79,6 +79,12 @@ class ClusterConflict(ClusterError):
         self.reason = reason
 
 
+class ClusterExpired(ClusterError):
+    """410 Gone: a watch's resourceVersion is older than the history the server keeps; list again."""
+
+    public_default = "The cluster's view of this lab is being reloaded."
+
+
 # --- Domain ------------------------------------------------------------------------------------------
 
 

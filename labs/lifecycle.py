@@ -15,9 +15,10 @@ import secrets
 import string
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -40,8 +41,10 @@ from labs.exceptions import (
 from labs.installation import installation_id
 from labs.machine_reasons import MachineProblem, PullProgress, machine_problem, pull_progress
 from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine, VMImage
+from labs.watch_health import watch_health
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Status = LabInstance.Status
 PendingAction = LabInstance.PendingAction
@@ -298,17 +301,21 @@ class _Secrets:
         )
 
 
-def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], generated: _Secrets) -> LabInstance:
+def _reserve(
+    *, user: Any, lab: Lab, machines: list[LabMachine], generated: _Secrets, pooled: bool = False
+) -> LabInstance:
     """Check the limits and record the instance, atomically per user.
 
     The user's row is locked (SELECT ... FOR UPDATE), so two concurrent starts by one user run this
-    one after the other and the second sees the first's instance: no check-then-act race.
+    one after the other and the second sees the first's instance: no check-then-act race. A pool
+    instance is bounded by its lab's pool size instead (`pool_refill`), not by a student's limits.
     """
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        _check_limits(user=user, lab=lab)
+        if not pooled:
+            _check_limits(user=user, lab=lab)
         instance = LabInstance.objects.create(
-            lab=lab, owner=user, status=Status.REQUESTED, start_lease_until=_lease_end()
+            lab=lab, owner=user, status=Status.REQUESTED, start_lease_until=_lease_end(), pooled=pooled
         )
         instance.namespace = manifests.namespace_name(prefix=lab.namespace_prefix, instance_id=instance.pk)
         instance.save(update_fields=["namespace"])
@@ -340,12 +347,13 @@ def _reserve(*, user: Any, lab: Lab, machines: list[LabMachine], generated: _Sec
     return instance
 
 
-def _reserve_with_retry(**kwargs: Any) -> LabInstance:
+def _reserve_with_retry(reserve: Callable[..., T] | None = None, **kwargs: Any) -> T:
     """SQLite has no row locks: a concurrent writer gets "database is locked" at once. Retry then."""
+    reserve = reserve or _reserve
     attempts = 30 if connection.vendor == "sqlite" else 1
     for attempt in range(attempts):
         try:
-            return _reserve(**kwargs)
+            return reserve(**kwargs)
         except OperationalError as error:
             if "locked" not in str(error) or attempt == attempts - 1:
                 raise
@@ -515,7 +523,8 @@ def _roll_back(instance: LabInstance, error: ClusterError) -> None:
 
 
 def instance_start(*, user: Any, lab: Lab) -> LabInstance:
-    """Start a private copy of the lab for the user and return it in status `starting`.
+    """Give the user a private copy of the lab: a ready one from the lab's pool (`running` at once)
+    or, when none is ready, a new one, returned in status `starting`.
 
     Raises LabNotAvailable, LabMisconfigured, InstanceLimitReached, or a ClusterError (after marking
     the instance `failed` and deleting what it created). If the instance is stopped while starting,
@@ -523,10 +532,17 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
     """
     machines = list(lab.machines.select_related("image"))
     _check_startable(user=user, lab=lab, machines=machines)
+    _abandon_stale_starts(user)
+    ready = _reserve_with_retry(_take_ready, user=user, lab=lab)
+    if ready is not None:
+        return _label_handed_over(ready)
+    return _start(user=user, lab=lab, machines=machines, pooled=False)
+
+
+def _start(*, user: Any, lab: Lab, machines: list[LabMachine], pooled: bool) -> LabInstance:
     profile = _profile()
     generated = _Secrets.generate(machines)
-    _abandon_stale_starts(user)
-    instance = _reserve_with_retry(user=user, lab=lab, machines=machines, generated=generated)
+    instance = _reserve_with_retry(user=user, lab=lab, machines=machines, generated=generated, pooled=pooled)
     objects = _instance_manifests(instance, machines, profile, generated)
     with _StartLease(instance.pk):
         try:
@@ -632,17 +648,16 @@ def _namespace_vanished(instance: LabInstance) -> bool:
 
 
 def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
-    """Read the machines' state from the cluster (one list call) and update the instance's status.
+    """Ask the cluster for the machines' state (one list call) and record it, as the watcher would.
 
-    A `stopping` instance becomes `stopped` here once its namespace is gone. Raises ClusterError
-    if the cluster cannot be read; the status is then left as it was.
+    For reconcile and "refresh now" (labs.watcher keeps the status current otherwise). A `stopping`
+    instance becomes `stopped` here once its namespace is gone. Raises ClusterError if the cluster
+    cannot be read; the status is then left as it was.
     """
-    names = list(instance.machines.values_list("name", flat=True))
     if instance.status == Status.STOPPING:
         _finish_stop(instance)
     if instance.status not in PROVISIONED_STATUSES:
-        machines = [_machine_status(name, None) for name in names]
-        return _instance_status(instance, machines)
+        return _instance_status(instance, _stored_machines(instance))
     try:
         vmis = cluster.list_vmis(
             namespace=instance.namespace, label_selector=manifests.instance_selector(instance.pk)
@@ -653,9 +668,36 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
         if not _namespace_vanished(instance):
             raise
         vmis = []
+    gone = not vmis and _namespace_vanished(instance)
+    return _apply_observation(instance, vmis, namespace_gone=gone)
+
+
+def instance_observe(
+    *, instance: LabInstance, vmis: list[dict[str, Any]], namespace: cluster.NamespaceInfo | None
+) -> None:
+    """Record what the cluster's watch reports about the instance: its namespace (None: gone) and
+    the VMIs in it. The watcher's one way to change status (labs.watcher).
+
+    Calls the cluster only to delete what must not keep running: a failed instance's namespace, or
+    a stopping instance's namespace that is Active again. A start in progress is left to its process.
+    """
+    if instance.status == Status.STOPPING:
+        with contextlib.suppress(ClusterError):  # stays `stopping`; reconcile retries the DELETE
+            _stop_progress(instance, namespace)
+    elif instance.status in PROVISIONED_STATUSES:
+        gone = not vmis and (namespace is None or namespace.phase == "Terminating")
+        _apply_observation(instance, vmis, namespace_gone=gone)
+
+
+def _apply_observation(
+    instance: LabInstance, vmis: list[dict[str, Any]], *, namespace_gone: bool
+) -> InstanceStatus:
+    """Store each machine's state and move the instance to the status the machines imply."""
     by_name = {(vmi.get("metadata") or {}).get("name"): vmi for vmi in vmis}
-    machines = [_machine_status(name, by_name.get(name)) for name in names]
-    if not vmis and _namespace_vanished(instance):
+    rows = list(instance.machines.all())
+    machines = [_machine_status(row.name, by_name.get(row.name)) for row in rows]
+    _record_machines(instance, rows, machines)
+    if namespace_gone:
         _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator.")
     else:
         derived = _derive_status(instance, machines)
@@ -670,6 +712,62 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
             else:
                 _transition(instance, target)
     return _instance_status(instance, machines)
+
+
+def _stored_fields(machine: MachineStatus) -> dict[str, Any]:
+    problem = machine.problem
+    return {
+        "phase": machine.phase,
+        "ip_address": machine.ip_address,
+        "paused": machine.paused,
+        "ready": machine.ready,
+        "problem_code": problem.code if problem else "",
+        "problem_fatal": problem.fatal if problem else False,
+        "problem_reason": (problem.cluster_reason if problem else "")[:255],
+        "problem_message": problem.cluster_message if problem else "",
+    }
+
+
+def _record_machines(
+    instance: LabInstance, rows: list[InstanceMachine], machines: list[MachineStatus]
+) -> None:
+    """Write the machines whose state changed, and when the cluster said so (nothing if nothing did)."""
+    now = timezone.now()
+    changed = []
+    for row, machine in zip(rows, machines, strict=True):
+        fields = _stored_fields(machine)
+        if row.observed_at is None or any(getattr(row, name) != value for name, value in fields.items()):
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.observed_at = now
+            changed.append(row)
+    if changed:
+        InstanceMachine.objects.bulk_update(changed, [*_stored_fields(machines[0]), "observed_at"])
+        LabInstance.objects.filter(pk=instance.pk).update(observed_at=now)
+        instance.observed_at = now
+
+
+def stored_machine_status(row: InstanceMachine) -> MachineStatus:
+    """A machine's state as last recorded (no cluster call)."""
+    problem = (
+        MachineProblem(row.problem_code, row.problem_fatal, row.problem_reason, row.problem_message)
+        if row.problem_code
+        else None
+    )
+    return MachineStatus(
+        name=row.name,
+        phase=row.phase,
+        ip_address=row.ip_address,
+        paused=row.paused,
+        ready=row.ready,
+        problem=problem,
+    )
+
+
+def _stored_machines(instance: LabInstance) -> list[MachineStatus]:
+    if instance.status not in PROVISIONED_STATUSES:
+        return [_machine_status(row.name, None) for row in instance.machines.all()]
+    return [stored_machine_status(row) for row in instance.machines.all()]
 
 
 def _instance_status(instance: LabInstance, machines: list[MachineStatus]) -> InstanceStatus:
@@ -697,7 +795,11 @@ def _finish_stop(instance: LabInstance) -> bool:
     still Active is deleted: a start racing the stop recreated it, or the stop's DELETE never
     reached the server.
     """
-    namespace = cluster.read_namespace(instance.namespace)
+    return _stop_progress(instance, cluster.read_namespace(instance.namespace))
+
+
+def _stop_progress(instance: LabInstance, namespace: cluster.NamespaceInfo | None) -> bool:
+    """Finish the stop if `namespace` (as just read or watched) is None; else see `_finish_stop`."""
     if namespace is not None:
         if namespace.phase != "Terminating":
             cluster.delete_namespace(instance.namespace)
@@ -864,6 +966,38 @@ def instance_resume(*, instance: LabInstance) -> LabInstance:
     return _set_paused(instance, False)
 
 
+MAX_EXTENSION = timedelta(hours=24)
+
+
+def instance_extend(*, instance: LabInstance, minutes: int) -> LabInstance:
+    """Move an active instance's expiry `minutes` later (1 to 24 h), counted from its current expiry
+    or, if that has passed already, from now. Raises InvalidTransition for an instance that is not
+    active (nothing left to extend) and ValueError for a bad number of minutes."""
+    extension = timedelta(minutes=minutes)
+    if not timedelta(minutes=1) <= extension <= MAX_EXTENSION:
+        raise ValueError(f"Extend by 1 to {int(MAX_EXTENSION.total_seconds() // 60)} minutes.")
+    now = timezone.now()
+    for _ in range(3):  # the expiry may move under us (the reaper, another extension): retry on it
+        if instance.status not in (Status.REQUESTED, Status.STARTING, Status.RUNNING, Status.PAUSED):
+            raise InvalidTransition(
+                f"A {Status(instance.status).label.lower()} instance cannot be extended.",
+                current=instance.status,
+                target=instance.status,
+            )
+        base = max(instance.expires_at or now, now)
+        new_expiry = base + extension
+        updated = LabInstance.objects.filter(
+            pk=instance.pk, status=instance.status, expires_at=instance.expires_at
+        ).update(expires_at=new_expiry)
+        if updated:
+            instance.expires_at = new_expiry
+            return instance
+        instance.refresh_from_db()
+    raise InvalidTransition(
+        "The instance is changing; try again in a moment.", current=instance.status, target=""
+    )
+
+
 # --- Activity, expiry, reconciliation ----------------------------------------------------------------
 
 
@@ -884,6 +1018,8 @@ def _idle_since(instance: LabInstance) -> datetime | None:
 
 
 def _expiry_due(instance: LabInstance, now: datetime) -> bool:
+    if instance.pooled:  # waiting in the pool: its lifetime starts at the hand-over
+        return False
     if instance.expires_at is not None and instance.expires_at <= now:
         return True
     idle_minutes = instance.lab.idle_timeout_minutes
@@ -917,7 +1053,12 @@ def instance_expire_due(*, now: datetime | None = None) -> list[int]:
 
 
 def _reconcile_instance(
-    instance: LabInstance, namespaces: set[str], now: datetime, report: ReconcileReport
+    instance: LabInstance,
+    namespaces: set[str],
+    now: datetime,
+    report: ReconcileReport,
+    *,
+    watch_current: bool,
 ) -> None:
     start_timeout = timedelta(seconds=settings.LABS_START_TIMEOUT_SECONDS)
     if instance.status == Status.REQUESTED:
@@ -931,8 +1072,12 @@ def _reconcile_instance(
         if _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator."):
             report.failed.append(instance.pk)
     else:
-        status = instance_refresh(instance=instance)
-        report.refreshed.append(instance.pk)
+        if watch_current:
+            # The watcher keeps the status current: judge the start time-out on what it recorded.
+            status = _instance_status(instance, _stored_machines(instance))
+        else:
+            status = instance_refresh(instance=instance)
+            report.refreshed.append(instance.pk)
         too_slow = instance.started_at is not None and instance.started_at + start_timeout <= now
         if status.status == Status.STARTING and too_slow:
             seconds = settings.LABS_START_TIMEOUT_SECONDS
@@ -968,11 +1113,159 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
             cluster.delete_namespace(namespace.name)
             report.orphans_deleted.append(namespace.name)
     names = {namespace.name for namespace in namespaces}
+    # With the watcher in sync, no instance needs a LIST of its own (200 open labs: 200 calls a round).
+    watch_current = watch_health(now).in_sync
     for instance in active.values():
         try:
-            _reconcile_instance(instance, names, now, report)
+            _reconcile_instance(instance, names, now, report, watch_current=watch_current)
         except ClusterUnavailable:
             raise
         except ClusterError as error:
             report.errors.append(f"instance {instance.pk}: {error.message}")
     return report
+
+
+# --- Ready instances (the lab's pool) ----------------------------------------------------------------
+#
+# Pool instances are started by `pool_refill` (the `reconcile` housekeeping loop) and owned by the
+# pool account, a user nobody can sign in as. Their passwords were generated for them and shown to
+# nobody: the account cannot sign in and students only see their own instances. The conditional
+# UPDATE that hands one over changes the owner, so exactly one student ever gets those credentials
+# (staff, who may see every instance, excepted, as for any instance). Lifetime and idle time count
+# from the hand-over; until then a pool instance never expires.
+
+# Not a valid user name for any form (the username validator refuses spaces and parentheses), so no
+# one can sign up as the pool.
+POOL_USERNAME = "(ready pool)"
+
+
+def pool_account() -> Any:
+    user, created = get_user_model().objects.get_or_create(
+        username=POOL_USERNAME, defaults={"is_active": False, "first_name": "Ready", "last_name": "pool"}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def _take_ready(*, user: Any, lab: Lab) -> LabInstance | None:
+    """Hand a running pool instance of the lab to the user, within the user's limits; None if none.
+
+    The hand-over is one conditional UPDATE (still pooled, still running, no pause pending): two
+    students who pick the same instance in parallel cannot both get it; the one who loses tries the
+    next ready instance.
+    """
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        ready = LabInstance.objects.filter(lab=lab, pooled=True, status=Status.RUNNING, pending_action="")
+        candidates = list(ready.order_by("id").values_list("pk", flat=True)[:10])
+        if not candidates:
+            return None
+        _check_limits(user=user, lab=lab)
+        now = timezone.now()
+        for pk in candidates:
+            taken = ready.filter(pk=pk).update(
+                owner=user,
+                pooled=False,
+                handed_over_at=now,
+                expires_at=now + timedelta(minutes=lab.lifetime_minutes),
+                last_activity_at=now,
+            )
+            if taken:
+                return LabInstance.objects.select_related("lab").get(pk=pk)
+    return None
+
+
+def _label_handed_over(instance: LabInstance) -> LabInstance:
+    """Put the new owner's label on the namespace and machines. The database already says whose the
+    instance is (that is what permissions read); a label the cluster refused is logged and recorded
+    for staff, and the student keeps the instance."""
+    names = list(instance.machines.values_list("name", flat=True))
+    try:
+        cluster.set_labels(
+            namespace=instance.namespace,
+            vmi_names=names,
+            labels={manifests.OWNER_LABEL: str(instance.owner_id)},
+        )
+    except ClusterError as error:
+        logger.warning("Labelling handed-over instance %s: %s", instance.pk, error.message)
+        LabInstance.objects.filter(pk=instance.pk).update(
+            last_error=f"Labelling the new owner failed: {error.message}"
+        )
+    return instance
+
+
+@dataclass
+class PoolReport:
+    started: list[int] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def pool_target(lab: Lab, now: datetime) -> int:
+    """How many ready instances the lab wants now: its "keep ready" number, or more while a schedule
+    runs. A schedule's instances are started POOL_LEAD_MINUTES early, so they are running at its time."""
+    lead = timedelta(minutes=settings.POOL_LEAD_MINUTES)
+    scheduled = [
+        schedule.count
+        for schedule in lab.ready_schedules.all()
+        if schedule.starts_at - lead
+        <= now
+        < schedule.starts_at + timedelta(minutes=schedule.duration_minutes)
+    ]
+    return max([lab.ready_instances, *scheduled])
+
+
+def pool_refill(*, now: datetime | None = None) -> PoolReport:
+    """Start ready instances up to each published lab's target and stop the surplus.
+
+    Waiting pool instances (requested, starting, running) count towards the target. A start the
+    cluster refuses (its quota, a lost connection) ends this lab's refill for this round; the next
+    round tries again. A surplus instance is stopped only if it is still pooled at that moment (a
+    conditional UPDATE): a student's hand-over in between wins.
+    """
+    now = now or timezone.now()
+    report = PoolReport()
+    pooled = LabInstance.objects.filter(pooled=True)
+    labs = Lab.objects.filter(
+        Q(ready_instances__gt=0) | Q(instances__pooled=True) | Q(ready_schedules__isnull=False)
+    )
+    for lab in labs.distinct().prefetch_related("ready_schedules"):
+        target = pool_target(lab, now) if lab.published else 0
+        waiting = list(pooled.filter(lab=lab, status__in=(Status.REQUESTED, Status.STARTING, Status.RUNNING)))
+        if len(waiting) < target:
+            _pool_start(lab, target - len(waiting), report)
+        elif len(waiting) > target:
+            # Not-yet-running ones first: they cost the most to keep and are the furthest from use.
+            surplus = sorted(waiting, key=lambda i: (i.status == Status.RUNNING, -i.pk))[
+                : len(waiting) - target
+            ]
+            for instance in surplus:
+                _pool_stop(instance, report)
+    return report
+
+
+def _pool_start(lab: Lab, count: int, report: PoolReport) -> None:
+    machines = list(lab.machines.select_related("image"))
+    account = pool_account()
+    for _ in range(count):
+        try:
+            _check_startable(user=account, lab=lab, machines=machines)
+            instance = _start(user=account, lab=lab, machines=machines, pooled=True)
+        except (ClusterError, LabNotAvailable, LabMisconfigured) as error:
+            report.errors.append(f"pool of {lab.slug}: {error}")
+            return
+        report.started.append(instance.pk)
+
+
+def _pool_stop(instance: LabInstance, report: PoolReport) -> None:
+    if instance.status == Status.REQUESTED:
+        return  # its start is in progress; it is stopped once it runs, if still surplus then
+    if not _transition(instance, Status.STOPPING, only_if=Q(pooled=True), pooled=False):
+        return
+    report.stopped.append(instance.pk)
+    try:
+        _begin_stop(instance)
+    except ClusterError as error:  # stays `stopping`; reconcile finishes it
+        report.errors.append(f"stopping pool instance {instance.pk}: {error.message}")

@@ -21,6 +21,8 @@ from labs.validators import (
 
 MAX_CORES_PER_MACHINE = 16
 MAX_MEMORY_MIB_PER_MACHINE = 64 * 1024
+# Ready instances per lab, kept always or for a scheduled class: a bound on what one setting can start.
+MAX_READY_INSTANCES = 200
 
 
 class VMImage(models.Model):
@@ -137,6 +139,14 @@ class LabQuerySet(models.QuerySet):
     def visible_to(self, user) -> LabQuerySet:
         return self if user.is_staff else self.published()
 
+    def taught_by(self, user) -> LabQuerySet:
+        """The labs whose class view `user` may open: a superuser's all, an instructor's own."""
+        if user.is_superuser:
+            return self
+        if not (user.is_active and user.is_staff):
+            return self.none()
+        return self.filter(owner=user)
+
 
 class Lab(models.Model):
     """A network of machines that every student who starts it gets a private copy of."""
@@ -167,6 +177,23 @@ class Lab(models.Model):
         help_text="Instances run in namespaces named PREFIX-ID, e.g. networking-42 for instance 42 "
         "with the prefix networking.",
     )
+    # Who runs classes with it: the class view shows a lab to its owner and to superusers only.
+    # Labs from before owners have none, so only superusers see them until one is set.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_labs",
+        help_text="The instructor whose class view shows this lab (superusers see every lab).",
+    )
+    ready_instances = models.PositiveSmallIntegerField(
+        "keep ready",
+        default=0,
+        validators=[MaxValueValidator(MAX_READY_INSTANCES)],
+        help_text="Instances kept started and running before anyone asks (0: none). A student's "
+        "start takes one at once; the pool refills in the background.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -188,6 +215,28 @@ class Lab(models.Model):
     @property
     def total_memory_mib(self) -> int:
         return sum(machine.memory_mib for machine in self.machines.all())
+
+
+class ReadySchedule(models.Model):
+    """ "Have N instances ready at <time> for <duration>": the pool of the lab holds at least `count`
+    running instances from `starts_at` (started early enough to be running then) until it ends."""
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="ready_schedules")
+    count = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_READY_INSTANCES)]
+    )
+    starts_at = models.DateTimeField(help_text="When the instances must be running.")
+    duration_minutes = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(5), MaxValueValidator(7 * 24 * 60)],
+        help_text="How long the pool keeps this many ready after the start time.",
+    )
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.count} ready for {self.lab} at {self.starts_at:%Y-%m-%d %H:%M}"
 
 
 class LabMachine(models.Model):
@@ -315,6 +364,13 @@ class LabInstance(models.Model):
     # Until the cluster confirms it, the status shows what was asked for, not what the cluster says.
     pending_action = models.CharField(max_length=8, choices=PendingAction.choices, default="", blank=True)
     pending_since = models.DateTimeField(null=True, blank=True)
+    # Started ahead for the lab's pool, owned by the pool account, waiting for a student's start.
+    # Cleared, with the owner changed, by the one conditional UPDATE that hands it over.
+    pooled = models.BooleanField(default=False, db_index=True, editable=False)
+    handed_over_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the cluster last told us something new about it (its watch, or a refresh): with the
+    # watcher's heartbeat (ClusterWatch) this says how old the status shown is.
+    observed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = LabInstanceQuerySet.as_manager()
 
@@ -352,6 +408,18 @@ class InstanceMachine(models.Model):
     ssh_host_public_key = models.TextField(blank=True)
     order = models.PositiveIntegerField(default=0)
     opens_first = models.BooleanField(default=False)
+    # Its VMI as the cluster last reported it (labs.watcher, or a refresh): written only through
+    # labs.lifecycle; observed_at is null until the cluster was first read.
+    phase = models.CharField(max_length=32, blank=True, editable=False)
+    ip_address = models.CharField(max_length=45, blank=True, editable=False)
+    paused = models.BooleanField(default=False, editable=False)
+    ready = models.BooleanField(default=False, editable=False)
+    # Why it does not run (yet), labs.machine_reasons: our code, and the cluster's words for staff.
+    problem_code = models.CharField(max_length=32, blank=True, editable=False)
+    problem_fatal = models.BooleanField(default=False, editable=False)
+    problem_reason = models.CharField(max_length=255, blank=True, editable=False)
+    problem_message = models.TextField(blank=True, editable=False)
+    observed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["order", "id"]
@@ -380,6 +448,24 @@ class Installation(models.Model):
 
     def __str__(self) -> str:
         return self.uid
+
+
+class ClusterWatch(models.Model):
+    """The heartbeat of the process that watches the cluster (labs.watcher): pages read status from
+    the database, and this row says whether that status is current.
+
+    `heartbeat_at`: the watcher is alive. `synced_at`: every watch was connected and caught up then.
+    `unreachable_since`: the start of the current outage (null while the cluster answers).
+    """
+
+    name = models.CharField(max_length=63, unique=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    unreachable_since = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"watch of cluster {self.name}"
 
 
 class InstanceCheckKey(models.Model):

@@ -75,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         help="qemu runtime: a registry reached over plain HTTP (loopback ones always may be); repeatable",
     )
     parser.add_argument(
+        "--container-images",
+        type=Path,
+        help="directory of OCI image layouts pods' images resolve to (DIR/<name>, tags as references' tags)",
+    )
+    parser.add_argument(
         "--rbac", type=Path, default=DEFAULT_RBAC, help=f"RBAC manifest (default {DEFAULT_RBAC})"
     )
     parser.add_argument(
@@ -163,6 +168,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         pull_cache_bytes=args.pull_cache_size_mb << 20,
         pull_timeout=args.pull_timeout_seconds,
         insecure_registries=tuple(args.insecure_registry),
+        container_images=args.container_images,
         rbac=args.rbac,
         admission_policies=args.admission_policies,
         schemas=args.schemas,
@@ -219,6 +225,10 @@ def main(argv: list[str] | None = None) -> None:
         from localcluster.registry.cli import main as containerdisk
 
         raise SystemExit(containerdisk(argv[1:]))
+    if argv[:1] == ["build-tools-image"]:  # the busybox tools container image (OCI layout)
+        from localcluster.containers.toolsimage import main as build_tools_image
+
+        raise SystemExit(build_tools_image(argv[1:]))
     config = parse_args(argv)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -45,6 +45,7 @@ class ServerConfig:
     pull_cache_bytes: int = 20 << 30
     pull_timeout: float = 600.0
     insecure_registries: tuple[str, ...] = ()
+    container_images: Path | None = None
     rbac: Path = DEFAULT_RBAC
     admission_policies: Path = DEFAULT_ADMISSION_POLICIES
     schemas: Path = DEFAULT_SCHEMAS
@@ -115,6 +116,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             extra_namespaces=_namespaces_in_manifest(config.rbac),
             pod_security_default=config.pod_security_default,
             rbac_propagation_delay=config.rbac_propagation_delay,
+            state_dir=config.state_dir,
+            container_images=config.container_images,
         ),
         faults,
         authorizer=authorizer,

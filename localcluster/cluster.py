@@ -16,22 +16,28 @@ import ipaddress
 import json
 import logging
 import secrets
+import tempfile
 import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
-from localcluster import dns, errors, launcher, patching, quota
+from localcluster import dns, errors, launcher, patching, pods, quota
 from localcluster.admission import AdmissionPolicies, AdmissionRequest
+from localcluster.containers.images import ContainerImages
+from localcluster.containers.runner import ContainerRunner, PodReport
 from localcluster.errors import ApiError, Cause
 from localcluster.faults import Faults
+from localcluster.podvalidation import validate_pod, validate_pod_update
 from localcluster.rbac import Authorizer, RoleNotFound, User
 from localcluster.resources import (
     EVENTS,
     NAMESPACES,
     NETWORK_POLICIES,
+    PODS,
     RBAC_GROUP,
     RESOURCE_QUOTAS,
     RESOURCE_TYPES,
@@ -128,6 +134,10 @@ class ClusterOptions:
     # bindings from an informer cache fed by a watch, so a request right after the create may still
     # be refused (Kubernetes' e2e framework polls up to 5 s for it: test/e2e/framework/auth/helpers.go).
     rbac_propagation_delay: float = 0.0
+    # Where pods' containers keep their bundles and runc state (crash clean-up reads it at start).
+    state_dir: Path | None = None
+    # OCI image layouts pods' images resolve to (localcluster/containers/images.py).
+    container_images: Path | None = None
 
 
 @dataclass
@@ -183,6 +193,14 @@ class Cluster:
             self.options.runtime, self._on_phase, **self.options.runtime_options
         )
         self.runtime.read_secret = self._read_secret  # type: ignore[method-assign]
+        state_dir = self.options.state_dir or Path(tempfile.mkdtemp(prefix="localcluster-"))
+        self.containers = ContainerRunner(
+            self._on_pod_report,
+            state_dir=state_dir,
+            images=ContainerImages(self.options.container_images),
+            network_for=self.runtime.pod_network,
+        )
+        self._pod_terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._networks: dict[str, NamespaceNetwork] = {}
         self._launchers: dict[tuple[str, str], _LauncherPod] = {}  # VMIs whose launcher pod exists
         self._blocked: dict[tuple[str, str], None] = {}  # VMIs waiting for quota, in creation order
@@ -305,6 +323,8 @@ class Cluster:
                 name,
             )
             admit_vmi(obj)
+        if rt is PODS:
+            validate_pod(obj)
         return obj, checked.warnings
 
     # -- admission ---------------------------------------------------------------------------------
@@ -387,6 +407,8 @@ class Cluster:
         obj = self._prepare(rt, obj, None)
         warnings += self._admit("CREATE", rt, namespace, obj, None, user)
         self._check_count_quota(rt, namespace, name)
+        if rt is PODS:
+            self._check_pod_quota(namespace, obj)
         if self.store.exists(rt, namespace if rt.namespaced else "", name):
             raise errors.already_exists(rt, name)
         created = self._store_new(rt, obj)
@@ -411,6 +433,12 @@ class Cluster:
             if message:
                 raise errors.forbidden(rt, name, message)
 
+    def _check_pod_quota(self, namespace: str, pod: Obj) -> None:
+        """The ResourceQuota admission plugin on a pod: refused at create (403), nothing stored."""
+        refusal = self._pod_quota_refusal(namespace, pods.quota_containers(pod))
+        if refusal:
+            raise errors.forbidden(PODS, pod["metadata"].get("name", ""), refusal)
+
     # -- kind-specific preparation (defaults, server-owned fields) ---------------------------------
     def _prepare(self, rt: ResourceType, obj: Obj, current: Obj | None) -> Obj:
         if rt is NAMESPACES:
@@ -433,6 +461,12 @@ class Cluster:
                 spec["policyTypes"] = ["Ingress", *(["Egress"] if spec.get("egress") else [])]
         elif rt is VMI:
             self._prepare_vmi(obj, current)
+        elif rt is PODS:
+            if current is None:
+                obj = pods.default_pod(obj)
+            else:
+                validate_pod_update(obj, current)
+                obj["status"] = current.get("status", {})
         return obj
 
     def _prepare_secret(self, obj: Obj) -> None:
@@ -576,6 +610,15 @@ class Cluster:
         user: User,
     ) -> tuple[Obj, list[str]]:
         current = self._require(rt, namespace if rt.namespaced else "", name)
+        if rt.custom and content_type == patching.STRATEGIC:
+            # Custom resources have no patch strategies to merge by: apiextensions-apiserver's
+            # customresource_handler.go lists JSON patch, merge patch and apply as their patch types.
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{patching.JSON_PATCH}, {patching.MERGE}, application/apply-patch+yaml",
+            )
         if content_type == patching.JSON_PATCH:
             patched = patching.json_patch(current, patch)
         elif content_type in (patching.MERGE, patching.STRATEGIC):
@@ -691,6 +734,8 @@ class Cluster:
             return self._delete_namespace(current)
         if rt is VMI:
             return self._delete_vmi(current)
+        if rt is PODS:
+            return self._delete_pod(current, (options or {}).get("gracePeriodSeconds"))
         self.store.remove(rt, namespace, name)
         self._after_change(rt, namespace, None, current)
         details: Obj = {"name": name, "kind": rt.plural, "uid": current["metadata"]["uid"]}
@@ -734,14 +779,18 @@ class Cluster:
         await asyncio.sleep(self.options.finalize_delay)
         for vmi in self.store.list(VMI, namespace):
             self._delete_vmi(vmi)
+        for pod in self.store.list(PODS, namespace):
+            self._delete_pod(pod, 0)
         pending = [t for (ns, _), t in list(self._terminations.items()) if ns == namespace]
+        pending += [t for (ns, _), t in list(self._pod_terminations.items()) if ns == namespace]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         for rt in RESOURCE_TYPES:
-            if rt.namespaced and rt is not VMI:
+            if rt.namespaced and rt is not VMI and rt is not PODS:
                 for obj in self.store.list(rt, namespace):
                     self.store.remove(rt, namespace, obj["metadata"]["name"])
         await self.runtime.namespace_deleted(namespace)
+        await self.containers.namespace_deleted(namespace)
         self._networks.pop(namespace, None)
         self._published_names.pop(namespace, None)
         ns = self.store.get(NAMESPACES, "", namespace)
@@ -786,10 +835,12 @@ class Cluster:
             self._retry_blocked(new["metadata"]["name"])
         if not rt.namespaced:
             return
-        if rt is SERVICES or rt is VMI:
+        if rt is SERVICES or rt is VMI or rt is PODS:
             self._publish_names(namespace)
         if rt is VMI and new is not None and old is None:
             self._spawn(self._launch(namespace, new["metadata"]["name"]))
+        if rt is PODS and new is not None and old is None:
+            self._start_pod(namespace, new["metadata"]["name"])
         if rt is not EVENTS:
             self._refresh_quotas(namespace)
         if rt is RESOURCE_QUOTAS or (rt is VMI and new is None):
@@ -804,8 +855,16 @@ class Cluster:
                 q["status"] = status
                 self.store.replace(RESOURCE_QUOTAS, q)
 
+    def _pods_in_use(self, namespace: str) -> list[quota.PodResources]:
+        """What counts against compute quota: launcher pods, and pods not yet terminal."""
+        in_use = [p.resources for (ns, _), p in self._launchers.items() if ns == namespace]
+        for pod in self.store.list(PODS, namespace):
+            if not pods.is_terminal(pod):
+                in_use.append(quota.pod_resources(pods.quota_containers(pod)))
+        return in_use
+
     def _quota_status(self, namespace: str, hard: dict[str, Any]) -> Obj:
-        launchers = [p.resources for (ns, _), p in self._launchers.items() if ns == namespace]
+        launchers = self._pods_in_use(namespace)
         counts = {}
         for key in hard:
             for rt in RESOURCE_TYPES:
@@ -846,11 +905,20 @@ class Cluster:
     def _publish_names(self, namespace: str) -> None:
         """Cluster DNS: tell the runtime the names the namespace's headless Services now give."""
         records = dns.headless_service_records(
-            namespace, self.store.list(SERVICES, namespace), self.store.list(VMI, namespace)
+            namespace,
+            self.store.list(SERVICES, namespace),
+            self.store.list(VMI, namespace) + self.store.list(PODS, namespace),
         )
         if records != self._published_names.get(namespace, {}):
             self._published_names[namespace] = records
             self.runtime.names_changed(namespace, records)
+            self.containers.names_changed(
+                {
+                    name: addresses
+                    for records in self._published_names.values()
+                    for name, addresses in records.items()
+                }
+            )
 
     def _set_condition(self, vmi: Obj, kind: str, reason: str, message: str) -> Obj:
         """A `<kind>=False` condition, as virt-controller's CheckFailure writes it: one of each type,
@@ -1048,7 +1116,7 @@ class Cluster:
         return f'violates PodSecurity "{level}:latest": {LAUNCHER_POD_SECURITY_VIOLATIONS[level]}'
 
     def _pod_quota_refusal(self, namespace: str, containers: list[launcher.Container]) -> str | None:
-        in_use = [p.resources for (ns, _), p in self._launchers.items() if ns == namespace]
+        in_use = self._pods_in_use(namespace)
         for q in self.store.list(RESOURCE_QUOTAS, namespace):
             hard = q.get("spec", {}).get("hard") or {}
             refusal = quota.check_pod(q["metadata"]["name"], hard, in_use, containers)
@@ -1134,6 +1202,84 @@ class Cluster:
                 )
             interfaces.append(entry)
         return interfaces
+
+    # -- pods: the scheduler and the kubelet ----------------------------------------------------------
+    def _start_pod(self, namespace: str, name: str) -> None:
+        pod = self.store.get(PODS, namespace, name)
+        if pod is None:
+            return
+        pod["status"] = pods.scheduled_status(pod, now_timestamp())
+        pod = self.store.replace(PODS, pod)
+        self.record_event(
+            pod,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {namespace}/{name} to {NODE_NAME}",
+            component="default-scheduler",
+        )
+        self.containers.start(pod, self._network(namespace))
+
+    def _on_pod_report(self, namespace: str, name: str, report: PodReport) -> None:
+        pod = self.store.get(PODS, namespace, name)
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            return
+        if report.event is not None:
+            self.record_event(pod, report.event[0], report.event[1], report.event[2], component="kubelet")
+        if report.pod_ip is None and report.container is None:
+            return
+        was_terminal = pods.is_terminal(pod)
+        container = report.container
+        pod["status"] = pods.apply_report(
+            pod,
+            now_timestamp(),
+            pod_ip=report.pod_ip,
+            container=container.name if container else None,
+            state=container.state if container else None,
+            last_state=container.last_state if container else None,
+            restart_count=container.restart_count if container else 0,
+        )
+        self.store.replace(PODS, pod)
+        self._publish_names(namespace)
+        if pods.is_terminal(pod) and not was_terminal:
+            self._refresh_quotas(namespace)
+            self._retry_blocked(namespace)
+
+    def _delete_pod(self, pod: Obj, grace: Any) -> Obj:
+        """Graceful deletion: the pod stays with a deletionTimestamp until the kubelet stopped it."""
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if not pod["metadata"].get("deletionTimestamp"):
+            pod["metadata"]["deletionTimestamp"] = now_timestamp()
+            seconds = pod["spec"].get("terminationGracePeriodSeconds", 30) if grace is None else int(grace)
+            pod["metadata"]["deletionGracePeriodSeconds"] = seconds
+            pod = self.store.replace(PODS, pod)
+        if key not in self._pod_terminations:
+            self._pod_terminations[key] = self._spawn(self._terminate_pod(*key))
+        return pod
+
+    async def _terminate_pod(self, namespace: str, name: str) -> None:
+        try:
+            await self.containers.stop(namespace, name)
+            pod = self.store.get(PODS, namespace, name)
+            if pod is not None:
+                self.store.remove(PODS, namespace, name)
+                self._after_change(PODS, namespace, None, pod)
+                self._retry_blocked(namespace)
+        finally:
+            self._pod_terminations.pop((namespace, name), None)
+
+    def pod_container(self, namespace: str, name: str, container: str | None) -> tuple[Obj, str]:
+        """The pod and the container a log or exec request means (the only one when unnamed)."""
+        pod = self._require(PODS, namespace, name)
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        if not container:
+            if len(names) > 1:
+                raise errors.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
+                )
+            container = names[0]
+        if container not in names:
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        return pod, container
 
     # -- events ------------------------------------------------------------------------------------
     def record_event(
@@ -1343,6 +1489,7 @@ class Cluster:
 
     # -- life of the server ------------------------------------------------------------------------
     async def shutdown(self) -> None:
+        await self.containers.shutdown()
         await self.runtime.shutdown()
         for task in list(self._tasks):
             task.cancel()

@@ -36,7 +36,9 @@ def pod_hostname(vmi: Obj) -> str:
 
 
 def vmi_address(vmi: Obj) -> str | None:
-    """The pod-network address the VMI's status reports (its pod IP)."""
+    """The pod-network address the VMI's status reports (its pod IP); a Pod's own `podIP`."""
+    if (vmi.get("status") or {}).get("podIP"):
+        return str(vmi["status"]["podIP"])
     for interface in (vmi.get("status") or {}).get("interfaces") or []:
         if interface.get("ipAddress"):
             return str(interface["ipAddress"])

@@ -100,6 +100,17 @@ NETWORK_POLICIES = ResourceType(
 )
 # Namespaced grants made at run time (the app binds its lab role in each namespace it creates).
 # ClusterRoles, Roles and ClusterRoleBindings come from the RBAC manifest only (`--rbac`).
+PODS = ResourceType(
+    CORE_GROUP,
+    "v1",
+    "pods",
+    "pod",
+    "Pod",
+    namespaced=True,
+    short_names=("po",),
+    categories=("all",),
+    subresources=("status", "log", "exec"),
+)
 ROLE_BINDINGS = ResourceType(RBAC_GROUP, "v1", "rolebindings", "rolebinding", "RoleBinding", namespaced=True)
 VIRTUAL_MACHINE_INSTANCES = ResourceType(
     KUBEVIRT_GROUP,
@@ -120,6 +131,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     RESOURCE_QUOTAS,
     SERVICES,
     EVENTS,
+    PODS,
     NETWORK_POLICIES,
     ROLE_BINDINGS,
     VIRTUAL_MACHINE_INSTANCES,
@@ -150,6 +162,12 @@ def lookup(group: str, version: str, plural: str) -> ResourceType | None:
         if rt.group == group and rt.version == version and rt.plural == plural:
             return rt
     return None
+
+
+# Core subresources served on pods, and the HTTP method each answers. `exec` is a websocket (GET) or
+# SPDY (POST) upgrade; RBAC checks `create` on pods/exec for both, as kube-apiserver does since the
+# AuthorizePodWebsocketUpgradeCreatePermission gate (Kubernetes 1.30, on by default).
+POD_SUBRESOURCES: dict[str, tuple[str, ...]] = {"log": ("GET",), "exec": ("GET", "POST")}
 
 
 def resources_in(group: str, version: str) -> list[ResourceType]:

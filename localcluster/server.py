@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -19,13 +20,21 @@ from typing import Any
 import yaml
 from aiohttp import WSMsgType, web
 
-from localcluster import discovery, errors
+from localcluster import discovery, errors, podstreams
 from localcluster.cluster import Cluster
 from localcluster.errors import ApiError
 from localcluster.faults import Faults
 from localcluster.rbac import ANONYMOUS, Authorizer, Identity, RequestAttributes, User, forbidden_reason
 from localcluster.requestinfo import RequestInfo, parse
-from localcluster.resources import NAMESPACES, SUBRESOURCES_GROUP, VMI_SUBRESOURCES, ResourceType, lookup
+from localcluster.resources import (
+    NAMESPACES,
+    POD_SUBRESOURCES,
+    PODS,
+    SUBRESOURCES_GROUP,
+    VMI_SUBRESOURCES,
+    ResourceType,
+    lookup,
+)
 from localcluster.selectors import field_matcher, label_matcher
 from localcluster.store import Expired, WatchEvent
 from localcluster.validation import validation_mode
@@ -34,12 +43,42 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the real API server's limit
 MAX_WATCH_SECONDS = 1800.0  # real servers end a watch after minRequestTimeout (30 min) at most
+# With allowWatchBookmarks the watch cache sends a BOOKMARK about every minute and 2 s before the
+# watch's deadline (staging/src/k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go,
+# nextBookmarkTime; cacher.go's bookmarkFrequency), so a client resumes close to "now".
+BOOKMARK_FREQUENCY_SECONDS = 60.0
+BOOKMARK_BEFORE_DEADLINE_SECONDS = 2.0
 WEBSOCKET_PROTOCOL = "plain.kubevirt.io"
 # Console/VNC relay: bytes read from the guest per websocket frame (at most). Larger reads mean
 # fewer frames, TLS writes and wake-ups per byte when the guest streams; small output stays small.
 STREAM_CHUNK_BYTES = 256 * 1024
 BEARER_PROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
 CONTROL_PREFIX = "/localcluster/v1/"
+
+
+def _parse_bool(text: str) -> bool:
+    """A boolean query parameter as the API server decodes it (Go's strconv.ParseBool)."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False", ""):
+        return False
+    raise ValueError(f"strconv.ParseBool: parsing {text!r}: invalid syntax")
+
+
+def _next_bookmark(now: float, deadline: float) -> float | None:
+    """When the next BOOKMARK is due: a minute from now, or 2 s before the deadline if sooner; None
+    once that moment has passed (cache_watcher.go, nextBookmarkTime)."""
+    due = min(now + BOOKMARK_FREQUENCY_SECONDS, deadline - BOOKMARK_BEFORE_DEADLINE_SECONDS)
+    return due if due > now else None
+
+
+def _bookmark_object(rt: ResourceType, resource_version: int) -> dict[str, Any]:
+    """A BOOKMARK carries only the kind and the resourceVersion the watch has reached."""
+    return {
+        "kind": rt.kind,
+        "apiVersion": rt.api_version,
+        "metadata": {"resourceVersion": str(resource_version), "creationTimestamp": None},
+    }
 
 
 def json_response(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
@@ -254,6 +293,8 @@ class ApiServer:
     # -- resources ---------------------------------------------------------------------------------
     async def resource(self, request: web.Request, info: RequestInfo, user: User) -> web.StreamResponse:
         rt = lookup(info.group, info.version, info.resource)
+        if rt is PODS and info.subresource in POD_SUBRESOURCES and info.name:
+            return await self.pod_subresource(request, info, user)
         if rt is None or info.subresource or (info.namespace and not rt.namespaced and rt is not NAMESPACES):
             raise errors.path_not_found()
         needs_name = info.verb in ("get", "update", "patch", "delete")
@@ -361,6 +402,7 @@ class ApiServer:
             timeout = min(float(query.get("timeoutSeconds") or MAX_WATCH_SECONDS), MAX_WATCH_SECONDS)
             rv_text = query.get("resourceVersion", "")
             since = int(rv_text) if rv_text not in ("", "0") else None
+            bookmarks = _parse_bool(query.get("allowWatchBookmarks", "false"))
         except ValueError as exc:
             raise errors.bad_request(f"invalid watch parameters: {exc}") from exc
 
@@ -396,6 +438,7 @@ class ApiServer:
         if task is not None:
             self._long_running.add(task)
         deadline = time.monotonic() + timeout
+        next_bookmark = _next_bookmark(time.monotonic(), deadline) if bookmarks else None
         try:
             if error_event is not None:
                 await response.write((json.dumps(error_event) + "\n").encode())
@@ -410,12 +453,20 @@ class ApiServer:
                     await response.write((json.dumps({"type": kind, "object": obj}) + "\n").encode())
                     sent += 1
                     continue
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0 or transport is None or transport.is_closing():
                     break
+                if next_bookmark is not None and now >= next_bookmark:
+                    pending.append(("BOOKMARK", _bookmark_object(rt, store.resource_version)))
+                    next_bookmark = _next_bookmark(now, deadline)
+                    continue
+                wait = min(remaining, 1.0)
+                if next_bookmark is not None:
+                    wait = max(0.0, min(wait, next_bookmark - now))
                 try:
                     assert sub is not None
-                    event = await asyncio.wait_for(sub.queue.get(), min(remaining, 1.0))
+                    event = await asyncio.wait_for(sub.queue.get(), wait)
                 except TimeoutError:
                     continue
                 translated = translate(event)
@@ -428,6 +479,18 @@ class ApiServer:
                 store.unsubscribe(sub)
             if task is not None:
                 self._long_running.discard(task)
+
+    async def pod_subresource(
+        self, request: web.Request, info: RequestInfo, user: User
+    ) -> web.StreamResponse:
+        if request.method not in POD_SUBRESOURCES[info.subresource]:
+            raise errors.method_not_allowed()
+        if info.subresource == "log":
+            return await podstreams.pod_log(request, self.cluster, info.namespace, info.name)
+        if info.verb != "create":
+            # A websocket upgrade (GET) needs `create` too (AuthorizePodWebsocketUpgradeCreatePermission).
+            self.authorize(user, dataclasses.replace(info, verb="create"))
+        return await podstreams.pod_exec(request, self.cluster, info.namespace, info.name)
 
     # -- subresources.kubevirt.io ------------------------------------------------------------------
     async def vmi_subresource(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:

@@ -15,6 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
 
+from classes.models import Classroom
+from laborchestrator.inputs import parse_id
 from labs.models import Lab, LabInstance, LabMachine
 from portal.embedding import embeddable
 from tutorials.models import Tutorial
@@ -60,13 +62,35 @@ def _embed_sign_in(full_page_url: Callable[..., str]) -> Callable[[View], View]:
     return decorator
 
 
+def _class_names_by_lab(user) -> dict[int, list[str]]:
+    """The names of the user's classes that offer each lab."""
+    offered: dict[int, list[str]] = {}
+    for lab_id, name in Classroom.labs.through.objects.filter(classroom__members=user).values_list(
+        "lab_id", "classroom__name"
+    ):
+        offered.setdefault(lab_id, []).append(name)
+    return offered
+
+
 @login_required
 def catalog(request: HttpRequest) -> HttpResponse:
-    labs = list(_labs_for(request.user))
+    """Every lab the user may start, marked with the classes that offer it; `?class=ID` shows one of
+    the user's classes only (where joining a class leads)."""
+    labs = _labs_for(request.user)
+    classroom = None
+    class_id = parse_id(request.GET.get("class", ""))
+    if class_id is not None:
+        classroom = Classroom.objects.filter(pk=class_id, members=request.user).first()
+        if classroom is not None:
+            labs = labs.filter(classes=classroom)
+    labs = list(labs)
     active = _active_instances_by_lab(request.user)
+    offered = _class_names_by_lab(request.user)
     for lab in labs:
         lab.active_instance = active.get(lab.pk)
-    return render(request, "portal/catalog.html", {"labs": labs})
+        lab.class_names = offered.get(lab.pk, [])
+    labs.sort(key=lambda lab: (not lab.class_names, lab.name))
+    return render(request, "portal/catalog.html", {"labs": labs, "classroom": classroom})
 
 
 def _workspace(request: HttpRequest, pk: int, *, embed: bool) -> HttpResponse:
@@ -86,6 +110,15 @@ def _workspace(request: HttpRequest, pk: int, *, embed: bool) -> HttpResponse:
             "tutorials": reverse("api:tutorial-list"),
             "instancePage": reverse("portal:embed-instance" if embed else "portal:instance", args=[0]),
             "openWindow": request.build_absolute_uri(full_page),
+            # The class view's side (classroom app): only on the student's own instance.
+            **(
+                {
+                    "notices": reverse("classroom:student-notices", args=[instance.pk]),
+                    "position": reverse("classroom:student-position", args=[instance.pk]),
+                }
+                if instance.owner_id == request.user.pk
+                else {}
+            ),
         },
         "machines": [
             {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from labs.models import InstanceMachine, LabInstance
+from labs.models import InstanceMachine, Lab, LabInstance
 from vncproxy.tickets import TicketInvalid, ticket_redeem
 
 # Statuses whose machines may be connected to. A starting instance is allowed so the serial
@@ -69,4 +69,25 @@ def authorise_stream(
         label = LabInstance.Status(instance.status).label.lower()
         message = f"The lab instance is not running ({label})."
         raise StreamRefused(4409, message, cause=f"status {instance.status}")
+    return StreamAccess(user=user, instance=instance, machine=machine)
+
+
+def authorise_watch(*, user: Any, instance_id: int, machine_name: str, kind: str) -> StreamAccess:
+    """An instructor watching a student's console read-only: signed in with a session (no tickets),
+    staff, and teaching the instance's lab (its owner, or a superuser). Raises StreamRefused."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        raise StreamRefused(4401, "Not signed in.", cause="anonymous")
+    instance = LabInstance.objects.select_related("lab").filter(pk=instance_id).first()
+    if instance is None:
+        raise StreamRefused(4404, "No such lab instance.", cause="no such instance")
+    if not Lab.objects.taught_by(user).filter(pk=instance.lab_id).exists():
+        raise StreamRefused(4403, "Only the lab's instructors may watch its students.", cause="not teaching")
+    machine = InstanceMachine.objects.filter(instance=instance, name=machine_name).first()
+    if machine is None or not (machine.has_vnc if kind == "vnc" else machine.has_serial_console):
+        raise StreamRefused(4404, "No such console in this lab instance.", cause="no such console")
+    if instance.status not in STREAMABLE_STATUSES:
+        label = LabInstance.Status(instance.status).label.lower()
+        raise StreamRefused(
+            4409, f"The lab instance is not running ({label}).", cause=f"status {instance.status}"
+        )
     return StreamAccess(user=user, instance=instance, machine=machine)

@@ -50,10 +50,11 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from labs.lifecycle import instance_touch
-from vncproxy.access import StreamAccess, StreamRefused, authorise_stream
+from vncproxy.access import StreamAccess, StreamRefused, authorise_stream, authorise_watch
 from vncproxy.limits import LimitReached, StreamKey, shared_user_streams, stream_limits
 from vncproxy.origin import header, origin_allowed
 from vncproxy.relay import AsgiBrowser, Relay, close_reason
+from vncproxy.sharing import ConsoleShare, Observer, share_close, share_open, shares
 from vncproxy.upstream import (
     UpstreamConnection,
     UpstreamFailed,
@@ -61,6 +62,7 @@ from vncproxy.upstream import (
     UpstreamUnavailable,
     open_upstream,
 )
+from vncproxy.watches import watch_ended, watch_started
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.in_group = False
         self.limit_key: tuple[int, StreamKey] | None = None
         self.shared_lease: str | None = None  # this stream's place in the count across processes
+        self.share: ConsoleShare | None = None  # instructors watching this stream
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         """The consumer's whole life. Channels' own receive loop can fail too (channels-redis raises
@@ -133,6 +136,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 raise
             return
         self.access = access
+        self.share = share_open((self.instance_id, self.machine_name, self.kind), self.kind)
         self.relay = Relay(
             upstream=upstream,
             browser=browser,
@@ -140,6 +144,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             on_activity=self._touch,
             on_tick=self._refresh_lease,
             detailed_reasons=self.detailed_reasons,
+            share=self.share,
         )
         self.relay.start()
         self._log("accepted", None, "")
@@ -274,6 +279,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def _end(self) -> None:
         """Stop the relay and give back the limit and the group, once (disconnect or any failure)."""
         relay, self.relay = self.relay, None
+        share, self.share = self.share, None
+        if share is not None:  # first: it cannot fail, and its observers must learn of the end
+            share_close((self.instance_id, self.machine_name, self.kind), share)
         if relay is not None:
             await relay.stop()
             cause = relay.close_reason
@@ -325,3 +333,63 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept()
         await self.close(code=4404, reason="No console at this address.")
+
+
+WATCH_NOTHING_OPEN = (4409, "The student has no open console of this machine on this server right now.")
+WATCH_VNC_UNSUPPORTED = (4404, "Watching a graphical desktop is not available yet; watch the terminal.")
+
+
+class WatchConsumer(AsyncWebsocketConsumer):
+    """An instructor watching a student's console read-only (vncproxy/sharing.py): the machine's
+    output from the student's own upstream; anything the observer sends is dropped here."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.observer: Observer | None = None
+        self.share: ConsoleShare | None = None
+        self.watch_id: int | None = None
+
+    async def connect(self) -> None:
+        route = self.scope["url_route"]["kwargs"]
+        instance_id, machine, kind = int(route["instance_id"]), route["machine"], route["kind"]
+        offered = self.scope.get("subprotocols") or []
+        await self.accept("binary" if "binary" in offered else None)
+        browser = AsgiBrowser(self.base_send, settings.CONSOLE_BUFFER_BYTES)
+        origin = header(self.scope, b"origin")
+        try:
+            if origin is None or not origin_allowed(self.scope, origin):
+                raise StreamRefused(*FOREIGN_ORIGIN, cause="watch without an allowed origin")
+            access = await database_sync_to_async(authorise_watch)(
+                user=self.scope.get("user"), instance_id=instance_id, machine_name=machine, kind=kind
+            )
+            if kind == "vnc":
+                raise StreamRefused(*WATCH_VNC_UNSUPPORTED, cause="vnc watch")
+            share = shares.get((instance_id, machine, kind))
+            if share is None:
+                raise StreamRefused(*WATCH_NOTHING_OPEN, cause="no student stream in this process")
+        except StreamRefused as refusal:
+            logger.info("watch refused: instance=%s machine=%s code=%s cause=%s", instance_id, machine,
+                        refusal.code, refusal.cause)  # fmt: skip
+            await browser.close(refusal.code, refusal.reason)
+            return
+        # Joined before anything is awaited: a share looked up is still open (its end closes us).
+        self.share = share
+        self.observer = Observer(browser)
+        share.join(self.observer)
+        self.watch_id = await database_sync_to_async(watch_started)(
+            observer=access.user, instance=access.instance, machine_name=machine, kind=kind
+        )
+
+    async def dispatch(self, message: dict) -> None:
+        if message["type"] == "websocket.receive":
+            return  # read-only: an observer's input never reaches the machine
+        await super().dispatch(message)
+
+    async def disconnect(self, code: int) -> None:
+        observer, self.observer = self.observer, None
+        if observer is not None and self.share is not None:
+            self.share.leave(observer)
+            observer.task.cancel()
+        if self.watch_id is not None:
+            watch_id, self.watch_id = self.watch_id, None
+            await database_sync_to_async(watch_ended)(watch_id=watch_id)

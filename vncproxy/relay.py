@@ -19,8 +19,16 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from typing import Protocol
 
 from vncproxy.upstream import UpstreamConnection
+
+
+class ConsoleShareSink(Protocol):
+    """Where the machine's output goes besides the student's browser (observers)."""
+
+    def output(self, chunks: list[bytes]) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +114,10 @@ class Relay:
         on_activity: Callable[[], Awaitable[None]],
         on_tick: Callable[[], Awaitable[None]] | None = None,
         detailed_reasons: bool = False,
+        share: ConsoleShareSink | None = None,
     ) -> None:
         self.upstream = upstream
+        self.share = share  # observers watching this stream (vncproxy.sharing), fed after the browser
         self.browser = browser
         self.idle_timeout = idle_timeout
         self.on_activity = on_activity
@@ -150,6 +160,8 @@ class Relay:
         self.last_activity = self._loop.time()
         if not self.browser.write(chunks):
             self.upstream.pause_reading()
+        if self.share is not None:
+            self.share.output(chunks)
 
     def browser_writable(self) -> None:
         self.upstream.resume_reading()

@@ -10,8 +10,9 @@ from rest_framework import serializers
 from accounts.api.serializers import UserSummarySerializer
 from laborchestrator.api.serializers import ModelCleanMixin
 from laborchestrator.inputs import parse_id
-from labs.lifecycle import InstanceStatus, MachineStatus
+from labs.lifecycle import PROVISIONED_STATUSES, MachineStatus, stored_machine_status
 from labs.models import InstanceMachine, Lab, LabInstance, LabMachine, VMImage
+from labs.watch_health import WatchHealth, watch_health
 from vncproxy.models import ConsoleTicket
 
 
@@ -161,10 +162,16 @@ class ConsoleUrlsSerializer(serializers.Serializer):
     )
 
 
-class InstanceMachineSerializer(serializers.ModelSerializer):
-    """A machine of an instance: its login, consoles, and (in a detail) its state in the cluster."""
+NOT_RUNNING = MachineStatus(name="", phase="", ip_address="", paused=False, ready=False)
 
-    phase = serializers.SerializerMethodField(help_text="The VM's phase in the cluster; null if not read.")
+
+class InstanceMachineSerializer(serializers.ModelSerializer):
+    """A machine of an instance: its login, consoles, and its state in the cluster as last recorded
+    (labs.watcher; no cluster call)."""
+
+    phase = serializers.SerializerMethodField(
+        help_text="The VM's phase in the cluster; null if the cluster has not reported it yet."
+    )
     ip_address = serializers.SerializerMethodField()
     paused = serializers.SerializerMethodField()
     ready = serializers.SerializerMethodField()
@@ -206,10 +213,13 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def _status(self, machine: InstanceMachine) -> MachineStatus | None:
-        status: InstanceStatus | None = self.context.get("cluster_status")
-        if status is None:
+        status = self.context.get("instance_status")
+        if status not in PROVISIONED_STATUSES and status != LabInstance.Status.FAILED:
+            return NOT_RUNNING  # stopped or not started yet: no machine runs
+        # A failed instance's machines show what the cluster last said: why it failed.
+        if machine.observed_at is None:
             return None
-        return next((m for m in status.machines if m.name == machine.name), None)
+        return stored_machine_status(machine)
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_phase(self, machine: InstanceMachine) -> str | None:
@@ -272,13 +282,55 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
 
 
 class InstanceDetailSerializer(InstanceSerializer):
-    """An instance with its machines, their logins and, after a read of the cluster, their state."""
+    """An instance with its machines, their logins and their state as last recorded, and how current
+    that is: the status comes from the cluster's watch, never from a call made for this request."""
 
     machines = InstanceMachineSerializer(many=True, read_only=True)
+    status_as_of = serializers.SerializerMethodField(
+        help_text="Until when the status and the machines' state are known to be true: about now while "
+        "the cluster is watched, else when it last reported on this instance (null: never)."
+    )
+    status_current = serializers.SerializerMethodField(
+        help_text="False when the status is the last known one (the cluster's watch is down or the "
+        "cluster unreachable): `POST .../refresh/` asks the cluster once."
+    )
+    cluster_unreachable_since = serializers.SerializerMethodField(
+        help_text="When the cluster stopped answering, during an outage; else null."
+    )
 
     class Meta(InstanceSerializer.Meta):
-        fields = [*InstanceSerializer.Meta.fields, "namespace", "machines"]
+        fields = [
+            *InstanceSerializer.Meta.fields,
+            "namespace",
+            "machines",
+            "status_as_of",
+            "status_current",
+            "cluster_unreachable_since",
+        ]
         read_only_fields = fields
+
+    def _health(self) -> WatchHealth:
+        if "watch_health" not in self.context:
+            self.context["watch_health"] = watch_health()
+        return self.context["watch_health"]
+
+    def to_representation(self, instance: LabInstance) -> dict[str, Any]:
+        self.context["instance_status"] = instance.status
+        return super().to_representation(instance)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_status_as_of(self, instance: LabInstance) -> str | None:
+        moment = self._health().status_as_of(instance.observed_at)
+        return serializers.DateTimeField().to_representation(moment) if moment else None
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_status_current(self, instance: LabInstance) -> bool:
+        return self._health().in_sync
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_cluster_unreachable_since(self, instance: LabInstance) -> str | None:
+        since = self._health().unreachable_since
+        return serializers.DateTimeField().to_representation(since) if since else None
 
 
 # What SlugField accepts: a lab slug is never anything else, so nothing else reaches a query.

@@ -3,13 +3,14 @@ whose errors become HTTP answers in laborchestrator/api/exceptions.py."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -23,6 +24,7 @@ from laborchestrator.api.exceptions import (
 )
 from laborchestrator.api.permissions import IsStaff, IsStaffOrReadOnly
 from laborchestrator.api.throttles import ConsoleTicketThrottle, InstanceStartThrottle
+from laborchestrator.ratelimit import Limit, Rate, RateLimited, take_place
 from labs import lifecycle
 from labs.api.filters import InstanceFilter
 from labs.api.serializers import (
@@ -85,7 +87,7 @@ class LabViewSet(viewsets.ModelViewSet):
         return StaffLabSerializer if self.request.user.is_staff else LabSerializer
 
     def perform_create(self, serializer: BaseSerializer) -> None:
-        lab = serializer.save()
+        lab = serializer.save(owner=self.request.user)  # its creator's class view shows it
         lab.visible_tutorials = []
 
     @extend_schema(
@@ -214,15 +216,35 @@ class InstanceViewSet(
 
     @extend_schema(
         summary="An instance with its machines' state in the cluster",
-        description="Reads the machines' phase, IP address, paused flag and readiness from the cluster "
-        "(one call per request) and updates the stored status. Includes each machine's login and "
-        "the websocket URLs of its consoles.",
-        responses={200: InstanceDetailSerializer, **CLUSTER_DOWN},
+        description="The status and the machines' phase, IP address, paused flag and readiness as the "
+        "cluster's watch last recorded them (this request asks the cluster nothing), with how current "
+        "that is. Includes each machine's login and the websocket URLs of its consoles.",
+        responses={200: InstanceDetailSerializer},
     )
     def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        return self._detail(self.get_object())
+
+    @extend_schema(
+        summary="Ask the cluster now",
+        description="Reads the machines' state from the cluster once and records it: for when the "
+        "status is not current (`status_current` false). At most one a few seconds per instance.",
+        request=None,
+        responses={
+            200: InstanceDetailSerializer,
+            429: OpenApiResponse(description="Refreshed a moment ago; see `Retry-After`."),
+            **CLUSTER_DOWN,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request: Request, pk: str | None = None) -> Response:
         instance = self.get_object()
-        cluster_status = lifecycle.instance_refresh(instance=instance)
-        return self._detail(instance, cluster_status=cluster_status)
+        limit = Limit(key=f"instance-refresh:{instance.pk}", rate=Rate.parse(settings.LABS_REFRESH_RATE))
+        try:
+            take_place([limit])
+        except RateLimited as refused:
+            raise Throttled(wait=refused.wait, detail="This lab was refreshed a moment ago.") from refused
+        lifecycle.instance_refresh(instance=instance)
+        return self._detail(instance)
 
     @extend_schema(
         summary="Start a lab",

@@ -235,6 +235,11 @@ class Runtime(ABC):
         Runtimes whose guests resolve names answer these on the namespace's network; others ignore it.
         """
 
+    async def pod_network(self, namespace: str, network: NamespaceNetwork) -> Any:
+        """The namespace's lab network (localcluster.qemu.network.LabNetwork) for its pods' containers
+        to join, when this runtime runs one; None: the container runner starts one of its own."""
+        return None
+
     async def namespace_deleted(self, namespace: str) -> None:  # noqa: B027 - optional hook
         """Everything in the namespace is gone: free per-namespace resources (e.g. a switch)."""
 

@@ -723,6 +723,11 @@ class QemuRuntime(Runtime):
         network = self._networks.get(namespace)
         return network.switch.pid if network and network.switch else None
 
+    async def pod_network(self, namespace: str, network: NamespaceNetwork) -> LabNetwork:
+        """Pods join the same lab network as the namespace's VMs."""
+        self._prepare_host()
+        return await self._lab_network(namespace, network)
+
     def lab_network(self, namespace: str) -> LabNetwork | None:
         """The namespace's running lab network: where the local cluster reaches its guests' ports."""
         network = self._networks.get(namespace)

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from labs.models import InstanceMachine, Lab, LabInstance
-from tests.labs.conftest import app_cluster, image, make_lab, wait_for  # noqa: F401 (fixtures)
+from tests.labs.conftest import app_cluster, cluster_watcher, image, make_lab, wait_for  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from labs.models import LabInstance, VMImage
-from tests.api.conftest import wait_for
+from tests.labs.conftest import watched
 
 pytestmark = pytest.mark.django_db
 Status = LabInstance.Status
@@ -42,7 +42,7 @@ def missing_image_lab(app_cluster, make_lab, settings):
 
 
 def test_an_unknown_image_is_explained_per_machine_and_in_last_error(
-    missing_image_lab, student, instructor, client_for
+    cluster_watcher, missing_image_lab, student, instructor, client_for
 ):
     lab, reference = missing_image_lab
     student_client, staff_client = client_for(student), client_for(instructor)
@@ -50,7 +50,9 @@ def test_an_unknown_image_is_explained_per_machine_and_in_last_error(
     assert started.status_code == 201, started.content
     url = f"/api/instances/{started.json()['id']}/"
 
-    failed = wait_for(lambda: (body := student_client.get(url).json())["status"] == Status.FAILED and body)
+    failed = watched(
+        cluster_watcher, lambda: (body := student_client.get(url).json())["status"] == Status.FAILED and body
+    )
     (machine,) = failed["machines"]
     assert machine["reason"] == "image_unavailable"
     assert machine["message"] == (
@@ -68,14 +70,16 @@ def test_an_unknown_image_is_explained_per_machine_and_in_last_error(
 
 
 def test_a_machine_waiting_for_quota_says_why_while_starting(
-    app_cluster, make_lab, student, instructor, client_for, settings
+    cluster_watcher, app_cluster, make_lab, student, instructor, client_for, settings
 ):
     settings.KUBEVIRT_CPU_ALLOCATION_RATIO = "1000"  # the app believes launcher pods need far less CPU
     lab = make_lab()
     student_client = client_for(student)
     url = start(student_client, lab)
 
-    waiting = wait_for(lambda: (body := student_client.get(url).json())["machines"][0]["reason"] and body)
+    waiting = watched(
+        cluster_watcher, lambda: (body := student_client.get(url).json())["machines"][0]["reason"] and body
+    )
     assert waiting["status"] == Status.STARTING
     assert waiting["machines"][0]["reason"] == "waiting_for_quota"
     assert "waiting for room" in waiting["machines"][0]["message"]
@@ -86,10 +90,12 @@ def test_a_machine_waiting_for_quota_says_why_while_starting(
     assert "exceeded quota: lab-quota" in as_staff["message"]
 
 
-def test_a_running_machine_has_no_reason(app_cluster, make_lab, student, client_for):
+def test_a_running_machine_has_no_reason(app_cluster, cluster_watcher, make_lab, student, client_for):
     client = client_for(student)
     url = start(client, make_lab())
-    running = wait_for(lambda: (body := client.get(url).json())["status"] == Status.RUNNING and body)
+    running = watched(
+        cluster_watcher, lambda: (body := client.get(url).json())["status"] == Status.RUNNING and body
+    )
     assert running["machines"][0]["reason"] == ""
     assert running["machines"][0]["message"] == ""
 
@@ -123,11 +129,11 @@ def test_a_start_that_times_out_answers_plain_words_to_students(
     ],
 )
 def test_stop_and_pause_errors_are_plain_for_students(
-    app_cluster, make_lab, student, client_for, settings, verb, resource, action
+    cluster_watcher, app_cluster, make_lab, student, client_for, settings, verb, resource, action
 ):
     client = client_for(student)
     url = start(client, make_lab())
-    wait_for(lambda: client.get(url).json()["status"] == Status.RUNNING)
+    watched(cluster_watcher, lambda: client.get(url).json()["status"] == Status.RUNNING)
     settings.KUBE_REQUEST_TIMEOUT = 0.5
     app_cluster.faults.hang(verb, resource, seconds=3, times=None)
 
@@ -141,11 +147,11 @@ def test_stop_and_pause_errors_are_plain_for_students(
 
 
 def test_resume_errors_are_plain_for_students_and_exact_for_staff(
-    app_cluster, make_lab, student, instructor, client_for
+    cluster_watcher, app_cluster, make_lab, student, instructor, client_for
 ):
     client = client_for(student)
     url = start(client, make_lab())
-    wait_for(lambda: client.get(url).json()["status"] == Status.RUNNING)
+    watched(cluster_watcher, lambda: client.get(url).json()["status"] == Status.RUNNING)
     assert client.post(f"{url}pause/").status_code == 200
     app_cluster.faults.fail("update", "virtualmachineinstances/unpause", status=500, times=2)
 

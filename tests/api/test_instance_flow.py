@@ -3,13 +3,13 @@
 import pytest
 
 from labs.models import LabInstance
-from tests.api.conftest import wait_for
+from tests.labs.conftest import watched
 
 pytestmark = pytest.mark.django_db
 Status = LabInstance.Status
 
 
-def test_full_lifecycle_over_the_api(app_cluster, make_lab, student, client_for):
+def test_full_lifecycle_over_the_api(app_cluster, cluster_watcher, make_lab, student, client_for):
     lab = make_lab(machines=2)
     client = client_for(student)
 
@@ -26,7 +26,7 @@ def test_full_lifecycle_over_the_api(app_cluster, make_lab, student, client_for)
         detail = client.get(url).json()
         return detail if detail["status"] == Status.RUNNING else None
 
-    detail = wait_for(running)
+    detail = watched(cluster_watcher, running)
     for machine in detail["machines"]:
         assert machine["phase"] == "Running"
         assert machine["ip_address"]
@@ -47,21 +47,21 @@ def test_full_lifecycle_over_the_api(app_cluster, make_lab, student, client_for)
     assert paused.status_code == 200 and paused.json()["status"] == Status.PAUSED
     assert paused.json()["pending_action"] == "pause"  # until the cluster's Paused conditions agree
     assert client.post(f"{url}pause/").status_code == 200  # pausing twice is harmless
-    detail = wait_for(lambda: (d := client.get(url).json())["pending_action"] is None and d)
+    detail = watched(cluster_watcher, lambda: (d := client.get(url).json())["pending_action"] is None and d)
     assert detail["status"] == Status.PAUSED
     assert all(m["paused"] and m["ready"] is False for m in detail["machines"])
 
     resumed = client.post(f"{url}resume/")
     assert resumed.status_code == 200 and resumed.json()["status"] == Status.RUNNING
     assert resumed.json()["pending_action"] == "resume"
-    detail = wait_for(lambda: (d := client.get(url).json())["pending_action"] is None and d)
+    detail = watched(cluster_watcher, lambda: (d := client.get(url).json())["pending_action"] is None and d)
     assert detail["status"] == Status.RUNNING
     assert not any(m["paused"] for m in detail["machines"])
 
     stopped = client.delete(url)
     assert stopped.status_code in (200, 202)
     assert stopped.json()["status"] in (Status.STOPPING, Status.STOPPED)
-    wait_for(lambda: client.get(url).json()["status"] == Status.STOPPED)
+    watched(cluster_watcher, lambda: client.get(url).json()["status"] == Status.STOPPED)
     assert client.delete(url).status_code == 200  # stopping twice is harmless
     refused = client.post(f"{url}resume/")
     assert refused.status_code == 409
@@ -127,13 +127,13 @@ def test_starts_are_throttled(make_lab, student, client_for, settings):
 
 
 def test_a_resume_before_the_cluster_confirmed_the_pause_is_a_409_saying_so(
-    app_cluster, make_lab, student, client_for
+    cluster_watcher, app_cluster, make_lab, student, client_for
 ):
     app_cluster.faults.slow_pause_condition(ms=30_000)
     client = client_for(student)
     started = client.post("/api/instances/", {"lab": make_lab().slug}, format="json").json()
     url = f"/api/instances/{started['id']}/"
-    wait_for(lambda: client.get(url).json()["status"] == Status.RUNNING)
+    watched(cluster_watcher, lambda: client.get(url).json()["status"] == Status.RUNNING)
     assert client.post(f"{url}pause/").status_code == 200
 
     detail = client.get(url).json()

@@ -83,6 +83,7 @@ CASES = [
     Case("delete", "/api/instances/{stopped}/", (401, 200, 404, 200)),
     Case("post", "/api/instances/{stopped}/pause/", (401, 409, 404, 409)),
     Case("post", "/api/instances/{stopped}/resume/", (401, 409, 404, 409)),
+    Case("post", "/api/instances/{stopped}/refresh/", (401, 200, 404, 200)),
     Case("post", "/api/instances/{running}/machines/vm0/ticket/", (401, 201, 404, 201), {"kind": "vnc"}),
     Case("get", "/api/tutorials/", (401, 200, 200, 200)),
     Case("get", "/api/tutorials/tut/", (401, 200, 200, 200)),

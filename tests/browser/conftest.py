@@ -32,6 +32,7 @@ from tests.vncproxy.app_server import (
     ServerProcess,
     database_url,
     run_app_server,
+    run_status_watcher,
     use_file_sqlite_test_database,
 )
 
@@ -153,7 +154,7 @@ def server(
         "LOG_LEVEL": "INFO",
     }
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with run_app_server(env, log) as process:
+    with run_status_watcher(env, log.with_name("watcher.log")), run_app_server(env, log) as process:
         yield Server(
             url=f"http://{process.address}",
             process=process,

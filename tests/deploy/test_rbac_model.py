@@ -23,7 +23,7 @@ def test_the_policies_name_the_service_account_the_manifests_install(rendered):
     (account,) = find(rendered, "ServiceAccount")
     user = f"system:serviceaccount:{account['metadata']['namespace']}:{account['metadata']['name']}"
     policies = find(rendered, "ValidatingAdmissionPolicy")
-    assert len(policies) == 4
+    assert len(policies) == 5
     for policy in policies:
         assert re.findall(r"system:serviceaccount:[^']*", expressions(policy)) == [user]
     (bindings_policy,) = find(rendered, "ValidatingAdmissionPolicy", "laborchestrator-rolebindings")
@@ -59,11 +59,16 @@ def test_the_lab_role_is_the_one_the_app_binds_and_the_only_one_it_may(rendered)
     assert f"object.roleRef.name == '{role}'" in expressions(bindings_policy)
 
 
-def test_nothing_but_namespaces_and_binding_is_granted_cluster_wide(rendered):
+def test_nothing_but_namespaces_binding_and_reading_vmis_is_granted_cluster_wide(rendered):
     (binding,) = find(rendered, "ClusterRoleBinding")
     (role,) = find(rendered, "ClusterRole", binding["roleRef"]["name"])
     resources = {resource for rule in role["rules"] for resource in rule["resources"]}
-    assert resources == {"namespaces", "rolebindings", "clusterroles"}
+    assert resources == {"namespaces", "rolebindings", "clusterroles", "virtualmachineinstances"}
+    # The watcher's (labs/watcher.py): VMIs are only read cluster-wide, never written.
+    vmi_verbs = {
+        v for rule in role["rules"] if "virtualmachineinstances" in rule["resources"] for v in rule["verbs"]
+    }
+    assert vmi_verbs == {"list", "watch"}
     assert not find(rendered, "ClusterRoleBinding", manifests.LAB_CLUSTER_ROLE)
 
 

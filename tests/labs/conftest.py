@@ -11,6 +11,7 @@ from kubernetes import client
 
 from labs import cluster, lifecycle
 from labs.models import Lab, LabInstance, LabMachine, VMImage
+from labs.watcher import ClusterWatcher
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:
@@ -38,6 +39,28 @@ def app_cluster(local_cluster, settings):
     yield local_cluster
     local_cluster.faults.clear()
     cluster.reset_client()
+
+
+@pytest.fixture
+def cluster_watcher(app_cluster, db):
+    """The status watcher (labs.watcher), its watches running in this process against the local
+    cluster. It writes status only when the test calls `apply_pending()` (in the test's own thread,
+    so in the test's database transaction): `watched(cluster_watcher, ...)` polls that way."""
+    watcher = ClusterWatcher()
+    watcher.start()
+    wait_for(lambda: watcher.synced, timeout=10)
+    yield watcher
+    watcher.stop()
+
+
+def watched(watcher: ClusterWatcher, predicate: Callable[[], object], timeout: float = 10.0) -> object:
+    """Like `wait_for`, letting the watcher record what it saw before each try."""
+
+    def check() -> object:
+        watcher.apply_pending()
+        return predicate()
+
+    return wait_for(check, timeout)
 
 
 @pytest.fixture

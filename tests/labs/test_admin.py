@@ -28,6 +28,9 @@ def lab_form(image, machines, **fields):
         "machines-INITIAL_FORMS": "0",
         "machines-MIN_NUM_FORMS": "0",
         "machines-MAX_NUM_FORMS": "1000",
+        "ready_instances": "0",
+        "ready_schedules-TOTAL_FORMS": "0",
+        "ready_schedules-INITIAL_FORMS": "0",
     }
     for index, machine in enumerate(machines):
         defaults = {"order": str(index), "image": str(image.pk), "cores": "1", "memory_mib": "256"}

@@ -48,12 +48,24 @@ def test_an_instance_whose_namespace_was_deleted_behind_its_back_fails_with_a_pl
     assert status.last_error == "The instance's namespace was deleted outside Lab Orchestrator."
 
 
+def manifests_vmi() -> dict:
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "spec": {"domain": {"devices": {}, "memory": {"guest": "64Mi"}}},
+    }
+
+
 @pytest.mark.django_db
 def test_the_app_cannot_work_in_a_namespace_it_did_not_bind(app_cluster, admin_core):
-    """No cluster-wide grant: a VMI list anywhere else is refused (the old role allowed it)."""
-    with pytest.raises(ClusterForbidden) as raised:
-        cluster.list_vmis(namespace="kube-system", label_selector="")
-    assert raised.value.status == 403
+    """No cluster-wide write: creating anything elsewhere is refused. (The watcher's list and watch
+    of VMIs are the one cluster-wide read, labs/watcher.py.)"""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": "kube-system"}}
+    vmi = {**manifests_vmi(), "metadata": {"name": "x", "namespace": "kube-system"}}
+    for manifest in (secret, vmi):
+        with pytest.raises(ClusterForbidden) as raised:
+            cluster.create_objects([manifest])
+        assert raised.value.status == 403
 
 
 @pytest.mark.django_db

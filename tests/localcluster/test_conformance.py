@@ -217,6 +217,31 @@ def test_vmi_spec_cannot_be_changed_after_creation(vmis, ns):
     assert labelled["metadata"]["labels"]["seen"] == "yes"
 
 
+def test_custom_resources_refuse_strategic_merge_patches(custom, vmis, ns):
+    """apiextensions-apiserver (pkg/apiserver/customresource_handler.go) offers custom resources JSON
+    patch, merge patch and apply only: a strategic merge patch of a VMI is 415."""
+    vmis.create(ns, small_vmi("labelled"))
+    with pytest.raises(client.ApiException) as err:
+        custom.patch_namespaced_custom_object(
+            *KV,
+            ns,
+            "virtualmachineinstances",
+            "labelled",
+            {"metadata": {"labels": {"a": "b"}}},
+            _content_type="application/strategic-merge-patch+json",
+        )
+    assert err.value.status == 415
+    merged = custom.patch_namespaced_custom_object(
+        *KV,
+        ns,
+        "virtualmachineinstances",
+        "labelled",
+        {"metadata": {"labels": {"a": "b"}}},
+        _content_type="application/merge-patch+json",
+    )
+    assert merged["metadata"]["labels"]["a"] == "b"
+
+
 # -- VMI lifecycle ---------------------------------------------------------------------------------
 def test_vmi_phases_progress_to_running_with_an_ip(custom, vmis, ns):
     """Pending → Scheduling → Scheduled → Running, then status.interfaces carries the pod IP."""

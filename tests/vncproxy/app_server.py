@@ -110,6 +110,24 @@ def run_app_server(
 
 
 @contextlib.contextmanager
+def run_status_watcher(env: dict[str, str], log_file: Path) -> Iterator[subprocess.Popen]:
+    """`manage.py watch_cluster` with the server's settings: pages read status it writes (labs.watcher)."""
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "laborchestrator.settings", **env}
+    args = [sys.executable, "manage.py", "watch_cluster"]
+    with open(log_file, "wb") as log:
+        process = subprocess.Popen(args, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
 def run_console_server(
     django_db_blocker, local_cluster, log_file: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[ServerProcess]:

@@ -3,13 +3,14 @@
 Deletes this installation's namespaces (labelled managed-by=laborchestrator and with its
 laborchestrator/installation id) that no active instance owns, reports managed namespaces without an
 installation label (made by an older version; never deleted), marks
-instances whose namespace vanished, finishes stops and refreshes states. Safe to run in several
-processes at once. `--loop SECONDS` keeps running (development, single-container deployments).
+instances whose namespace vanished, finishes stops and refreshes states; then refills the labs'
+pools of ready instances (labs.lifecycle.pool_refill). Safe to run in several processes at once.
+`--loop SECONDS` keeps running (development, single-container deployments).
 """
 
 from laborchestrator.periodic import PeriodicCommand
 from labs.exceptions import ClusterError
-from labs.lifecycle import reconcile
+from labs.lifecycle import pool_refill, reconcile
 
 
 class Command(PeriodicCommand):
@@ -34,4 +35,11 @@ class Command(PeriodicCommand):
         for instance_id in report.stopped:
             self.stdout.write(f"Instance {instance_id} stopped")
         for error in report.errors:
+            self.stderr.write(error)
+        pool = pool_refill()
+        if pool.started:
+            self.stdout.write(f"Started {len(pool.started)} ready instance(s): {pool.started}")
+        if pool.stopped:
+            self.stdout.write(f"Stopped {len(pool.stopped)} surplus ready instance(s): {pool.stopped}")
+        for error in pool.errors:
             self.stderr.write(error)

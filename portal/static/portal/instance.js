@@ -9,6 +9,7 @@ const config = JSON.parse(document.getElementById("workspace-config").textConten
 
 const BUSY_POLL_MS = 2000; // while something changes: starting, stopping, machines booting
 const STEADY_POLL_MS = 15000;
+const NOTICES_POLL_MS = 4000; // instructors' messages and watches show within seconds
 const WARN_BEFORE_EXPIRY_MS = 10 * 60 * 1000;
 const BUSY = new Set(["requested", "starting", "stopping"]);
 const ACTIVE_WITH_MACHINES = new Set(["running", "paused"]);
@@ -176,6 +177,9 @@ class Workspace {
     this.message = document.getElementById("instance-message");
     this.timeLeft = document.getElementById("time-left");
     this.expiryWarning = document.getElementById("expiry-warning");
+    this.staleness = document.getElementById("status-staleness");
+    this.stalenessText = document.getElementById("status-staleness-text");
+    this.refreshButton = document.getElementById("btn-refresh");
     this.buttons = {
       start: document.getElementById("btn-start"),
       pause: document.getElementById("btn-pause"),
@@ -196,6 +200,7 @@ class Workspace {
           typeIntoMachine: (text, machine) => this.typeInto(text, machine),
           interruptMachine: (machine) => this.interrupt(machine),
           describeTarget: () => this.selected?.name || "the machine",
+          onPageShown: (slug, pageId) => this.reportPage(slug, pageId),
         })
       : null;
     document.addEventListener("lab:auth-lost", () => {
@@ -208,7 +213,52 @@ class Workspace {
     this.selected?.show();
     this.tutorial?.load();
     this.poll();
+    if (config.urls.notices) this.pollNotices();
     setInterval(() => this.tick(), 1000);
+  }
+
+  // --- The class: the page the student has open, instructors' messages, who watched --------------
+
+  reportPage(slug, pageId) {
+    if (!config.urls.position || this.reportedPage === `${slug}:${pageId}`) return;
+    this.reportedPage = `${slug}:${pageId}`;
+    api("POST", config.urls.position, { tutorial: slug, page: pageId }).catch(() => {
+      this.reportedPage = null; // told again on the next page change
+    });
+  }
+
+  async pollNotices() {
+    try {
+      this.showNotices(await api("GET", config.urls.notices));
+    } catch {
+      // The banner is a convenience: the lab works without it, and the next poll tries again.
+    }
+    setTimeout(() => this.pollNotices(), NOTICES_POLL_MS);
+  }
+
+  showNotices(data) {
+    const banner = document.getElementById("class-notices");
+    const dismissed = Number(sessionStorage.getItem(`lab-orchestrator:notices:${config.instanceId}`) || 0);
+    const messages = data.messages.filter((message) => message.id > dismissed);
+    const watchingNow = data.watches.filter((watch) => watch.now);
+    const lines = messages.map((message) => `${message.from}: ${message.text}`);
+    for (const watch of watchingNow) {
+      lines.push(`${watch.by} is watching your ${watch.kind === "vnc" ? "screen" : "terminal"} on ${watch.machine} (read-only).`);
+    }
+    const list = document.getElementById("class-notices-list");
+    list.replaceChildren(...lines.map((line) => Object.assign(document.createElement("li"), { textContent: line })));
+    banner.hidden = lines.length === 0;
+    const past = data.watches.filter((watch) => !watch.now);
+    const history = document.getElementById("class-watch-history");
+    history.hidden = past.length === 0;
+    history.textContent = past.length
+      ? `Watched ${past.length} time(s); last by ${past[0].by}, ${new Date(past[0].started_at).toLocaleString()}, for ${past[0].seconds} s.`
+      : "";
+    document.getElementById("class-notices-dismiss").onclick = () => {
+      const newest = Math.max(0, ...data.messages.map((message) => message.id));
+      sessionStorage.setItem(`lab-orchestrator:notices:${config.instanceId}`, String(newest));
+      this.showNotices(data);
+    };
   }
 
   // --- State from the API -------------------------------------------------------------------------
@@ -246,6 +296,7 @@ class Workspace {
     this.buttons.resume.hidden = data.status !== "paused";
     this.buttons.stop.hidden = FINISHED.has(data.status) || data.status === "stopping";
     for (const machine of data.machines) this.machines.get(machine.name)?.update(data.status, machine);
+    this.showStaleness();
     if (data.status === "failed") this.showMessage(data.last_error || "The lab failed to start.", "error");
     // A stop that was not the student's own (e.g. the local cluster shut down) says why.
     else if (data.status === "stopped" && data.last_error) this.showMessage(`${data.last_error} ${this.describe()}`, "");
@@ -292,6 +343,31 @@ class Workspace {
     }
   }
 
+  // The status comes from the cluster's watch; when that is down or the cluster unreachable, say
+  // how old the status shown is, and offer to ask the cluster once.
+  showStaleness() {
+    const data = this.data;
+    const stale = data && !FINISHED.has(data.status) && data.status_current === false;
+    this.staleness.hidden = !stale;
+    if (!stale) return;
+    const asOf = data.status_as_of ? Date.parse(data.status_as_of) : null;
+    const age = asOf ? `, as of ${formatDuration(Date.now() - asOf)} ago` : "";
+    this.stalenessText.textContent = data.cluster_unreachable_since
+      ? `Cluster unreachable since ${new Date(data.cluster_unreachable_since).toLocaleTimeString()}: this is the last known status${age}.`
+      : `This is the last known status${age}; it is not being updated right now.`;
+  }
+
+  async refreshNow() {
+    this.refreshButton.disabled = true;
+    try {
+      this.update(await api("POST", `${config.urls.instance}refresh/`));
+    } catch (error) {
+      this.showMessage(error.message, "error");
+    } finally {
+      this.refreshButton.disabled = false;
+    }
+  }
+
   showMessage(text, kind) {
     this.message.textContent = text;
     this.message.className = `message ${kind}`;
@@ -300,6 +376,7 @@ class Workspace {
   // Every second: the countdown, and "still working" text that visibly moves while busy.
   tick() {
     if (BUSY.has(this.status) && !this.lastPollError) this.showMessage(this.describe(), "");
+    if (this.data && !this.staleness.hidden) this.showStaleness();
     const active = this.status === "running" || this.status === "paused" || this.status === "starting";
     if (!this.expiresAt || !active) {
       this.timeLeft.hidden = true;
@@ -335,6 +412,7 @@ class Workspace {
       }
     });
     pause.addEventListener("click", () => this.act(pause, "POST", `${config.urls.instance}pause/`));
+    this.refreshButton.addEventListener("click", () => this.refreshNow());
     resume.addEventListener("click", () => this.act(resume, "POST", `${config.urls.instance}resume/`));
     start.addEventListener("click", async () => {
       start.disabled = true;

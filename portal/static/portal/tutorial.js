@@ -24,7 +24,7 @@ function codeAction(pre) {
 }
 
 export class TutorialPane {
-  constructor({ root, tutorialsUrl, instanceId, tutorials, typeIntoMachine, interruptMachine, describeTarget }) {
+  constructor({ root, tutorialsUrl, instanceId, tutorials, typeIntoMachine, interruptMachine, describeTarget, onPageShown }) {
     this.root = root;
     this.tutorialsUrl = tutorialsUrl;
     this.instanceId = instanceId;
@@ -32,6 +32,7 @@ export class TutorialPane {
     this.typeIntoMachine = typeIntoMachine;
     this.interruptMachine = interruptMachine;
     this.describeTarget = describeTarget;
+    this.onPageShown = onPageShown || (() => {});
     this.article = root.querySelector("#tutorial-page");
     this.progressBar = root.querySelector("#tutorial-progress");
     this.progressText = root.querySelector("#tutorial-progress-text");
@@ -99,6 +100,7 @@ export class TutorialPane {
     this.pageIndex = Math.max(0, Math.min(index, lastOpen));
     sessionStorage.setItem(this.storageKey, String(this.pageIndex));
     const page = pages[this.pageIndex];
+    this.onPageShown(this.slug, page.id);
     const ticked = new Set(this.data.progress?.ticked_step_ids || []);
 
     const heading = document.createElement("h2");

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labs", "0008_check_access"),
+        ("labs", "0011_status_from_watch"),
     ]
 
     operations = [
