@@ -168,6 +168,7 @@ def serve(
     manage("migrate", "--no-input", "--verbosity", "0", env=env)
     manage("ensure_admin", env=env)
     manage("load_demo", *(["--registry", registry] if registry else []), env=env)
+    manage("render_tutorials", env=env)  # saved HTML through the current Markdown and sanitiser
     if embedded_cluster:
         stop_labs(env, "0")  # left over from a run that ended without stopping them (a crash)
     python = sys.executable

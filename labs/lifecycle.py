@@ -15,14 +15,13 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
@@ -44,7 +43,6 @@ from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, Lab
 from labs.watch_health import watch_health
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 Status = LabInstance.Status
 PendingAction = LabInstance.PendingAction
@@ -347,20 +345,6 @@ def _reserve(
     return instance
 
 
-def _reserve_with_retry(reserve: Callable[..., T] | None = None, **kwargs: Any) -> T:
-    """SQLite has no row locks: a concurrent writer gets "database is locked" at once. Retry then."""
-    reserve = reserve or _reserve
-    attempts = 30 if connection.vendor == "sqlite" else 1
-    for attempt in range(attempts):
-        try:
-            return reserve(**kwargs)
-        except OperationalError as error:
-            if "locked" not in str(error) or attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
 def _profile() -> manifests.ClusterProfile:
     """The cluster profile from settings; a wrong setting is the cluster connection's misconfiguration."""
     try:
@@ -533,7 +517,7 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
     machines = list(lab.machines.select_related("image"))
     _check_startable(user=user, lab=lab, machines=machines)
     _abandon_stale_starts(user)
-    ready = _reserve_with_retry(_take_ready, user=user, lab=lab)
+    ready = _take_ready(user=user, lab=lab)
     if ready is not None:
         return _label_handed_over(ready)
     return _start(user=user, lab=lab, machines=machines, pooled=False)
@@ -542,7 +526,7 @@ def instance_start(*, user: Any, lab: Lab) -> LabInstance:
 def _start(*, user: Any, lab: Lab, machines: list[LabMachine], pooled: bool) -> LabInstance:
     profile = _profile()
     generated = _Secrets.generate(machines)
-    instance = _reserve_with_retry(user=user, lab=lab, machines=machines, generated=generated, pooled=pooled)
+    instance = _reserve(user=user, lab=lab, machines=machines, generated=generated, pooled=pooled)
     objects = _instance_manifests(instance, machines, profile, generated)
     with _StartLease(instance.pk):
         try:

@@ -1,26 +1,31 @@
 """Tutorial Markdown to sanitised HTML.
 
-Instructors write Markdown (raw HTML allowed); students' browsers get only what the allowlists
-below permit. Fenced code takes attribute lists for click-to-run buttons: ```` ```{.bash .run
+Instructors write Markdown; raw HTML in it is not markup but text: Python-Markdown itself escapes it
+(its `html_block` and `html` processors are removed), so `<script>` shows as written and an author
+sees what was refused. The HTML Markdown makes is then cleaned by nh3 (ammonia) with the allowlists
+below, which attribute lists (`{: onclick=... }`) and link syntax (`[x](javascript:...)`) could
+otherwise abuse. Fenced code takes attribute lists for click-to-run buttons: ```` ```{.bash .run
 machine=beta} ```` renders as `<pre class="run"><code class="language-bash" machine="beta">`, and the
 tutorial pane (portal/static/portal/tutorial.js) adds the button (`.run`, `.type`, `.copy`,
-`.interrupt`); `machine` is kept only as a machine name. Markup outside the allowlist is kept as
-escaped, visible text rather than silently removed, so an author sees what was refused. Pages are
-rendered once, when they are saved (see `tutorials.models`); variables like `{{ vm.web.ip }}`
-survive rendering untouched and are filled in per student at display time by `tutorials.variables`.
+`.interrupt`); `machine` is kept only as a machine name. Pages are rendered once, when they are
+saved (see `tutorials.models`), and again on each deploy (`manage.py render_tutorials`); variables
+like `{{ vm.web.ip }}` survive rendering untouched and are filled in per student at display time by
+`tutorials.variables`.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+import xml.etree.ElementTree as etree
 
-import bleach
 import markdown
+import nh3
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
+from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
 
 # Fixed: authors cannot enable extensions. No `toc`: it adds `id`s, and ids on user content can
 # clobber globals of the page's scripts (`window.<id>`).
@@ -59,24 +64,13 @@ _MACHINE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # uploaded as tutorial media instead.
 ALLOWED_PROTOCOLS = frozenset({"http", "https", "mailto"})
 URL_ATTRIBUTES = frozenset({"href", "src"})
-
-# html5lib's tree walker slows down quadratically with the number of sibling elements (a 150 KB
-# page of 30,000 short paragraphs took minutes), so the HTML is sanitised in slices of about this
-# size, cut between top-level elements.
-SANITISE_SLICE_BYTES = 16 * 1024
-
-_TAG = re.compile(r"<!--.*?-->|<(/?)([a-zA-Z][a-zA-Z0-9-]*)(?:\s[^>]*)?>", re.DOTALL)
-_VOID_ELEMENTS = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-)
 _URL_SCHEME_END = re.compile(r"[:/?#]")
-# HTML elements whose end tag is optional (HTML Living Standard, "optional tags").
-_OPTIONAL_END_TAG_ELEMENTS = frozenset(
-    {"li", "dt", "dd", "p", "rt", "rp", "optgroup", "option", "colgroup", "caption", "thead", "tbody",
-     "tfoot", "tr", "td", "th"}
-)  # fmt: skip
-# Deeper nesting is refused: a real page nests a dozen levels (a box, a list in a list, a code block),
-# and html5lib's sanitising slows down with the square of the depth (100 KB of `<div>`: 10 s).
+# A tutorial variable (tutorials.variables) with the spaces authors put inside its braces.
+_SPACED_VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
+# Elements that repeat without nesting deeper in the reader's eyes: list items, paragraphs, table
+# parts. Deeper nesting of the rest is refused: a real page nests a dozen levels (a box, a list in a
+# list, a code block), and a page nested hundreds deep is an accident or an attack.
+_NOT_A_LEVEL = frozenset({"li", "dt", "dd", "p", "thead", "tbody", "tfoot", "tr", "td", "th"})
 MAX_NESTING_DEPTH = 64
 
 
@@ -115,63 +109,68 @@ def _too_deep(maximum: int) -> ValidationError:
     )
 
 
+class _TooDeep(Exception):
+    pass
+
+
+class _NestingLimit(Treeprocessor):
+    """Measures the parsed page's element tree before it is serialised."""
+
+    def run(self, root: etree.Element) -> None:
+        levels = [(root, 0)]
+        while levels:
+            element, depth = levels.pop()
+            if element.tag not in _NOT_A_LEVEL:
+                depth += 1
+                if depth > MAX_NESTING_DEPTH + 1:  # the root <div> Markdown wraps the page in
+                    raise _TooDeep
+            levels.extend((child, depth) for child in element)
+
+
+class _CompactVariablesInUrls(Treeprocessor):
+    """`http://{{ vm.web.ip }}/` as `http://{{vm.web.ip}}/`: the same variable, but a URL that parses
+    (a space cannot be in a host), which the sanitiser requires of every absolute URL it keeps."""
+
+    def run(self, root: etree.Element) -> None:
+        for element in root.iter():
+            for name in URL_ATTRIBUTES.intersection(element.keys()):
+                element.set(name, _SPACED_VARIABLE.sub(r"{{\1}}", element.get(name, "")))
+
+
+class _TutorialMarkdown(Extension):
+    """Raw HTML as text (Python-Markdown's documented way: remove the two HTML processors), the
+    nesting limit, and variables in URLs written compactly."""
+
+    def extendMarkdown(self, md: markdown.Markdown) -> None:
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+        md.treeprocessors.register(_NestingLimit(md), "nesting_limit", 1)
+        md.treeprocessors.register(_CompactVariablesInUrls(md), "compact_variables_in_urls", 0)
+
+
 # A page is validated (full_clean) and then saved, and both need its rendering: one serves both.
 @functools.lru_cache(maxsize=8)
 def _render(source: str) -> str:
     converter = markdown.Markdown(
-        extensions=MARKDOWN_EXTENSIONS,
+        extensions=[*MARKDOWN_EXTENSIONS, _TutorialMarkdown()],
         extension_configs=MARKDOWN_EXTENSION_CONFIGS,
         output_format="html",
     )
     try:
         html = converter.convert(source)
-    except RecursionError as error:
+    except (RecursionError, _TooDeep) as error:
         # Python-Markdown parses nested blocks recursively: "- " * 3000 exhausts the stack.
         raise _too_deep(MAX_NESTING_DEPTH) from error
-    if _nesting_depth(html) > MAX_NESTING_DEPTH:
-        raise _too_deep(MAX_NESTING_DEPTH)
     return sanitise_html(html)
 
 
-def _nesting_depth(html: str) -> int:
-    """How deeply elements nest, counting those whose end tag cannot be left out (an open `<li>` or
-    `<p>` is closed by the next one, so repeating them does not nest)."""
-    depth = deepest = 0
-    for match in _TAG.finditer(html):
-        closing, name = match.group(1), match.group(2)
-        if name is None or name.lower() in _OPTIONAL_END_TAG_ELEMENTS | _VOID_ELEMENTS:
-            continue
-        if closing:
-            depth = max(depth - 1, 0)
-        elif not match.group(0).endswith("/>"):
-            depth += 1
-            deepest = max(deepest, depth)
-    return deepest
-
-
-def sanitise_html(html: str) -> str:
-    """Only allowlisted tags, attributes and URL schemes; other markup becomes escaped text."""
-    cleaner = bleach.Cleaner(
-        tags=ALLOWED_TAGS,
-        attributes=_is_allowed_attribute,
-        protocols=ALLOWED_PROTOCOLS,
-        strip=False,
-        strip_comments=True,
-    )
-    # Safe to sanitise slices separately: every slice comes out with its elements closed and ends
-    # in plain data state (no raw-text or foreign elements are allowed), so joining them cannot
-    # create markup that a single pass would have refused. A cut in an odd place only changes
-    # where an element the author left open gets closed.
-    return "".join(cleaner.clean(piece) for piece in _top_level_slices(html))
-
-
-def _is_allowed_attribute(tag: str, name: str, value: str) -> bool:
-    allowed = name in ALLOWED_ATTRIBUTES["*"] or name in ALLOWED_ATTRIBUTES.get(tag, ())
-    if allowed and name in URL_ATTRIBUTES:
-        return _variables_cannot_choose_scheme(value)
-    if allowed and name == "machine":
-        return _MACHINE_NAME.match(value) is not None
-    return allowed
+def _allowed_attribute_value(tag: str, name: str, value: str) -> str | None:
+    """nh3's attribute filter (called for allowlisted attributes): None drops the attribute."""
+    if name in URL_ATTRIBUTES and not _variables_cannot_choose_scheme(value):
+        return None
+    if name == "machine" and _MACHINE_NAME.match(value) is None:
+        return None
+    return value
 
 
 def _variables_cannot_choose_scheme(url: str) -> bool:
@@ -182,17 +181,17 @@ def _variables_cannot_choose_scheme(url: str) -> bool:
     return not found or _URL_SCHEME_END.search(before_variable) is not None
 
 
-def _top_level_slices(html: str) -> Iterator[str]:
-    start = depth = 0
-    for match in _TAG.finditer(html):
-        closing, name = match.group(1), match.group(2)
-        if name is None:  # a comment
-            continue
-        if closing:
-            depth = max(depth - 1, 0)
-        elif name.lower() not in _VOID_ELEMENTS and not match.group(0).endswith("/>"):
-            depth += 1
-        if depth == 0 and match.end() - start >= SANITISE_SLICE_BYTES:
-            yield html[start : match.end()]
-            start = match.end()
-    yield html[start:]
+_CLEANER = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+    attribute_filter=_allowed_attribute_value,
+    url_schemes=set(ALLOWED_PROTOCOLS),
+    strip_comments=True,
+    link_rel=None,  # links are the author's own pages and references, shown as written
+)
+
+
+def sanitise_html(html: str) -> str:
+    """Only allowlisted tags, attributes and URL schemes: other elements are dropped (their text
+    stays), and so are other attributes."""
+    return _CLEANER.clean(html)

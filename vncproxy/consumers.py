@@ -117,8 +117,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await self.accept("binary" if "binary" in offered else None)
         browser = AsgiBrowser(self.base_send, settings.CONSOLE_BUFFER_BYTES)
         upstream: UpstreamConnection | None = None
+        relay: Relay | None = None
         try:
-            access = await self._authorise()
+            access = self.access = await self._authorise()
             self.user_label = f"{access.user.pk}:{access.user.get_username()}"
             self.detailed_reasons = bool(access.user.is_staff)
             await self._acquire_limit(access)
@@ -126,27 +127,30 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             upstream = await self._open_upstream(access)
             await self.channel_layer.group_add(self.stream_group, self.channel_name)
             self.in_group = True
+            # Closed by _end whatever fails next: its observers learn that the stream ended.
+            self.share = share_open((self.instance_id, self.machine_name, self.kind), self.kind)
+            relay = Relay(
+                upstream=upstream,
+                browser=browser,
+                idle_timeout=settings.CONSOLE_IDLE_TIMEOUT_SECONDS,
+                on_activity=self._touch,
+                on_tick=self._refresh_lease,
+                detailed_reasons=self.detailed_reasons,
+                share=self.share,
+            )
+            relay.start()
         except BaseException as error:
-            # Whatever failed (a refusal, Redis, the database, a cancellation), the stream gives its
-            # place back and leaves no upstream connection or group membership behind.
+            # Whatever failed (a refusal, Redis, the database, a bug, a cancellation), the stream
+            # gives its place back and leaves no task, upstream connection or group membership behind.
+            if relay is not None:
+                await relay.stop()
             if upstream is not None:
                 upstream.abort()
             await self._refuse(browser, error)
             if not isinstance(error, Exception):
                 raise
             return
-        self.access = access
-        self.share = share_open((self.instance_id, self.machine_name, self.kind), self.kind)
-        self.relay = Relay(
-            upstream=upstream,
-            browser=browser,
-            idle_timeout=settings.CONSOLE_IDLE_TIMEOUT_SECONDS,
-            on_activity=self._touch,
-            on_tick=self._refresh_lease,
-            detailed_reasons=self.detailed_reasons,
-            share=self.share,
-        )
-        self.relay.start()
+        self.relay = relay
         self._log("accepted", None, "")
         try:
             await self._touch()
@@ -170,8 +174,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         except Exception as close_error:  # the browser may be gone already
             logger.info("Could not send the refusal to the browser (%s)", close_error)
         finally:
-            await self._leave_group()
             await self._release_limit()
+            await self._leave_group()
 
     async def _authorise(self) -> StreamAccess:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))

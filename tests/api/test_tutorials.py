@@ -165,7 +165,7 @@ def test_instructors_author_tutorials_pages_and_steps(lab, instructor, client_fo
         "/api/tutorials/net/pages/", {"title": "P", "body_markdown": "# Hi\n<script>x</script>"}
     )
     assert page.status_code == 201, page.content
-    assert page.json()["body_html"] == "<h1>Hi</h1>\n&lt;script&gt;x&lt;/script&gt;"
+    assert page.json()["body_html"] == "<h1>Hi</h1>\n<p>&lt;script&gt;x&lt;/script&gt;</p>"
     step = client.post("/api/tutorials/net/steps/", {"page": page.json()["id"], "text_markdown": "Do *it*"})
     assert step.status_code == 201, step.content
     assert step.json()["text_html"] == "<p>Do <em>it</em></p>"

@@ -158,7 +158,11 @@ def test_housekeeping_runs_every_minute_without_overlapping() -> None:
 def test_migrations_run_in_a_job_not_in_the_app_pods() -> None:
     job = find(all_manifests(), "Job", "laborchestrator-migrate")
     (container,) = pod_spec(job)["containers"]
-    assert container["command"][-1] == "python manage.py migrate --no-input && python manage.py ensure_admin"
+    # Saved tutorial HTML is rendered again with this release's sanitiser.
+    assert container["command"][-1] == (
+        "python manage.py migrate --no-input && python manage.py ensure_admin"
+        " && python manage.py render_tutorials"
+    )
     app = pod_spec(find(all_manifests(), "Deployment", "laborchestrator"))
     assert "initContainers" not in app
     assert all("command" not in c and "args" not in c for c in app["containers"])  # the image's server CMD

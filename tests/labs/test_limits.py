@@ -1,6 +1,8 @@
 """How many instances a student may run, and how much of the cluster one instance may take."""
 
+import os
 import threading
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -11,6 +13,11 @@ from labs import lifecycle, manifests
 from labs.exceptions import InstanceLimitReached
 from labs.models import LabInstance
 from tests.labs.conftest import wait_until_running, wait_until_stopped
+from tests.vncproxy.app_server import use_file_sqlite_test_database
+
+# Concurrent starts on SQLite: a file, as in production. Django's in-memory test database shares one
+# cache between connections, whose table locks fail at once instead of waiting for the writer.
+use_file_sqlite_test_database(Path(os.environ.get("TMPDIR", "/tmp")) / f"labs-test-{os.getpid()}.sqlite3")
 
 Status = LabInstance.Status
 

@@ -51,7 +51,7 @@ def test_saving_a_page_renders_its_markdown(tutorial):
     page = TutorialPage.objects.create(
         tutorial=tutorial, title="P", body_markdown="# Hi\n\n<script>x</script>"
     )
-    assert page.body_html == "<h1>Hi</h1>\n&lt;script&gt;x&lt;/script&gt;"
+    assert page.body_html == "<h1>Hi</h1>\n<p>&lt;script&gt;x&lt;/script&gt;</p>"
     page.refresh_from_db()
     assert page.body_html.startswith("<h1>Hi</h1>")
 

@@ -3,10 +3,11 @@ leaves no connection to the machine behind and no stuck browser (it is closed wi
 
 Each step of the consumer's connect fails in turn: authorising (the database), counting across
 processes (Redis), kicking the older stream (the channel layer's group_send), opening the upstream,
-joining the stream's group (group_add) and recording activity. The channel layer fails through the
-CHANNEL_LAYERS setting (a layer whose group call raises what channels-redis raises, or channels-redis
-pointed at a port where nothing listens, which also fails Channels' own receive loop); the database
-and upstream through this app's own functions.
+joining the stream's group (group_add), starting the relay, recording activity, and the consumer
+being cancelled midway (a shutdown). The channel layer fails through the CHANNEL_LAYERS setting (a
+layer whose group call raises what channels-redis raises, or channels-redis pointed at a port where
+nothing listens, which also fails Channels' own receive loop); the database and upstream through
+this app's own functions.
 Whether an upstream was left open is asked of the local cluster: a VNC connection with
 preserveSession=true is refused while another one to the same VMI is open.
 """
@@ -210,4 +211,35 @@ async def test_recording_activity_failing_leaves_the_stream_open(app_cluster, in
     comm = await connect_vnc(instance, student)
     assert await read_exactly(comm, 12) == b"RFB 003.008\n"
     await comm.disconnect()
+    await assert_nothing_held(app_cluster, instance)
+
+
+async def test_the_relay_failing_to_start(app_cluster, instance, student, monkeypatch):
+    """The last step of connect: the upstream is open and the stream is in its group."""
+
+    class BrokenRelay(consumers.Relay):
+        def start(self) -> None:
+            raise RuntimeError("a bug")
+
+    monkeypatch.setattr(consumers, "Relay", BrokenRelay)
+    assert await refused(instance, student) == UNAVAILABLE
+    await assert_nothing_held(app_cluster, instance)
+
+
+class GroupAddHangs(InMemoryChannelLayer):
+    """A channel layer whose Redis stops answering after the kick (the upstream is open by then)."""
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_connect_cancelled_midway(app_cluster, instance, student, settings):
+    """The server cancels the consumer (shutdown, or the browser gone and the server giving up) while
+    connect waits on the channel layer: the upstream, the limit and the group are given back."""
+    settings.CHANNEL_LAYERS = layer(GroupAddHangs)
+    comm = await connect_vnc(instance, student)
+    await asyncio.sleep(0.3)  # connect is waiting in group_add, with the upstream open
+    assert stream_limits.total == 1
+    assert await vnc_session_open(app_cluster, instance)
+    await comm.disconnect(timeout=0.5)  # the communicator cancels the application on time-out
     await assert_nothing_held(app_cluster, instance)
