@@ -222,8 +222,23 @@ class InstanceMachineInline(InstructorInline, admin.TabularInline):
     extra = 0
     can_delete = False
     # The generated password is left out on purpose: the owner reads it on the instance page.
-    fields = ("name", "image_reference", "cores", "memory_mib", "username", "has_vnc", "has_serial_console")
+    fields = (
+        "name",
+        "image_reference",
+        "cores",
+        "memory_mib",
+        "username",
+        "has_vnc",
+        "has_serial_console",
+        "phase",
+        "pull_progress",
+        "problem_message",
+    )
     readonly_fields = fields
+
+    @admin.display(description="image pull")
+    def pull_progress(self, machine: InstanceMachine) -> str:
+        return machine.pull_message if machine.pull_percent is not None else ""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

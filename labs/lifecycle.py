@@ -709,6 +709,8 @@ def _stored_fields(machine: MachineStatus) -> dict[str, Any]:
         "problem_fatal": problem.fatal if problem else False,
         "problem_reason": (problem.cluster_reason if problem else "")[:255],
         "problem_message": problem.cluster_message if problem else "",
+        "pull_percent": machine.pull.percent if machine.pull else None,
+        "pull_message": (machine.pull.cluster_message if machine.pull else "")[:512],
     }
 
 
@@ -745,6 +747,7 @@ def stored_machine_status(row: InstanceMachine) -> MachineStatus:
         paused=row.paused,
         ready=row.ready,
         problem=problem,
+        pull=PullProgress(row.pull_percent, row.pull_message) if row.pull_percent is not None else None,
     )
 
 

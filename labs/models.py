@@ -419,6 +419,9 @@ class InstanceMachine(models.Model):
     problem_fatal = models.BooleanField(default=False, editable=False)
     problem_reason = models.CharField(max_length=255, blank=True, editable=False)
     problem_message = models.TextField(blank=True, editable=False)
+    # While the cluster pulls its images (where it reports it: the embedded cluster does).
+    pull_percent = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    pull_message = models.CharField(max_length=512, blank=True, editable=False)
     observed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
