@@ -97,9 +97,10 @@ def resolve_digest(
         command.append(f"--tls-verify={'false' if is_loopback(host) else 'true'}")
         if authfile:
             command += ["--authfile", authfile]
+        target = f"{repository(reference)}@{reference.split('@', 1)[1]}" if "@" in reference else reference
         try:
             done = subprocess.run(  # noqa: S603
-                [*command, f"docker://{reference}"],
+                [*command, f"docker://{target}"],
                 capture_output=True,
                 timeout=timeout + 2,
                 check=False,
@@ -115,6 +116,14 @@ def resolve_digest(
     return "sha256:" + hashlib.sha256(done.stdout).hexdigest()
 
 
+def repository(reference: str) -> str:
+    """The reference without its tag and digest."""
+    name = reference.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}"
+
+
 def pinned(reference: str, digest: str) -> str:
-    """`repository:tag@digest`: the tag stays for people to read, the digest decides what runs."""
-    return f"{reference.split('@', 1)[0]}@{digest}"
+    """`repository@digest`: what runs is decided by the digest alone. (A tag beside it would be
+    ignored by containerd and refused by CRI-O's containers/image.)"""
+    return f"{repository(reference)}@{digest}"

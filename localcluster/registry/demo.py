@@ -8,7 +8,7 @@ and `build-debian-image` where it was built) goes to REGISTRY/laborchestrator/NA
 demo and the desktop as kernel-boot images (/boot/vmlinuz, /boot/initrd.img; KubeVirt's
 kernelBoot.container), the Debian cloud-style image as a disk containerDisk (/disk/disk.qcow2). The
 OCI layouts are kept beside the store, by the store's recipe, so a second push only checks which
-blobs the registry has. Prints one `NAME REFERENCE@DIGEST` line per image.
+blobs the registry has. Prints one `NAME REPOSITORY@DIGEST` line per image.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class PushedImage:
 
     @property
     def pinned(self) -> str:
-        return f"{self.reference}@{self.digest}"
+        """REGISTRY/laborchestrator/NAME@DIGEST: the tag dropped, as CRI-O wants a digest alone."""
+        return f"{self.reference.rsplit(':', 1)[0]}@{self.digest}"
 
 
 def demo_reference(registry: str, name: str) -> str:

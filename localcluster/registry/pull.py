@@ -389,7 +389,7 @@ def authfile_for(credentials: dict[str, Any] | None) -> Iterator[Path | None]:
 def _resolve(ref: Reference, source: _Source, timeout: float) -> tuple[str, dict[str, Any]]:
     """The digest and manifest of the linux/amd64 image `ref` names (through an index if it is one)."""
     raw = _skopeo(
-        ["inspect", "--raw", *_source_args(source, "--"), f"docker://{ref}"], timeout=timeout
+        ["inspect", "--raw", *_source_args(source, "--"), f"docker://{ref.for_pull}"], timeout=timeout
     ).stdout
     manifest = json.loads(raw)
     digest = ref.digest or "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -440,7 +440,9 @@ def inspect_digest(
     ref = parse_reference(reference)
     with authfile_for(credentials) as authfile:
         source = _Source(not (insecure or ref.is_loopback), authfile, ca_dir)
-        raw = _skopeo(["inspect", "--raw", *_source_args(source), f"docker://{ref}"], timeout=timeout).stdout
+        raw = _skopeo(
+            ["inspect", "--raw", *_source_args(source), f"docker://{ref.for_pull}"], timeout=timeout
+        ).stdout
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 

@@ -91,9 +91,15 @@ def test_pin_to_digest_resolves_the_tag(client, instructor, oci_registry, pushed
     )
     assert response.status_code == 200
     image.refresh_from_db()
-    assert image.container_disk_image == f"{oci_registry.reference('admin/disk:1.0')}@{pushed_digest}"
+    assert image.container_disk_image == f"{oci_registry.reference('admin/disk')}@{pushed_digest}"
     assert image.is_pinned
     assert b"pinned by digest" in client.get("/admin/labs/vmimage/").content.lower()
+    # The pinned reference still resolves, to the same digest.
+    response = client.post(
+        "/admin/labs/vmimage/", {"action": "pin_to_digest", "_selected_action": [str(image.pk)]}, follow=True
+    )
+    image.refresh_from_db()
+    assert image.container_disk_image.endswith(f"admin/disk@{pushed_digest}")
 
 
 def test_private_registry_credentials_are_sealed_and_used(client, instructor, start_oci_registry, tmp_path):
