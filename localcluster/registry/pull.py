@@ -257,9 +257,9 @@ class ImageCache:
         )
         target = self._image_dir(digest)
         with self._lock:
-            if target.exists():
-                shutil.rmtree(target)
-            layout.rename(target)
+            if not (target / "pulled.json").is_file():  # else a concurrent pull stored it first
+                shutil.rmtree(target, ignore_errors=True)
+                layout.rename(target)
         self.remember(reference, digest)
         image = self.get(digest)
         assert image is not None, f"{digest} stored but incomplete"

@@ -276,3 +276,24 @@ def test_references_name_their_registry_and_default_to_latest():
         True,
     )
     assert not parse_reference("registry.example.org/team/disk:1.0").is_loopback
+
+
+def test_concurrent_pulls_of_one_image_share_the_cache(oci_registry, tmp_path):
+    oci_registry.push_layout(a_layout(tmp_path, b"shared" * 50000), "tests/shared:1")
+    cache = ImageCache(tmp_path / "cache")
+    results: list[object] = []
+
+    def pull() -> None:
+        try:
+            results.append(pull_image(oci_registry.reference("tests/shared:1"), cache=cache))
+        except Exception as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert len({r.digest for r in results}) == 1 and cache.images() == [results[0].digest]
+    assert disk_of(results[0], tmp_path / "x")[0].read_bytes().startswith(b"shared")
