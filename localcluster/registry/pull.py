@@ -16,7 +16,8 @@ every blob streamed to disk and checked against its digest. What is ours:
   RegistryUnreachable) so the cluster can report them as the kubelet does.
 
 Plain HTTP (`--src-tls-verify=false`) is used only for loopback registries and those the caller
-declares insecure; everything else is HTTPS with the system's CAs (or `ca_dir`).
+declares insecure (`insecure=True`; `insecure=False` verifies even a loopback one); everything else
+is HTTPS with the system's CAs, or the CA certificates (*.crt) in `ca_dir`.
 """
 
 from __future__ import annotations
@@ -428,18 +429,24 @@ def _watch_progress(
             last = done
 
 
+def _tls_verify(ref: Reference, insecure: bool | None) -> bool:
+    """HTTPS with verified certificates, unless the caller says the registry is insecure, or (when
+    it says nothing) the registry is on loopback, where HTTP is allowed as for `make run`'s."""
+    return not insecure if insecure is not None else not ref.is_loopback
+
+
 def inspect_digest(
     reference: str,
     *,
     credentials: dict[str, Any] | None = None,
-    insecure: bool = False,
+    insecure: bool | None = None,
     ca_dir: Path | None = None,
     timeout: float = 10,
 ) -> str:
     """The digest `reference` resolves to now (an index's own digest for a manifest list)."""
     ref = parse_reference(reference)
     with authfile_for(credentials) as authfile:
-        source = _Source(not (insecure or ref.is_loopback), authfile, ca_dir)
+        source = _Source(_tls_verify(ref, insecure), authfile, ca_dir)
         raw = _skopeo(
             ["inspect", "--raw", *_source_args(source), f"docker://{ref.for_pull}"], timeout=timeout
         ).stdout
@@ -451,7 +458,7 @@ def pull_image(
     *,
     cache: ImageCache,
     credentials: dict[str, Any] | None = None,
-    insecure: bool = False,
+    insecure: bool | None = None,
     ca_dir: Path | None = None,
     progress: Progress | None = None,
     timeout: float = 600,
@@ -474,7 +481,7 @@ def pull_image(
         return image
     deadline = time.monotonic() + timeout
     with authfile_for(credentials) as authfile:
-        source = _Source(not (insecure or ref.is_loopback), authfile, ca_dir)
+        source = _Source(_tls_verify(ref, insecure), authfile, ca_dir)
         digest, manifest = _resolve(ref, source, min(timeout, 60))
         if (image := cache.get(digest)) is not None:
             cache.remember(ref, digest)

@@ -323,7 +323,7 @@ class QemuRuntime(Runtime):
             use.reference,
             cache=self.pulls,
             credentials=credentials,
-            insecure=parse_reference(use.reference).registry in self.insecure_registries,
+            insecure=True if parse_reference(use.reference).registry in self.insecure_registries else None,
             progress=report,
             timeout=self.pull_timeout,
             pull_policy=policy,

@@ -20,6 +20,7 @@ from localcluster.registry.pull import (
     DigestMismatch,
     ImageCache,
     NotFound,
+    RegistryUnreachable,
     Timeout,
     Unauthorized,
     inspect_digest,
@@ -297,3 +298,16 @@ def test_concurrent_pulls_of_one_image_share_the_cache(oci_registry, tmp_path):
     assert all(not isinstance(r, Exception) for r in results), results
     assert len({r.digest for r in results}) == 1 and cache.images() == [results[0].digest]
     assert disk_of(results[0], tmp_path / "x")[0].read_bytes().startswith(b"shared")
+
+
+def test_https_verifies_the_registry_certificate(start_oci_registry, tmp_path):
+    registry = start_oci_registry(https=True)
+    registry.push_layout(a_layout(tmp_path, b"over https"), "tests/https:1")
+    reference = registry.reference("tests/https:1")
+
+    with pytest.raises(RegistryUnreachable, match="certificate"):
+        pull_image(reference, cache=ImageCache(tmp_path / "unverified"), insecure=False)
+    image = pull_image(
+        reference, cache=ImageCache(tmp_path / "cache"), insecure=False, ca_dir=registry.ca_dir
+    )
+    assert disk_of(image, tmp_path / "x")[0].read_bytes().startswith(b"over https")
