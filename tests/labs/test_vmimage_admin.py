@@ -182,3 +182,40 @@ def test_machines_with_credentials_get_a_pull_secret_in_their_namespace():
         machine=manifests.MachineSpec(**{**machine.__dict__, "pull_credentials": None}),
     )
     assert "imagePullSecret" not in anonymous["spec"]["volumes"][0]["containerDisk"]
+
+
+def test_a_start_copies_the_pull_secret_into_the_lab_namespace(
+    app_cluster, local_cluster, make_lab, image, student
+):
+    """The kubelet reads `imagePullSecret` from the VMI's own namespace: the start creates it there."""
+    from kubernetes import client
+
+    from labs import lifecycle
+
+    image.pull_secret_username = "ann"
+    image.set_pull_password("registry-pass-2")
+    image.kernel_path, image.initrd_path, image.kernel_args = (
+        "/boot/vmlinuz",
+        "/boot/initrd.img",
+        "console=ttyS0",
+    )
+    image.save()
+    instance = lifecycle.instance_start(user=student, lab=make_lab())
+
+    api = local_cluster.api_client("admin")
+    secret = client.CoreV1Api(api).read_namespaced_secret("vm0-image-pull", instance.namespace)
+    assert secret.type == "kubernetes.io/dockerconfigjson"
+    config = json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))
+    assert config["auths"]["quay.io"]["password"] == "registry-pass-2"
+    vmi = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "kubevirt.io", "v1", instance.namespace, "virtualmachineinstances", "vm0"
+    )
+    container = vmi["spec"]["domain"]["firmware"]["kernelBoot"]["container"]
+    assert container == {
+        "image": image.container_disk_image,
+        "imagePullSecret": "vm0-image-pull",
+        "kernelPath": "/boot/vmlinuz",
+        "initrdPath": "/boot/initrd.img",
+    }
+    assert vmi["spec"]["domain"]["firmware"]["kernelBoot"]["kernelArgs"] == "console=ttyS0"
+    assert [v["name"] for v in vmi["spec"]["volumes"]] == ["cloudinit"]
