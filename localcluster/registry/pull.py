@@ -332,25 +332,49 @@ class _Source:
 
 
 def _skopeo(
-    args: list[str], *, timeout: float, policy: Path | None = None
+    args: list[str],
+    *,
+    timeout: float,
+    policy: Path | None = None,
+    cancel: threading.Event | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run skopeo; killed when `timeout` passes (its own --command-timeout should come first) or
+    `cancel` is set (the VMI went away: nothing keeps pulling for nobody)."""
     command = [SKOPEO, "--command-timeout", f"{max(1, int(timeout))}s"]
     command += ["--override-os", PLATFORM["os"], "--override-arch", PLATFORM["architecture"]]
     if policy is not None:
         command += ["--policy", str(policy)]
+    env = dict(os.environ)
+    if env.get("SSL_CERT_FILE") == os.devnull:  # the local cluster's own start-up shortcut (harness.py)
+        env.pop("SSL_CERT_FILE")
     try:
-        done = subprocess.run(  # noqa: S603 (argument list, no shell)
-            command + args, capture_output=True, timeout=timeout + 5, check=False, stdin=subprocess.DEVNULL
+        process = subprocess.Popen(  # noqa: S603 (argument list, no shell)
+            command + args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
     except FileNotFoundError as exc:
         raise SkopeoMissing("skopeo is not installed (Debian package skopeo; make system-deps)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise Timeout(f"no answer from the registry in {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip().splitlines()
-        text = skopeo_message(message[-1] if message else f"skopeo exited with {done.returncode}")
+    deadline = time.monotonic() + timeout + 5
+    while True:
+        try:
+            stdout, stderr = process.communicate(timeout=0.25)
+            break
+        except subprocess.TimeoutExpired:
+            cancelled = cancel is not None and cancel.is_set()
+            if cancelled or time.monotonic() > deadline:
+                process.kill()
+                process.communicate()
+                if cancelled:
+                    raise PullError("the pull was cancelled") from None
+                raise Timeout(f"no answer from the registry in {timeout:.0f} s") from None
+    if process.returncode != 0:
+        message = stderr.decode(errors="replace").strip().splitlines()
+        text = skopeo_message(message[-1] if message else f"skopeo exited with {process.returncode}")
         raise classify(text)(text)
-    return done
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def skopeo_message(line: str) -> str:
@@ -387,10 +411,14 @@ def authfile_for(credentials: dict[str, Any] | None) -> Iterator[Path | None]:
         os.unlink(name)
 
 
-def _resolve(ref: Reference, source: _Source, timeout: float) -> tuple[str, dict[str, Any]]:
+def _resolve(
+    ref: Reference, source: _Source, timeout: float, cancel: threading.Event | None = None
+) -> tuple[str, dict[str, Any]]:
     """The digest and manifest of the linux/amd64 image `ref` names (through an index if it is one)."""
     raw = _skopeo(
-        ["inspect", "--raw", *_source_args(source, "--"), f"docker://{ref.for_pull}"], timeout=timeout
+        ["inspect", "--raw", *_source_args(source, "--"), f"docker://{ref.for_pull}"],
+        timeout=timeout,
+        cancel=cancel,
     ).stdout
     manifest = json.loads(raw)
     digest = ref.digest or "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -403,7 +431,7 @@ def _resolve(ref: Reference, source: _Source, timeout: float) -> tuple[str, dict
                 platform.get("os") == PLATFORM["os"]
                 and platform.get("architecture") == PLATFORM["architecture"]
             ):
-                return _resolve(ref.with_digest(entry["digest"]), source, timeout)
+                return _resolve(ref.with_digest(entry["digest"]), source, timeout, cancel)
         raise NotFound(f"{ref}: no linux/amd64 image in its manifest list")
     return digest, manifest
 
@@ -463,12 +491,13 @@ def pull_image(
     progress: Progress | None = None,
     timeout: float = 600,
     pull_policy: str = "IfNotPresent",
+    cancel: threading.Event | None = None,
 ) -> PulledImage:
     """Pull `reference` (linux/amd64) into `cache`, or find it there; raises a PullError subclass.
 
     `pull_policy` is the kubelet's: IfNotPresent uses a tag pulled before without asking the
     registry, Always asks the registry which digest the tag names now (the blobs still come from
-    the cache when it has them).
+    the cache when it has them). Setting `cancel` stops the pull (skopeo is killed; PullError).
     """
     ref = parse_reference(reference)
     if ref.digest and (image := cache.get(ref.digest)) is not None:
@@ -482,7 +511,7 @@ def pull_image(
     deadline = time.monotonic() + timeout
     with authfile_for(credentials) as authfile:
         source = _Source(_tls_verify(ref, insecure), authfile, ca_dir)
-        digest, manifest = _resolve(ref, source, min(timeout, 60))
+        digest, manifest = _resolve(ref, source, min(timeout, 60), cancel)
         if (image := cache.get(digest)) is not None:
             cache.remember(ref, digest)
             return image
@@ -510,6 +539,7 @@ def pull_image(
                     ],
                     timeout=max(1.0, deadline - time.monotonic()),
                     policy=cache.policy,
+                    cancel=cancel,
                 )
             finally:
                 stop.set()

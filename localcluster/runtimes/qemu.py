@@ -308,10 +308,14 @@ class QemuRuntime(Runtime):
             def report(done: int, total: int, reference: str = use.reference) -> None:
                 loop.call_soon_threadsafe(progress, reference, done, total)
 
+            cancel = threading.Event()
             try:
-                image = await asyncio.to_thread(self._pull, use, credentials, report)
+                image = await asyncio.to_thread(self._pull, use, credentials, report, cancel)
             except (InvalidReference, PullError) as exc:
                 return use.reference, kubelet_pull_message(exc)
+            except asyncio.CancelledError:
+                cancel.set()  # the VMI went away: skopeo is killed instead of pulling for nobody
+                raise
             self.pulls.hold(image.digest)
             self._holds.setdefault((namespace, name), []).append(image.digest)
             try:
@@ -320,7 +324,9 @@ class QemuRuntime(Runtime):
                 pulled[use] = exc  # the pull worked; the launch fails, as virt-handler's mount does
         return None
 
-    def _pull(self, use: ImageUse, credentials: dict[str, Any] | None, report: Any) -> PulledImage:
+    def _pull(
+        self, use: ImageUse, credentials: dict[str, Any] | None, report: Any, cancel: threading.Event
+    ) -> PulledImage:
         policy = use.pull_policy or ("Always" if use.reference.endswith(":latest") else "IfNotPresent")
         return pull_image(
             use.reference,
@@ -330,6 +336,7 @@ class QemuRuntime(Runtime):
             progress=report,
             timeout=self.pull_timeout,
             pull_policy=policy,
+            cancel=cancel,
         )
 
     def _unpack(self, image: PulledImage, use: ImageUse) -> Image:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import tarfile
 import threading
@@ -20,6 +21,7 @@ from localcluster.registry.pull import (
     DigestMismatch,
     ImageCache,
     NotFound,
+    PullError,
     RegistryUnreachable,
     Timeout,
     Unauthorized,
@@ -311,3 +313,34 @@ def test_https_verifies_the_registry_certificate(start_oci_registry, tmp_path):
         reference, cache=ImageCache(tmp_path / "cache"), insecure=False, ca_dir=registry.ca_dir
     )
     assert disk_of(image, tmp_path / "x")[0].read_bytes().startswith(b"over https")
+
+
+def test_a_cancelled_pull_stops_skopeo(tmp_path):
+    """A hanging registry and a VMI that goes away: the pull ends at once, not at its time-out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    cancel = threading.Event()
+    outcome: list[BaseException] = []
+
+    def pull() -> None:
+        try:
+            pull_image(
+                f"127.0.0.1:{listener.getsockname()[1]}/tests/hang:1",
+                cache=ImageCache(tmp_path / "c"),
+                timeout=60,
+                cancel=cancel,
+            )
+        except PullError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=pull)
+    thread.start()
+    time.sleep(1)
+    started = time.monotonic()
+    cancel.set()
+    thread.join(10)
+    listener.close()
+    assert not thread.is_alive() and time.monotonic() - started < 3
+    assert outcome and "cancelled" in str(outcome[0])
+    assert not [line for line in os.popen("ps -eo args").read().splitlines() if "tests/hang:1" in line]
