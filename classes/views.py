@@ -135,7 +135,12 @@ def class_import(request: HttpRequest, pk: int) -> HttpResponse:
         entries = parse_roster(form.cleaned_data["roster"].read(1024 * 1024))
     except RosterInvalid as invalid:
         return _detail(request, classroom, roster_form=form, roster_problems=invalid.problems)
-    imported = import_roster(classroom=classroom, entries=entries, created_by=request.user)
+    try:
+        imported = import_roster(classroom=classroom, entries=entries, created_by=request.user)
+    except IntegrityError:
+        # An account made in parallel took a user name or email of the file: nothing was imported.
+        problems = ["An account with one of these names or emails was just created. Import the file again."]
+        return _detail(request, classroom, roster_form=form, roster_problems=problems)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="class-{classroom.pk}-sign-in-links.csv"'
     response["Cache-Control"] = "no-store"
@@ -176,14 +181,19 @@ def join(request: HttpRequest, code: str) -> HttpResponse:
                 return redirect(_catalog_of(classroom))
             form = SignUpForm(request.POST)
             if form.is_valid():
-                user = sign_up_and_join(
-                    classroom=classroom,
-                    username=form.cleaned_data["username"],
-                    password=form.cleaned_data["password1"],
-                    email=form.cleaned_data["email"],
-                )
-                login(request, user, backend=AUTH_BACKEND)
-                return redirect(_catalog_of(classroom))
+                try:
+                    user = sign_up_and_join(
+                        classroom=classroom,
+                        username=form.cleaned_data["username"],
+                        password=form.cleaned_data["password1"],
+                        email=form.cleaned_data["email"],
+                    )
+                except IntegrityError:
+                    # Taken by a parallel sign-up between the form's check and the insert.
+                    form.add_error("username", "This user name or email was just taken. Choose another.")
+                else:
+                    login(request, user, backend=AUTH_BACKEND)
+                    return redirect(_catalog_of(classroom))
         except JoinRefused as refused:
             return render(request, "classes/refused.html", {"message": refused.message}, status=409)
     context = {"classroom": classroom, "form": form, "code": code, "sign_in_next": request.get_full_path()}

@@ -1,5 +1,6 @@
 """Who may open which class view. A lab's class view: its owner and superusers (Lab.taught_by).
-An LTI course's: the platform's instructors of that course (as of their last launch) and superusers.
+A sign-up class's: its owner and superusers (Classroom.managed_by). An LTI course's: the platform's
+instructors of that course (as of their last launch) and superusers.
 Everyone else gets 404, students included: they learn nothing about which classes exist."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from classes.models import ClassMembership, Classroom
 from classroom.roster import ClassScope
 from labs.models import Lab, LabInstance
 from lti.models import ContextMembership, ResourceLink
@@ -17,6 +19,17 @@ from lti.models import ContextMembership, ResourceLink
 def lab_scope(user: Any, slug: str) -> ClassScope:
     lab = get_object_or_404(Lab.objects.taught_by(user), slug=slug)
     return ClassScope(title=lab.name, labs=[lab])
+
+
+def classes_taught(user: Any) -> list[Classroom]:
+    return list(Classroom.objects.managed_by(user).order_by("name"))
+
+
+def class_scope(user: Any, pk: int) -> ClassScope:
+    """A sign-up class (classes app): its owner and superusers; its members' instances of its labs."""
+    classroom = get_object_or_404(Classroom.objects.managed_by(user).prefetch_related("labs"), pk=pk)
+    members = frozenset(ClassMembership.objects.filter(classroom=classroom).values_list("user_id", flat=True))
+    return ClassScope(title=classroom.name, labs=list(classroom.labs.all()), student_ids=members)
 
 
 def courses_taught(user: Any) -> list[tuple[int, str, str]]:
@@ -54,6 +67,8 @@ def instance_for_instructor(user: Any, instance_id: int) -> LabInstance:
     is a learner of); 404 otherwise."""
     instance = get_object_or_404(LabInstance.objects.select_related("lab", "owner"), pk=instance_id)
     if Lab.objects.taught_by(user).filter(pk=instance.lab_id).exists():
+        return instance
+    if Classroom.objects.managed_by(user).filter(labs=instance.lab_id, members=instance.owner_id).exists():
         return instance
     if user.is_active:
         contexts = ContextMembership.objects.filter(user=user, is_instructor=True).values_list(

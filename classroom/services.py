@@ -58,10 +58,18 @@ def _run_one(*, actor: Any, instance: LabInstance, kind: str, minutes: int, text
 
 
 def class_action(
-    *, actor: Any, labs: list[Lab], instance_ids: list[int], kind: str, minutes: int = 0, text: str = ""
+    *,
+    actor: Any,
+    labs: list[Lab],
+    instance_ids: list[int],
+    kind: str,
+    minutes: int = 0,
+    text: str = "",
+    student_ids: frozenset[int] | None = None,
 ) -> list[ActionResult]:
-    """Do `kind` to each of the instances (of `labs`, which the actor may teach), one by one: one
-    failure does not stop the others. Raises ActionRefused for bad input, before doing anything."""
+    """Do `kind` to each of the instances (of `labs`, which the actor may teach, and of `student_ids`
+    when the class is a set of students), one by one: one failure does not stop the others. Raises
+    ActionRefused for bad input, before doing anything."""
     if kind not in (Kind.EXTEND, Kind.PAUSE, Kind.RESUME, Kind.STOP, Kind.MESSAGE):
         raise ActionRefused(f"Unknown action {kind!r}.")
     text = (text or "").strip()
@@ -73,11 +81,10 @@ def class_action(
         raise ActionRefused("Extend by 1 to 1440 minutes.")
     if not instance_ids:
         raise ActionRefused("Select at least one student.")
-    instances = list(
-        LabInstance.objects.filter(pk__in=instance_ids, lab__in=[lab.pk for lab in labs]).select_related(
-            "lab"
-        )
-    )
+    rows = LabInstance.objects.filter(pk__in=instance_ids, lab__in=[lab.pk for lab in labs])
+    if student_ids is not None:
+        rows = rows.filter(owner__in=student_ids)
+    instances = list(rows.select_related("lab"))
     if len(instances) != len(set(instance_ids)):
         raise ActionRefused("Some of the selected instances are not in this class.")
     return [_run_one(actor=actor, instance=i, kind=kind, minutes=minutes, text=text) for i in instances]

@@ -33,11 +33,15 @@ RECENT_MESSAGES = 20
 def _scope(request: HttpRequest, kwargs: ScopeArgs) -> ClassScope:
     if "slug" in kwargs:
         return access.lab_scope(request.user, kwargs["slug"])
+    if "class_id" in kwargs:
+        return access.class_scope(request.user, kwargs["class_id"])
     return access.course_scope(request.user, kwargs["platform_id"], kwargs["context_id"])
 
 
 def _urls(kwargs: ScopeArgs) -> dict[str, str]:
-    prefix = "classroom:lab" if "slug" in kwargs else "classroom:course"
+    prefix = {"slug": "classroom:lab", "class_id": "classroom:class"}.get(
+        next(iter(kwargs)), "classroom:course"
+    )
     return {
         "state": reverse(f"{prefix}-state", kwargs=kwargs),
         "actions": reverse(f"{prefix}-actions", kwargs=kwargs),
@@ -58,10 +62,11 @@ def _stuck_minutes(request: HttpRequest) -> int:
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     labs = list(Lab.objects.taught_by(request.user))
+    classes = access.classes_taught(request.user)
     courses = access.courses_taught(request.user)
-    if not labs and not courses:
-        raise Http404("You teach no labs or courses.")
-    return render(request, "classroom/index.html", {"labs": labs, "courses": courses})
+    if not labs and not classes and not courses:
+        raise Http404("You teach no labs, classes or courses.")
+    return render(request, "classroom/index.html", {"labs": labs, "classes": classes, "courses": courses})
 
 
 def _scoped(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -116,7 +121,7 @@ def _csv_cell(value: Any) -> Any:
 def class_export(request: HttpRequest, scope: ClassScope, kwargs: ScopeArgs) -> HttpResponse:
     state = class_state(scope, stuck_minutes=_stuck_minutes(request))
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    name = kwargs.get("slug") or f"course-{kwargs['platform_id']}"
+    name = kwargs.get("slug") or (f"class-{kwargs['class_id']}" if "class_id" in kwargs else "course")
     response["Content-Disposition"] = f'attachment; filename="class-{name}.csv"'
     writer = csv.writer(response)
     writer.writerow(CSV_COLUMNS)
@@ -141,6 +146,7 @@ def class_actions(request: HttpRequest, scope: ClassScope, kwargs: ScopeArgs) ->
         results = class_action(
             actor=request.user,
             labs=scope.labs,
+            student_ids=scope.student_ids,
             instance_ids=instance_ids,
             kind=kind,
             minutes=minutes,

@@ -54,6 +54,8 @@ _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
         ),
         rf"\g<head>{REDACTED}",
     ),
+    # One-time sign-in links of a class import (classes/): the token is the last part of the path.
+    (re.compile(r"(?P<head>/classes/sign-in/)[A-Za-z0-9_-]+"), rf"\g<head>{REDACTED}"),
     # JSON Web Tokens wherever they appear (SimpleJWT access and refresh tokens).
     (re.compile(r"\beyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]+"), REDACTED),
 ]

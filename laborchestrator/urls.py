@@ -15,6 +15,8 @@ urlpatterns = [
     path("healthz/cluster", labs_health.cluster_health, name="cluster-health"),
     path("metrics", labs_health.metrics, name="metrics"),
     path("api/", include(("laborchestrator.api.urls", "api"))),
+    # Labs as files from the admin: export a lab as a zip, import one (labfiles/views.py).
+    path("admin/lab-files/", include("labfiles.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("tutorials/", include("tutorials.urls")),

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import urllib3
 from django.conf import settings
@@ -331,6 +332,7 @@ def _create_call(manifest: dict[str, Any]) -> Callable[[], None]:
         "Secret": lambda: client.CoreV1Api(api).create_namespaced_secret,
         "RoleBinding": lambda: client.RbacAuthorizationV1Api(api).create_namespaced_role_binding,
         "Service": lambda: client.CoreV1Api(api).create_namespaced_service,
+        "Pod": lambda: client.CoreV1Api(api).create_namespaced_pod,
     }
 
     def create() -> None:
@@ -366,6 +368,18 @@ def _create_call(manifest: dict[str, Any]) -> Callable[[], None]:
 def create_objects(manifests: list[dict[str, Any]]) -> None:
     """Create namespaced objects in parallel: one round trip's latency whatever their number."""
     _run_concurrently([_create_call(manifest) for manifest in manifests])
+
+
+def list_pods(*, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    """All Pods of an instance (its container machines) in one call, as plain API dicts."""
+    api = api_client()
+    result = _call(
+        f"list containers in {namespace}",
+        client.CoreV1Api(api).list_namespaced_pod,
+        namespace=namespace,
+        label_selector=label_selector,
+    )
+    return list(api.sanitize_for_serialization(result).get("items") or [])
 
 
 def list_vmis(*, namespace: str, label_selector: str) -> list[dict[str, Any]]:
@@ -430,8 +444,11 @@ def set_vmis_paused(*, namespace: str, names: list[str], paused: bool) -> None:
 MERGE_PATCH = "application/merge-patch+json"
 
 
-def set_labels(*, namespace: str, vmi_names: list[str], labels: dict[str, str]) -> None:
-    """Set labels on the namespace and its VMIs in parallel (a ready instance handed to a student).
+def set_labels(
+    *, namespace: str, vmi_names: list[str], labels: dict[str, str], pod_names: list[str] = ()
+) -> None:
+    """Set labels on the namespace, its VMIs and its container machines' Pods in parallel (a ready
+    instance handed to a student).
 
     JSON merge patches (RFC 7386): custom resources such as VMIs refuse strategic merge patches
     (apiextensions-apiserver's customresource_handler.go), so the content type is given explicitly.
@@ -464,7 +481,22 @@ def set_labels(*, namespace: str, vmi_names: list[str], labels: dict[str, str]) 
 
         return call
 
-    _run_concurrently([namespace_call, *(vmi_call(name) for name in vmi_names)])
+    def pod_call(name: str) -> Callable[[], None]:
+        def call() -> None:
+            _call(
+                f"label container {name} in {namespace}",
+                client.CoreV1Api(api).patch_namespaced_pod,
+                name=name,
+                namespace=namespace,
+                body=body,
+                _content_type=MERGE_PATCH,
+            )
+
+        return call
+
+    _run_concurrently(
+        [namespace_call, *(vmi_call(name) for name in vmi_names), *(pod_call(name) for name in pod_names)]
+    )
 
 
 # --- Websockets: consoles (vncproxy/upstream.py) and port-forwards (labs/machine_exec.py) ------------
@@ -522,6 +554,18 @@ def portforward_websocket_target(*, namespace: str, name: str, port: int) -> Web
     return _websocket_target(_SUBRESOURCE_PATH.format(namespace=namespace, name=name, action=action))
 
 
+def pod_exec_websocket_target(
+    *, namespace: str, name: str, container: str, command: list[str], stdin: bool = True, tty: bool = True
+) -> WebsocketTarget:
+    """`pods/exec` in a container machine: with a terminal (stdin, stdout, TTY) for the console
+    proxy's shell, or stdin, stdout and stderr apart for step checks (labs/machine_exec.py).
+    RBAC: `create` (and `get`) on `pods/exec`."""
+    flag = {True: "true", False: "false"}
+    streams = [("stdin", flag[stdin]), ("stdout", "true"), ("stderr", flag[not tty]), ("tty", flag[tty])]
+    query = urlencode([("container", container), *(("command", part) for part in command), *streams])
+    return _websocket_target(f"/api/v1/namespaces/{namespace}/pods/{name}/exec?{query}")
+
+
 def _websocket_target(path: str) -> WebsocketTarget:
     api = api_client()
     configuration = api.configuration
@@ -549,6 +593,9 @@ WATCHABLE_LISTS: dict[str, Callable[[client.ApiClient], Callable[..., Any]]] = {
     VMI_PLURAL: lambda api: functools.partial(
         client.CustomObjectsApi(api).list_cluster_custom_object, KUBEVIRT_GROUP, KUBEVIRT_VERSION, VMI_PLURAL
     ),
+    # Container machines' Pods (KubeVirt's launcher pods carry their VMI's labels too; the watcher
+    # keeps only Pods named like a container machine).
+    "pods": lambda api: client.CoreV1Api(api).list_pod_for_all_namespaces,
 }
 
 

@@ -248,3 +248,8 @@ def launcher_pod_size(machine: MachineShape, sizing: KubeVirtSizing) -> PodSize:
         return max(steady, peak)
 
     return PodSize(total("cpu_request"), total("memory_request"), total("cpu_limit"), total("memory_limit"))
+
+
+def container_pod_size(*, cores: int, memory_mib: int) -> PodSize:
+    """A container machine's Pod (labs.manifests.make_pod): requests = limits = what the lab states."""
+    return PodSize(cores * 1000, memory_mib * MIB, cores * 1000, memory_mib * MIB)

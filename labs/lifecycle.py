@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
 
+from laborchestrator.sealing import Unsealable
 from labs import cluster, cluster_profile, manifests, ssh_keys
 from labs.exceptions import (
     ClusterError,
@@ -37,8 +38,8 @@ from labs.exceptions import (
     LabNotAvailable,
 )
 from labs.installation import installation_id
-from labs.machine_reasons import MachineProblem, machine_problem
-from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine
+from labs.machine_reasons import MachineProblem, PullProgress, machine_problem, pod_problem, pull_progress
+from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine, VMImage
 from labs.watch_health import watch_health
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class MachineStatus:
     paused: bool
     ready: bool
     problem: MachineProblem | None = None  # why it does not run (yet), from the VMI's conditions
+    kind: str = "vm"  # or "container": a Pod, which keeps running while the instance is paused
+    pull: PullProgress | None = None  # its images being downloaded, where the cluster says so
 
 
 @dataclass(frozen=True)
@@ -291,10 +294,38 @@ class _Secrets:
         return cls(
             passwords=[_generate_password() for _ in machines],
             host_keys=[
-                ssh_keys.new_key_pair(f"{m.name}-host") if m.image.has_ssh_server else None for m in machines
+                ssh_keys.new_key_pair(f"{m.name}-host")
+                if m.image is not None and m.image.has_ssh_server
+                else None
+                for m in machines
             ],
             check_key=ssh_keys.new_key_pair(manifests.CHECK_USER),
         )
+
+
+def _machine_kind_fields(machine: LabMachine) -> dict[str, Any]:
+    """What the instance's copy of a machine takes from its kind: a VM's image, or a container's."""
+    if machine.is_container:
+        return {
+            "kind": machine.kind,
+            "image_reference": machine.container_image,
+            "username": machine.shell_user,
+            "has_vnc": False,
+            "has_serial_console": False,
+            # JSON fields a form left empty hold null.
+            "command": list(machine.command or []),
+            "args": list(machine.args or []),
+            "env": dict(machine.env or {}),
+            "ports": list(machine.ports or []),
+        }
+    assert machine.image is not None  # LabMachine.clean: a VM has an image
+    return {
+        "kind": machine.kind,
+        "image_reference": machine.image.container_disk_image,
+        "username": machine.image.default_username,
+        "has_vnc": machine.image.has_vnc,
+        "has_serial_console": machine.image.has_serial_console,
+    }
 
 
 def _reserve(
@@ -319,17 +350,14 @@ def _reserve(
             InstanceMachine(
                 instance=instance,
                 name=machine.name,
-                image_reference=machine.image.container_disk_image,
                 cores=machine.cores,
                 memory_mib=machine.memory_mib,
-                username=machine.image.default_username,
                 password=password,
-                has_vnc=machine.image.has_vnc,
-                has_serial_console=machine.image.has_serial_console,
                 has_ssh_server=host_key is not None,
                 ssh_host_public_key=host_key.public_key if host_key is not None else "",
                 order=machine.order,
                 opens_first=machine.opens_first,
+                **_machine_kind_fields(machine),
             )
             for machine, password, host_key in zip(
                 machines, generated.passwords, generated.host_keys, strict=True
@@ -362,6 +390,26 @@ def _check_access(generated: _Secrets, index: int) -> manifests.CheckAccess | No
     )
 
 
+def _pull_credentials(image: VMImage | None, reference: str) -> dict[str, Any] | None:
+    """The image's registry credentials, if it has them and the machine still runs that image
+    (container machines have no VM image)."""
+    if image is None or image.container_disk_image != reference:
+        return None
+    try:
+        return image.pull_credentials()
+    except Unsealable:
+        # SECRET_KEY changed since it was saved: the pull goes anonymous and fails with the
+        # registry's "unauthorized", which staff see on the instance; the admin asks for it again.
+        logger.warning("VM image %s: its registry password cannot be unsealed; enter it again", image.name)
+        return None
+
+
+def _kernel_boot(image: VMImage | None, reference: str) -> manifests.KernelBoot | None:
+    if image is None or not image.is_kernel_boot or image.container_disk_image != reference:
+        return None
+    return manifests.KernelBoot(image.kernel_path, image.initrd_path, image.kernel_args)
+
+
 def _instance_manifests(
     instance: LabInstance,
     machines: list[LabMachine],
@@ -382,6 +430,13 @@ def _instance_manifests(
             has_serial_console=m.has_serial_console,
             extra_user_data=by_name[m.name].cloud_init_user_data,
             check_access=_check_access(generated, index[m.name]),
+            kind=m.kind,
+            command=tuple(m.command or ()),
+            args=tuple(m.args or ()),
+            env=tuple(sorted((m.env or {}).items())),
+            ports=tuple(m.ports or ()),
+            pull_credentials=_pull_credentials(by_name[m.name].image, m.image_reference),
+            kernel_boot=_kernel_boot(by_name[m.name].image, m.image_reference),
         )
         for m in instance.machines.all()
     ]
@@ -418,7 +473,7 @@ def _create_in_cluster(instance: LabInstance, objects: manifests.InstanceManifes
             raise _ForeignNamespace(_foreign_namespace_message(instance.namespace, labels))
     cluster.create_objects([objects.role_binding])
     _create_once_bound([objects.network_policy, objects.resource_quota, objects.service, *objects.secrets])
-    cluster.create_objects(objects.vmis)
+    cluster.create_objects([*objects.vmis, *objects.pods])
 
 
 def _create_once_bound(objects: list[dict[str, Any]]) -> None:
@@ -558,6 +613,27 @@ def _machine_status(name: str, vmi: dict[str, Any] | None) -> MachineStatus:
         paused=conditions.get("Paused", False),
         ready=conditions.get("Ready", False),
         problem=machine_problem(status),
+        pull=pull_progress(status),
+    )
+
+
+def _container_status(name: str, pod: dict[str, Any] | None) -> MachineStatus:
+    """A container machine from its Pod: Running only while its container runs (a restarting one is
+    not), never paused."""
+    if pod is None:
+        return MachineStatus(name=name, phase="", ip_address="", paused=False, ready=False, kind="container")
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    running = bool(containers) and all("running" in (c.get("state") or {}) for c in containers)
+    phase = status.get("phase") or "Pending"
+    return MachineStatus(
+        name=name,
+        phase="Running" if running else ("Pending" if phase == "Running" else phase),
+        ip_address=status.get("podIP") or "",
+        paused=False,
+        ready=running,
+        problem=pod_problem(status),
+        kind="container",
     )
 
 
@@ -595,9 +671,11 @@ def _derive_status(instance: LabInstance, machines: list[MachineStatus]) -> _Der
         return _Derived(instance.status)
     if instance.status == Status.STARTING:
         return _Derived(Status.RUNNING)
-    if all(m.paused for m in machines):
+    # Pausing pauses the VMs; containers keep running (a Pod cannot be paused on Kubernetes).
+    vms = [m for m in machines if m.kind == "vm"]
+    if vms and all(m.paused for m in vms):
         return _Derived(Status.PAUSED)
-    if not any(m.paused for m in machines):
+    if not any(m.paused for m in vms):
         return _Derived(Status.RUNNING)
     return _Derived(instance.status)
 
@@ -628,12 +706,22 @@ def instance_refresh(*, instance: LabInstance) -> InstanceStatus:
         if not _namespace_vanished(instance):
             raise
         vmis = []
-    gone = not vmis and _namespace_vanished(instance)
-    return _apply_observation(instance, vmis, namespace_gone=gone)
+    pods: list[dict[str, Any]] = []
+    if instance.machines.filter(kind="container").exists():
+        with contextlib.suppress(ClusterForbidden):
+            pods = cluster.list_pods(
+                namespace=instance.namespace, label_selector=manifests.instance_selector(instance.pk)
+            )
+    gone = not vmis and not pods and _namespace_vanished(instance)
+    return _apply_observation(instance, vmis, namespace_gone=gone, pods=pods)
 
 
 def instance_observe(
-    *, instance: LabInstance, vmis: list[dict[str, Any]], namespace: cluster.NamespaceInfo | None
+    *,
+    instance: LabInstance,
+    vmis: list[dict[str, Any]],
+    namespace: cluster.NamespaceInfo | None,
+    pods: list[dict[str, Any]] = (),
 ) -> None:
     """Record what the cluster's watch reports about the instance: its namespace (None: gone) and
     the VMIs in it. The watcher's one way to change status (labs.watcher).
@@ -645,17 +733,27 @@ def instance_observe(
         with contextlib.suppress(ClusterError):  # stays `stopping`; reconcile retries the DELETE
             _stop_progress(instance, namespace)
     elif instance.status in PROVISIONED_STATUSES:
-        gone = not vmis and (namespace is None or namespace.phase == "Terminating")
-        _apply_observation(instance, vmis, namespace_gone=gone)
+        gone = not vmis and not pods and (namespace is None or namespace.phase == "Terminating")
+        _apply_observation(instance, vmis, namespace_gone=gone, pods=list(pods))
 
 
 def _apply_observation(
-    instance: LabInstance, vmis: list[dict[str, Any]], *, namespace_gone: bool
+    instance: LabInstance,
+    vmis: list[dict[str, Any]],
+    *,
+    namespace_gone: bool,
+    pods: list[dict[str, Any]] = (),
 ) -> InstanceStatus:
     """Store each machine's state and move the instance to the status the machines imply."""
     by_name = {(vmi.get("metadata") or {}).get("name"): vmi for vmi in vmis}
+    pods_by_name = {(pod.get("metadata") or {}).get("name"): pod for pod in pods}
     rows = list(instance.machines.all())
-    machines = [_machine_status(row.name, by_name.get(row.name)) for row in rows]
+    machines = [
+        _container_status(row.name, pods_by_name.get(row.name))
+        if row.kind == "container"
+        else _machine_status(row.name, by_name.get(row.name))
+        for row in rows
+    ]
     _record_machines(instance, rows, machines)
     if namespace_gone:
         _fail(instance, "The instance's namespace was deleted outside Lab Orchestrator.")
@@ -685,6 +783,8 @@ def _stored_fields(machine: MachineStatus) -> dict[str, Any]:
         "problem_fatal": problem.fatal if problem else False,
         "problem_reason": (problem.cluster_reason if problem else "")[:255],
         "problem_message": problem.cluster_message if problem else "",
+        "pull_percent": machine.pull.percent if machine.pull else None,
+        "pull_message": (machine.pull.cluster_message if machine.pull else "")[:512],
     }
 
 
@@ -721,6 +821,8 @@ def stored_machine_status(row: InstanceMachine) -> MachineStatus:
         paused=row.paused,
         ready=row.ready,
         problem=problem,
+        kind=row.kind,
+        pull=PullProgress(row.pull_percent, row.pull_message) if row.pull_percent is not None else None,
     )
 
 
@@ -856,7 +958,8 @@ def _settle_pending_action(instance: LabInstance, machines: list[MachineStatus],
         return target
     wants_paused = instance.pending_action == PendingAction.PAUSE
     wanted = Status.PAUSED if wants_paused else Status.RUNNING
-    if all(m.phase == "Running" and m.paused == wants_paused for m in machines):
+    vms = [m for m in machines if m.kind == "vm"]
+    if all(m.phase == "Running" and m.paused == wants_paused for m in vms):
         _clear_pending(instance)
         return wanted
     if not _pending_expired(instance, timezone.now()):
@@ -865,7 +968,7 @@ def _settle_pending_action(instance: LabInstance, machines: list[MachineStatus],
     message = f"The machines did not {'pause' if wants_paused else 'resume'} within {seconds} seconds."
     logger.warning("Instance %s: %s", instance.pk, message)
     _clear_pending(instance, last_error=message, last_error_plain=message)
-    return Status.PAUSED if all(m.paused for m in machines) else Status.RUNNING
+    return Status.PAUSED if all(m.paused for m in vms) else Status.RUNNING
 
 
 def _wait_for_confirmation(instance: LabInstance) -> None:
@@ -901,7 +1004,13 @@ def _set_paused(instance: LabInstance, paused: bool) -> LabInstance:
                 current=instance.status,
                 target=target,
             )
-    names = list(instance.machines.values_list("name", flat=True))
+    # Only the VMs: a Pod cannot be paused on Kubernetes, so containers keep running while the
+    # instance is paused (README, "Container machines").
+    names = list(instance.machines.filter(kind="vm").values_list("name", flat=True))
+    if not names:
+        raise InvalidTransition(
+            "This lab has only containers, which cannot be paused.", current=instance.status, target=target
+        )
     cluster.set_vmis_paused(namespace=instance.namespace, names=names, paused=paused)
     _transition(
         instance,
@@ -1141,11 +1250,13 @@ def _label_handed_over(instance: LabInstance) -> LabInstance:
     """Put the new owner's label on the namespace and machines. The database already says whose the
     instance is (that is what permissions read); a label the cluster refused is logged and recorded
     for staff, and the student keeps the instance."""
-    names = list(instance.machines.values_list("name", flat=True))
+    vms = list(instance.machines.filter(kind="vm").values_list("name", flat=True))
+    containers = list(instance.machines.filter(kind="container").values_list("name", flat=True))
     try:
         cluster.set_labels(
             namespace=instance.namespace,
-            vmi_names=names,
+            vmi_names=vms,
+            pod_names=containers,
             labels={manifests.OWNER_LABEL: str(instance.owner_id)},
         )
     except ClusterError as error:

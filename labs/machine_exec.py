@@ -8,7 +8,11 @@ The one interface step checks use (`run_script`). How a machine is reached depen
   for that machine (both given to the guest by cloud-init, labs/manifests.py). The script goes to
   `sh -s` (or `bash -s`) on stdin: the command line is fixed, so nothing of the script, and nothing a
   student typed, is ever part of it.
-- **Container** (issue 17): the same call through `pods/exec`, added to `_RUNNERS`.
+- **Container**: `pods/exec` (`v5.channel.k8s.io`, `v4` where the API server is older) running the
+  shell with the script on stdin, then the close signal for stdin; the exit status comes on the
+  error channel (a metav1.Status, reason NonZeroExitCode with cause ExitCode). Without v5's close
+  signal (v4) stdin cannot be ended, so the script goes as `sh -c`'s argument instead: the author's
+  text, never a student's. As the container's own user (no sudo step: the image decides).
 
 Every failure leaves as `ExecFailed` with the cluster's or SSH's exact words for staff and plain
 words for the student; nothing here touches the database.
@@ -31,7 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from labs import cluster
 from labs.exceptions import ClusterError
-from labs.manifests import CHECK_USER
+from labs.manifests import CHECK_USER, CONTAINER_NAME
 
 SSH_PORT = 22
 PLAIN_STREAM_PROTOCOL = "plain.kubevirt.io"
@@ -346,16 +350,155 @@ class _Tail:
 
     async def read_from(self, stream: asyncssh.SSHReader) -> None:
         while chunk := await stream.read(65536):
-            self.data += chunk
-            if len(self.data) > self.limit:
-                del self.data[: len(self.data) - self.limit]
-                self.truncated = True
+            self.add(chunk)
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > self.limit:
+            del self.data[: len(self.data) - self.limit]
+            self.truncated = True
 
     def text(self) -> str:
         return self.data.decode("utf-8", errors="replace")
 
 
+# --- Containers: pods/exec ---------------------------------------------------------------------------
+
+EXEC_PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+STDIN, STDOUT, STDERR, ERROR = 0, 1, 2, 3
+CLOSE_SIGNAL = 255
+
+
+def _exec_status(payload: bytes) -> int | None:
+    """The exit status from the error channel's metav1.Status; None if it carries none."""
+    try:
+        status = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(status, dict):
+        return None
+    if status.get("status") == "Success":
+        return 0
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
+            with contextlib.suppress(TypeError, ValueError):
+                return int(cause.get("message"))
+    return None
+
+
+def _exec_refusal(access: MachineAccess, refusal: InvalidStatus) -> ExecFailed:
+    status = refusal.response.status_code
+    try:
+        message = json.loads(refusal.response.body or b"{}").get("message") or ""
+    except (ValueError, AttributeError):
+        message = ""
+    detail = f"exec in {access.namespace}/{access.machine}: HTTP {status} {message}".strip()
+    if status in (400, 404):
+        return ExecFailed(Problem.NOT_RUNNING, detail, f"The machine {access.machine} is not running.")
+    return ExecFailed(Problem.CLUSTER, detail, "The cluster is unavailable right now. Try again in a moment.")
+
+
+async def _run_over_exec(access: MachineAccess, script: str, timeout: float, command: str) -> ScriptResult:
+    shell = "bash" if "bash -s" in command else "sh"
+    started = time.monotonic()
+    stdout, stderr = _Tail(STDOUT_LIMIT), _Tail(STDERR_LIMIT)
+
+    def target_for(argv: list[str]) -> cluster.WebsocketTarget:
+        return cluster.pod_exec_websocket_target(
+            namespace=access.namespace,
+            name=access.machine,
+            container=CONTAINER_NAME,
+            command=argv,
+            stdin=True,
+            tty=False,
+        )
+
+    try:
+        target = target_for([shell, "-s"])
+    except ClusterError as error:
+        raise ExecFailed(Problem.CLUSTER, error.message, error.public_message) from error
+    try:
+        websocket = await connect(
+            target.url,
+            ssl=target.ssl,
+            server_hostname=target.server_hostname,
+            additional_headers=target.headers,
+            subprotocols=EXEC_PROTOCOLS,  # type: ignore[arg-type]
+            compression=None,
+            proxy=None,
+            open_timeout=CONNECT_SECONDS,
+            ping_interval=None,
+            max_size=None,
+        )
+    except InvalidStatus as refusal:
+        raise _exec_refusal(access, refusal) from refusal
+    except (InvalidHandshake, OSError, TimeoutError) as error:
+        raise ExecFailed(
+            Problem.CLUSTER,
+            f"Opening pods/exec on {access.machine} failed: {error!r}",
+            "The cluster is unavailable right now. Try again in a moment.",
+        ) from error
+    exit_status: int | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            if websocket.subprotocol == "v5.channel.k8s.io":
+                await websocket.send(bytes([STDIN]) + script.encode())
+                await websocket.send(bytes([CLOSE_SIGNAL, STDIN]))
+            else:
+                await websocket.close()
+                target = target_for([shell, "-c", script])
+                websocket = await connect(
+                    target.url,
+                    ssl=target.ssl,
+                    server_hostname=target.server_hostname,
+                    additional_headers=target.headers,
+                    subprotocols=EXEC_PROTOCOLS,  # type: ignore[arg-type]
+                    compression=None,
+                    proxy=None,
+                    open_timeout=CONNECT_SECONDS,
+                    ping_interval=None,
+                    max_size=None,
+                )
+            async for message in websocket:
+                if not isinstance(message, bytes) or not message:
+                    continue
+                channel, payload = message[0], message[1:]
+                if channel == STDOUT:
+                    stdout.add(payload)
+                elif channel == STDERR:
+                    stderr.add(payload)
+                elif channel == ERROR:
+                    exit_status = _exec_status(payload)
+    except TimeoutError as error:
+        raise ExecFailed(
+            Problem.TIMED_OUT,
+            f"The script did not finish within {timeout:g} s; its exec stream was closed.",
+            f"The check did not finish within {timeout:g} seconds.",
+        ) from error
+    except ConnectionClosed as error:
+        raise ExecFailed(
+            Problem.DROPPED,
+            f"The exec stream to {access.machine} ended while the script ran: {error!r}",
+            f"The connection to the machine {access.machine} was lost while the check ran. Try again.",
+        ) from error
+    finally:
+        await websocket.close()
+    if exit_status is None:
+        raise ExecFailed(
+            Problem.DROPPED,
+            f"The script on {access.machine} ended without an exit status.",
+            f"The connection to the machine {access.machine} was lost while the check ran. Try again.",
+        )
+    return ScriptResult(
+        exit_status=exit_status,
+        stdout=stdout.text(),
+        stderr=stderr.text(),
+        truncated=stdout.truncated or stderr.truncated,
+        seconds=time.monotonic() - started,
+    )
+
+
 _RUNNERS: dict[str, Callable[[MachineAccess, str, float, str], Awaitable[ScriptResult]]] = {
     "vm": _run_over_ssh,
-    # "container": pods/exec (v5.channel.k8s.io), with issue 17's container machines.
+    "container": _run_over_exec,
 }

@@ -7,9 +7,10 @@ return, and the tests compare it as data. Names and labels are made here and now
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -43,6 +44,10 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 POD_SECURITY_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 VMI_COUNT_QUOTA_KEY = "count/virtualmachineinstances.kubevirt.io"
+MACHINE_KIND_VM = "vm"
+MACHINE_KIND_CONTAINER = "container"
+# The one container of a container machine's Pod (pods/exec and pods/log name it).
+CONTAINER_NAME = "machine"
 # KubeVirt reads the user data from this key of the referenced Secret.
 USERDATA_KEY = "userdata"
 # The user step checks log in as (labs/machine_exec.py), made by cloud-init on machines with SSH.
@@ -96,8 +101,18 @@ class CheckAccess:
 
 
 @dataclass(frozen=True)
+class KernelBoot:
+    """A kernel-boot image (KubeVirt's `kernelBoot.container`): where its kernel and initrd are."""
+
+    kernel_path: str
+    initrd_path: str = ""
+    kernel_args: str = ""
+
+
+@dataclass(frozen=True)
 class MachineSpec:
-    """What one VMI of an instance is built from (an `InstanceMachine` row, as plain values)."""
+    """What one machine of an instance is built from (an `InstanceMachine` row, as plain values):
+    a VMI (kind `vm`) or a Pod (kind `container`, whose image is any OCI image)."""
 
     name: str
     image_reference: str
@@ -109,6 +124,14 @@ class MachineSpec:
     has_serial_console: bool
     extra_user_data: str = ""
     check_access: CheckAccess | None = None
+    kind: str = MACHINE_KIND_VM
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[int, ...] = ()
+    # The image's registry credentials (a `.dockerconfigjson`), copied into the lab namespace.
+    pull_credentials: dict[str, Any] | None = None
+    kernel_boot: KernelBoot | None = None  # None: the image is a containerDisk
 
 
 # --- Names and labels ----------------------------------------------------------------------------
@@ -120,6 +143,10 @@ def namespace_name(*, prefix: str, instance_id: int) -> str:
 
 def secret_name(machine_name: str) -> str:
     return f"{machine_name}-cloudinit"
+
+
+def pull_secret_name(machine_name: str) -> str:
+    return f"{machine_name}-image-pull"
 
 
 def label_value(value: str) -> str:
@@ -263,6 +290,13 @@ def machine_shape(machine: MachineSpec) -> launcher_sizing.MachineShape:
     )
 
 
+def machine_pod_size(machine: MachineSpec, sizing: launcher_sizing.KubeVirtSizing) -> launcher_sizing.PodSize:
+    """The pod a machine runs in: a VM's virt-launcher pod, or a container machine's own Pod."""
+    if machine.kind == MACHINE_KIND_CONTAINER:
+        return launcher_sizing.container_pod_size(cores=machine.cores, memory_mib=machine.memory_mib)
+    return launcher_sizing.launcher_pod_size(machine_shape(machine), sizing)
+
+
 def make_resource_quota(
     *,
     namespace: str,
@@ -270,13 +304,13 @@ def make_resource_quota(
     machines: list[MachineSpec],
     sizing: launcher_sizing.KubeVirtSizing,
 ) -> dict[str, Any]:
-    """Room for exactly the lab's machines: the virt-launcher pod KubeVirt makes for each, requests
-    and limits (labs/launcher_sizing.py), and one VMI per machine.
+    """Room for exactly the lab's machines: the virt-launcher pod KubeVirt makes for each VM,
+    requests and limits (labs/launcher_sizing.py), each container machine's Pod, one VMI per VM.
 
     The limits keep an instance from bursting beyond its lab; KubeVirt gives each compute container a
     CPU limit of its vCPUs because of them.
     """
-    sizes = [launcher_sizing.launcher_pod_size(machine_shape(m), sizing) for m in machines]
+    sizes = [machine_pod_size(m, sizing) for m in machines]
     total = sum(sizes[1:], sizes[0]) if sizes else launcher_sizing.PodSize(0, 0, 0, 0)
     mebibytes = launcher_sizing.MIB
     return {
@@ -289,7 +323,7 @@ def make_resource_quota(
                 "limits.cpu": f"{total.cpu_limit}m",
                 "requests.memory": f"{math.ceil(total.memory_request / mebibytes)}Mi",
                 "limits.memory": f"{math.ceil(total.memory_limit / mebibytes)}Mi",
-                VMI_COUNT_QUOTA_KEY: str(len(machines)),
+                VMI_COUNT_QUOTA_KEY: str(sum(m.kind == MACHINE_KIND_VM for m in machines)),
             }
         },
     }
@@ -414,6 +448,39 @@ def make_userdata_secret(*, namespace: str, labels: dict[str, str], machine: Mac
     }
 
 
+def make_pull_secret(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
+    """The machine image's registry credentials, as the kubelet reads them (`imagePullSecret`)."""
+    config = json.dumps(machine.pull_credentials, separators=(",", ":")).encode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {
+            "name": pull_secret_name(machine.name),
+            "namespace": namespace,
+            "labels": machine_labels(labels, machine.name),
+        },
+        "data": {".dockerconfigjson": base64.b64encode(config).decode("ascii")},
+    }
+
+
+def container_disk(machine: MachineSpec) -> dict[str, Any]:
+    source: dict[str, Any] = {"image": machine.image_reference}
+    if machine.pull_credentials is not None:
+        source["imagePullSecret"] = pull_secret_name(machine.name)
+    return source
+
+
+def kernel_boot_firmware(machine: MachineSpec, boot: KernelBoot) -> dict[str, Any]:
+    container = {**container_disk(machine), "kernelPath": boot.kernel_path}
+    if boot.initrd_path:
+        container["initrdPath"] = boot.initrd_path
+    firmware: dict[str, Any] = {"kernelBoot": {"container": container}}
+    if boot.kernel_args:
+        firmware["kernelBoot"]["kernelArgs"] = boot.kernel_args
+    return firmware
+
+
 def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
     """A VMI of the machine; its login comes from the Secret, so the password is not in here."""
     memory = f"{machine.memory_mib}Mi"
@@ -421,7 +488,7 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
         "autoattachGraphicsDevice": machine.has_vnc,
         "autoattachSerialConsole": machine.has_serial_console,
         "disks": [
-            {"name": "rootdisk", "disk": {"bus": "virtio"}},
+            *([] if machine.kernel_boot else [{"name": "rootdisk", "disk": {"bus": "virtio"}}]),
             {"name": "cloudinit", "disk": {"bus": "virtio"}},
         ],
         # Bridge, not masquerade: the guest gets the pod IP by DHCP, so what a student sees in
@@ -455,15 +522,80 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
                 # 100Mi more overhead and every support container raised to its limits.
                 "resources": {"requests": {"memory": memory}, "limits": {"memory": memory}},
                 "devices": devices,
+                **(
+                    {"firmware": kernel_boot_firmware(machine, machine.kernel_boot)}
+                    if machine.kernel_boot
+                    else {}
+                ),
             },
             "networks": [{"name": "default", "pod": {}}],
             "volumes": [
-                {"name": "rootdisk", "containerDisk": {"image": machine.image_reference}},
+                *(
+                    []
+                    if machine.kernel_boot
+                    else [{"name": "rootdisk", "containerDisk": container_disk(machine)}]
+                ),
                 {
                     "name": "cloudinit",
                     "cloudInitNoCloud": {"secretRef": {"name": secret_name(machine.name)}},
                 },
             ],
+        },
+    }
+
+
+def make_pod(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
+    """A container machine's Pod.
+
+    - restartPolicy Always: a lab machine whose command ends comes back, as a VM that reboots; a
+      command that keeps failing shows as restarting (CrashLoopBackOff, with the exit code).
+    - requests = limits (Guaranteed QoS): a container gets exactly the cores and memory the lab
+      states, counted so in the quota; over the memory limit it is OOM-killed and restarted.
+    - Never privileged, no privilege escalation, seccomp RuntimeDefault, no service account token,
+      no service links: a student's shell reaches nothing of the cluster's (the admission policy
+      refuses the rest, deploy/k8s/admission-policy.yaml).
+    - The shell user: a numeric `username` runs the container as that UID; a name is the image's
+      business (its /etc/passwd), so the image's own user stays.
+    - hostname + subdomain as for VMs: `<machine>.lab.<namespace>.svc.<zone>` names it.
+    """
+    quantity = {"cpu": str(machine.cores), "memory": f"{machine.memory_mib}Mi"}
+    security: dict[str, Any] = {
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if machine.username.isdigit():
+        security["runAsUser"] = int(machine.username)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": machine.image_reference,
+        "resources": {"requests": dict(quantity), "limits": dict(quantity)},
+        "securityContext": security,
+    }
+    if machine.command:
+        container["command"] = list(machine.command)
+    if machine.args:
+        container["args"] = list(machine.args)
+    if machine.env:
+        container["env"] = [{"name": key, "value": value} for key, value in machine.env]
+    if machine.ports:
+        container["ports"] = [{"containerPort": port, "protocol": "TCP"} for port in machine.ports]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": machine.name,
+            "namespace": namespace,
+            "labels": machine_labels(labels, machine.name),
+        },
+        "spec": {
+            "hostname": machine.name,
+            "subdomain": MACHINES_SERVICE_NAME,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "containers": [container],
         },
     }
 
@@ -479,6 +611,7 @@ class InstanceManifests:
     service: dict[str, Any]
     secrets: list[dict[str, Any]]
     vmis: list[dict[str, Any]]
+    pods: list[dict[str, Any]] = field(default_factory=list)
 
 
 def make_instance_manifests(
@@ -495,6 +628,8 @@ def make_instance_manifests(
     labels = instance_labels(
         installation_id=installation_id, instance_id=instance_id, lab_slug=lab_slug, owner_id=owner_id
     )
+    vms = [m for m in machines if m.kind != MACHINE_KIND_CONTAINER]
+    containers = [m for m in machines if m.kind == MACHINE_KIND_CONTAINER]
     return InstanceManifests(
         namespace=make_namespace(
             name=namespace, labels=labels, pod_security_enforce=profile.pod_security_enforce
@@ -510,6 +645,12 @@ def make_instance_manifests(
             namespace=namespace, labels=labels, machines=machines, sizing=sizing
         ),
         service=make_machines_service(namespace=namespace, labels=labels),
-        secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in machines],
-        vmis=[make_vmi(namespace=namespace, labels=labels, machine=m) for m in machines],
+        secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in vms]
+        + [
+            make_pull_secret(namespace=namespace, labels=labels, machine=m)
+            for m in machines
+            if m.pull_credentials
+        ],
+        vmis=[make_vmi(namespace=namespace, labels=labels, machine=m) for m in vms],
+        pods=[make_pod(namespace=namespace, labels=labels, machine=m) for m in containers],
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -7,12 +9,18 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from laborchestrator.sealing import seal, unseal
+from labs.registry import dockerconfigjson, registry_host
 from labs.validators import (
     NAMESPACE_PREFIX_MAX_LENGTH,
     validate_cloud_init_user_data,
     validate_dns_label,
+    validate_environment,
     validate_namespace_prefix,
     validate_oci_reference,
+    validate_ports,
+    validate_shell_user,
+    validate_string_list,
 )
 
 MAX_CORES_PER_MACHINE = 16
@@ -50,6 +58,36 @@ class VMImage(models.Model):
     min_cores = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_CORES_PER_MACHINE)]
     )
+    kernel_path = models.CharField(
+        "kernel path",
+        max_length=255,
+        blank=True,
+        help_text="For a kernel-boot image (KubeVirt's kernelBoot.container): the kernel's path in the "
+        "image, e.g. /boot/vmlinuz. Empty: the image is a containerDisk with its disk in /disk/.",
+    )
+    initrd_path = models.CharField(
+        "initrd path",
+        max_length=255,
+        blank=True,
+        help_text="With a kernel path: the initrd's, e.g. /boot/initrd.img.",
+    )
+    kernel_args = models.CharField(
+        "kernel command line",
+        max_length=1024,
+        blank=True,
+        help_text="With a kernel path: what the kernel is booted with, e.g. console=ttyS0.",
+    )
+    pull_secret_username = models.CharField(
+        "registry user name",
+        max_length=255,
+        blank=True,
+        help_text="For a private registry: the user the cluster pulls the image as. The password is "
+        "stored sealed and copied into each lab namespace as a kubernetes.io/dockerconfigjson Secret.",
+    )
+    # laborchestrator.sealing, purpose PULL_SECRET_PURPOSE; empty without credentials.
+    pull_secret_password_sealed = models.TextField(blank=True, editable=False)
+
+    PULL_SECRET_PURPOSE = "vmimage-pull-secret"
 
     class Meta:
         ordering = ["name"]
@@ -64,6 +102,38 @@ class VMImage(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_pinned(self) -> bool:
+        return "@sha256:" in self.container_disk_image
+
+    def clean(self) -> None:
+        super().clean()
+        if (self.initrd_path or self.kernel_args) and not self.kernel_path:
+            raise ValidationError(
+                {"kernel_path": "An initrd or kernel command line needs the kernel's path."}
+            )
+        for field in ("kernel_path", "initrd_path"):
+            value = getattr(self, field)
+            if value and not value.startswith("/"):
+                raise ValidationError({field: "A path in the image starts with /."})
+
+    @property
+    def is_kernel_boot(self) -> bool:
+        return bool(self.kernel_path)
+
+    def set_pull_password(self, password: str) -> None:
+        self.pull_secret_password_sealed = (
+            seal(password, purpose=self.PULL_SECRET_PURPOSE) if password else ""
+        )
+
+    def pull_credentials(self) -> dict[str, Any] | None:
+        """The `.dockerconfigjson` of the image's pull Secret, or None without credentials."""
+        host = registry_host(self.container_disk_image)
+        if not (self.pull_secret_username and self.pull_secret_password_sealed and host):
+            return None
+        password = unseal(self.pull_secret_password_sealed, purpose=self.PULL_SECRET_PURPOSE)
+        return dockerconfigjson(host, self.pull_secret_username, password)
 
 
 class LabQuerySet(models.QuerySet):
@@ -182,7 +252,60 @@ class LabMachine(models.Model):
         validators=[validate_dns_label],
         help_text="Host name inside the lab (lower-case letters, digits, hyphens).",
     )
-    image = models.ForeignKey(VMImage, on_delete=models.PROTECT, related_name="machines")
+
+    class Kind(models.TextChoices):
+        VM = "vm", "virtual machine"
+        CONTAINER = "container", "container"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.VM)
+    image = models.ForeignKey(
+        VMImage,
+        on_delete=models.PROTECT,
+        related_name="machines",
+        null=True,
+        blank=True,
+        help_text="The VM image (virtual machines only).",
+    )
+    # Container machines (kind "container"): any OCI image, run as a Pod (labs/manifests.py make_pod).
+    container_image = models.CharField(
+        "container image",
+        max_length=255,
+        blank=True,
+        validators=[validate_oci_reference],
+        help_text="OCI image reference, e.g. registry.example.org/labs/tools:1 (containers only).",
+    )
+    command = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text='Replaces the image\'s entrypoint, e.g. ["sleep", "infinity"] (containers only).',
+    )
+    args = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text="Replaces the image's arguments (containers only).",
+    )
+    env = models.JSONField(
+        "environment",
+        default=dict,
+        blank=True,
+        validators=[validate_environment],
+        help_text='Variables, e.g. {"GREETING": "hello"} (containers only).',
+    )
+    shell_user = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[validate_shell_user],
+        help_text="The user the terminal's shell runs as: a numeric id runs the whole container as it; "
+        "a name must exist in the image (containers only; empty: the image's user).",
+    )
+    ports = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_ports],
+        help_text="Ports the other machines use, e.g. [80] (containers only; documentation for the Pod).",
+    )
     cores = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_CORES_PER_MACHINE)]
     )
@@ -220,15 +343,37 @@ class LabMachine(models.Model):
     def __str__(self) -> str:
         return f"{self.lab.slug}/{self.name}"
 
-    def clean(self) -> None:
+    @property
+    def is_container(self) -> bool:
+        return self.kind == self.Kind.CONTAINER
+
+    def _clean_kind(self) -> dict[str, str]:
+        if self.is_container:
+            errors = {}
+            if not self.container_image:
+                errors["container_image"] = "A container machine needs a container image."
+            if self.image_id:
+                errors["image"] = "A container machine has no VM image: leave it empty."
+            if self.cloud_init_user_data:
+                errors["cloud_init_user_data"] = "Containers do not run cloud-init: leave it empty."
+            return errors
         errors = {}
+        if not self.image_id:
+            errors["image"] = "A virtual machine needs a VM image."
+        for field_name in ("container_image", "command", "args", "env", "shell_user", "ports"):
+            if getattr(self, field_name):
+                errors[field_name] = "Only container machines have this: leave it empty."
+        return errors
+
+    def clean(self) -> None:
+        errors = self._clean_kind()
         image = self.image if self.image_id else None
         if image is not None:
             if self.memory_mib is not None and self.memory_mib < image.min_memory_mib:
                 errors["memory_mib"] = f"The image {image.name} needs at least {image.min_memory_mib} MiB."
             if self.cores is not None and self.cores < image.min_cores:
                 errors["cores"] = f"The image {image.name} needs at least {image.min_cores} cores."
-            if not image.has_ssh_server and self.lab_id and self._has_step_checks():
+            if not self.is_container and not image.has_ssh_server and self.lab_id and self._has_step_checks():
                 errors["image"] = (
                     f"Checks need an SSH server in the image: steps of this lab's tutorials check the "
                     f"machine {self.name}, and {image.name} has none."
@@ -336,6 +481,12 @@ class InstanceMachine(models.Model):
     password = models.CharField(max_length=128)
     has_vnc = models.BooleanField()
     has_serial_console = models.BooleanField()
+    # "vm" or "container" (LabMachine.Kind), and what a container machine's Pod is built from.
+    kind = models.CharField(max_length=16, default="vm")
+    command = models.JSONField(default=list, blank=True)
+    args = models.JSONField(default=list, blank=True)
+    env = models.JSONField(default=dict, blank=True)
+    ports = models.JSONField(default=list, blank=True)
     has_ssh_server = models.BooleanField(default=False)
     # The public half of the SSH host key the app generated for this machine (its private half went
     # to the guest with cloud-init): checks trust exactly this key, never the first one they see.
@@ -353,6 +504,9 @@ class InstanceMachine(models.Model):
     problem_fatal = models.BooleanField(default=False, editable=False)
     problem_reason = models.CharField(max_length=255, blank=True, editable=False)
     problem_message = models.TextField(blank=True, editable=False)
+    # While the cluster pulls its images (where it reports it: the embedded cluster does).
+    pull_percent = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    pull_message = models.CharField(max_length=512, blank=True, editable=False)
     observed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
@@ -363,6 +517,15 @@ class InstanceMachine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id}/{self.name}"
+
+    def offers(self, console: str) -> bool:
+        """Whether the machine has this kind of console: "vnc", "serial" (VMs, from the image) or
+        "terminal" (a shell in a container machine, through pods/exec)."""
+        if console == "terminal":
+            return self.kind == "container"
+        if console == "vnc":
+            return self.has_vnc
+        return console == "serial" and self.has_serial_console
 
 
 class Installation(models.Model):

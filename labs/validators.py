@@ -64,3 +64,55 @@ def validate_cloud_init_user_data(value: str) -> None:
             code="invalid_cloud_init_user_data",
             params={"reason": str(error)},
         ) from error
+
+
+# A container machine's command, args, environment and ports (labs.models.LabMachine).
+CONTAINER_LIST_MAX_ITEMS = 64
+CONTAINER_STRING_MAX_LENGTH = 4096
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def validate_string_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError('Give a list of strings, e.g. ["sleep", "infinity"].')
+    if len(value) > CONTAINER_LIST_MAX_ITEMS or any(
+        len(item) > CONTAINER_STRING_MAX_LENGTH for item in value
+    ):
+        raise ValidationError(
+            f"At most {CONTAINER_LIST_MAX_ITEMS} items of at most {CONTAINER_STRING_MAX_LENGTH} characters."
+        )
+    if any("\x00" in item for item in value):
+        raise ValidationError("No NUL characters.")
+
+
+def validate_environment(value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValidationError('Give a mapping of names to string values, e.g. {"GREETING": "hello"}.')
+    if len(value) > CONTAINER_LIST_MAX_ITEMS:
+        raise ValidationError(f"At most {CONTAINER_LIST_MAX_ITEMS} variables.")
+    for name, text in value.items():
+        if not _ENV_NAME.match(name):
+            raise ValidationError(
+                "%(name)r is not a valid variable name: letters, digits and underscores, "
+                "not starting with a digit.",
+                params={"name": name},
+            )
+        if len(text) > CONTAINER_STRING_MAX_LENGTH or "\x00" in text:
+            raise ValidationError(f"The value of {name} is too long or holds a NUL character.")
+
+
+def validate_ports(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in value):
+        raise ValidationError("Give a list of port numbers, e.g. [80, 443].")
+    if any(not 1 <= p <= 65535 for p in value):
+        raise ValidationError("Ports are between 1 and 65535.")
+    if len(set(value)) != len(value) or len(value) > CONTAINER_LIST_MAX_ITEMS:
+        raise ValidationError("Each port once, at most 64 of them.")
+
+
+_SHELL_USER = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_-]{0,31})$")
+
+
+def validate_shell_user(value: str) -> None:
+    if value and not _SHELL_USER.match(value):
+        raise ValidationError("A user name (lower-case, as in /etc/passwd) or a numeric user id.")

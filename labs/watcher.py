@@ -54,6 +54,7 @@ class WatchedKind:
 WATCHED_KINDS: tuple[WatchedKind, ...] = (
     WatchedKind("namespaces", lambda obj: _metadata(obj).get("name") or ""),
     WatchedKind(cluster.VMI_PLURAL, lambda obj: _metadata(obj).get("namespace") or ""),
+    WatchedKind("pods", lambda obj: _metadata(obj).get("namespace") or ""),
 )
 
 
@@ -227,21 +228,24 @@ class ClusterWatcher:
             if not self._dirty:
                 self._changed.wait(timeout)
 
-    def _namespace_view(self, namespace: str) -> tuple[bool, cluster.NamespaceInfo | None, list[Obj]]:
-        """(known, the namespace or None if deleted, its VMIs); unknown: never seen either way."""
+    def _namespace_view(
+        self, namespace: str
+    ) -> tuple[bool, cluster.NamespaceInfo | None, list[Obj], list[Obj]]:
+        """(known, the namespace or None if deleted, its VMIs, its Pods); unknown: never seen either way."""
         namespaces = self._states["namespaces"].objects
         vmis = self._states[cluster.VMI_PLURAL].objects
         found = namespaces.get(("", namespace))
         machines = [obj for (ns, _), obj in vmis.items() if ns == namespace]
+        pods = [obj for (ns, _), obj in self._states["pods"].objects.items() if ns == namespace]
         if found is None:
-            return namespace in self._deleted, None, machines
+            return namespace in self._deleted, None, machines, pods
         status = found.get("status") or {}
         info = cluster.NamespaceInfo(
             name=namespace,
             labels=dict(_metadata(found).get("labels") or {}),
             phase=status.get("phase") or "Active",
         )
-        return True, info, machines
+        return True, info, machines, pods
 
     # -- writing status --------------------------------------------------------------------------
     def mark_all_active(self) -> None:
@@ -267,7 +271,7 @@ class ClusterWatcher:
         looked_at = 0
         for instance in instances:
             with self._lock:
-                known, namespace, vmis = self._namespace_view(instance.namespace)
+                known, namespace, vmis, pods = self._namespace_view(instance.namespace)
             if not known:
                 continue  # its namespace event is on its way; it marks the namespace again
             vmis = [
@@ -275,8 +279,15 @@ class ClusterWatcher:
                 for v in vmis
                 if (_metadata(v).get("labels") or {}).get(manifests.INSTANCE_LABEL) == str(instance.pk)
             ]
+            containers = {m.name for m in instance.machines.all() if m.kind == "container"}
+            pods = [
+                p
+                for p in pods
+                if _metadata(p).get("name") in containers
+                and (_metadata(p).get("labels") or {}).get(manifests.INSTANCE_LABEL) == str(instance.pk)
+            ]
             try:
-                lifecycle.instance_observe(instance=instance, vmis=vmis, namespace=namespace)
+                lifecycle.instance_observe(instance=instance, vmis=vmis, namespace=namespace, pods=pods)
             except ClusterError as error:  # only the deletes of failed instances call the cluster
                 logger.warning("Recording the status of instance %s: %s", instance.pk, error.message)
             looked_at += 1

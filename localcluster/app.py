@@ -118,6 +118,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             rbac_propagation_delay=config.rbac_propagation_delay,
             state_dir=config.state_dir,
             container_images=config.container_images,
+            insecure_registries=tuple(config.insecure_registries),
+            pull_timeout=config.pull_timeout,
         ),
         faults,
         authorizer=authorizer,

@@ -33,6 +33,7 @@ from localcluster.errors import ApiError, Cause
 from localcluster.faults import Faults
 from localcluster.podvalidation import validate_pod, validate_pod_update
 from localcluster.rbac import Authorizer, RoleNotFound, User
+from localcluster.registry.pull import ImageCache
 from localcluster.resources import (
     EVENTS,
     NAMESPACES,
@@ -136,8 +137,11 @@ class ClusterOptions:
     rbac_propagation_delay: float = 0.0
     # Where pods' containers keep their bundles and runc state (crash clean-up reads it at start).
     state_dir: Path | None = None
-    # OCI image layouts pods' images resolve to (localcluster/containers/images.py).
+    # OCI image layouts pods' images resolve to before their registries (localcluster/containers/images.py).
     container_images: Path | None = None
+    # Registries pods' images may be pulled from over plain HTTP (loopback ones always may).
+    insecure_registries: tuple[str, ...] = ()
+    pull_timeout: float = 600.0
 
 
 @dataclass
@@ -197,8 +201,14 @@ class Cluster:
         self.containers = ContainerRunner(
             self._on_pod_report,
             state_dir=state_dir,
-            images=ContainerImages(self.options.container_images),
+            images=ContainerImages(
+                self.options.container_images,
+                cache=self.runtime.image_cache() or ImageCache(state_dir / "pulls"),
+                insecure_registries=frozenset(self.options.insecure_registries),
+                timeout=self.options.pull_timeout,
+            ),
             network_for=self.runtime.pod_network,
+            read_secret=self._read_secret,
         )
         self._pod_terminations: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._networks: dict[str, NamespaceNetwork] = {}

@@ -125,6 +125,7 @@ def _workspace(request: HttpRequest, pk: int, *, embed: bool) -> HttpResponse:
                 "name": machine.name,
                 "hasVnc": machine.has_vnc,
                 "hasSerial": machine.has_serial_console,
+                "isContainer": machine.kind == "container",
             }
             for machine in machines
         ],

@@ -55,7 +55,7 @@ def _one_installation():
     would generate its own installation id, and a later `reconcile` would not remove the lab
     namespaces an earlier test left running (their machines count against the local cluster's node).
     (Not through pytest-django's `settings` fixture: some tests use that name for a parameter.)"""
-    with override_settings(INSTALLATION_ID="test-suite"):
+    with override_settings(INSTALLATION_ID="test-suite"):  # as server processes: tests/vncproxy/app_server.py
         yield
 
 

@@ -20,7 +20,7 @@ from markdown.extensions.fenced_code import FencedBlockPreprocessor
 
 from labs.models import LabMachine
 from tutorials.models import Step, Tutorial, TutorialPage
-from tutorials.variables import MACHINE_FIELDS, variable_names
+from tutorials.variables import MACHINE_FIELDS, MACHINE_PREFIXES, variable_names
 
 # Anything in double braces on one line: what an author meant as a variable, valid or not.
 _BRACES = re.compile(r"\{\{([^{}\n]*)\}\}")
@@ -69,7 +69,7 @@ def located_warnings(item: TutorialPage | Step, *, machine_names: Collection[str
 
 
 def _variable_warnings(source: str, machine_names: Collection[str]) -> Iterator[str]:
-    known = set(variable_names(machine_names))
+    known = set(variable_names(machine_names, with_old_names=True))
     for match in _BRACES.finditer(source):
         written, name = match.group(0), match.group(1).strip()
         if name in known:
@@ -86,12 +86,12 @@ def _variable_warnings(source: str, machine_names: Collection[str]) -> Iterator[
 
 def _why_unknown(name: str, machine_names: Collection[str]) -> str:
     parts = name.split(".")
-    if parts[0] != "vm" or len(parts) != 3:
-        return "variables are user.username and vm.<machine>.<ip|user|password>."
-    machine, field = parts[1], parts[2]
+    if parts[0] not in MACHINE_PREFIXES or len(parts) != 3:
+        return "variables are user.username and machine.<name>.<ip|user|password> (or vm.<name>...)."
+    prefix, machine, field = parts
     if machine not in machine_names:
         if machine.lower() in machine_names:
-            return f"machine names are lower-case: did you mean {{{{ vm.{machine.lower()}.{field} }}}}?"
+            return f"machine names are lower-case: did you mean {{{{ {prefix}.{machine.lower()}.{field} }}}}?"
         if not machine_names:
             return "this tutorial is not linked to a lab with machines."
         return f'no machine of this tutorial\'s labs is named "{machine}".'
@@ -125,7 +125,7 @@ def check_target_error(*, tutorial: Tutorial, machine: str) -> str | None:
         if found is None:
             names = ", ".join(m.name for m in lab.machines.all()) or "none"
             return f"The lab {lab.name} has no machine named {machine} (its machines: {names})."
-        if not found.image.has_ssh_server:
+        if found.image is not None and not found.image.has_ssh_server:  # containers: pods/exec
             return (
                 f"Checks need an SSH server in the image: the machine {machine} of the lab {lab.name} "
                 f"runs {found.image.name}, which has none (VM images: SSH server)."

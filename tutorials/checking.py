@@ -125,6 +125,15 @@ def _machine_access(instance: LabInstance, check: StepCheck) -> machine_exec.Mac
     machine = InstanceMachine.objects.filter(instance=instance, name=check.machine).first()
     if machine is None:
         return f"The lab has no machine named {check.machine!r} (the check names it)."
+    if machine.kind == "container":
+        # Through pods/exec: no SSH server or key needed (labs/machine_exec.py).
+        return machine_exec.MachineAccess(
+            namespace=instance.namespace or "",
+            machine=machine.name,
+            private_key="",
+            host_public_key="",
+            kind="container",
+        )
     if not machine.has_ssh_server or not machine.ssh_host_public_key:
         return f"Checks need an SSH server in the image: the machine {check.machine} has none."
     key = getattr(instance, "check_key", None)

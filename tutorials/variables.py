@@ -1,7 +1,9 @@
 """Tutorial variables, filled in per student when a page is displayed.
 
-The namespace is fixed: `{{ user.username }}` and, for each machine of the student's instance,
-`{{ vm.<name>.ip }}`, `{{ vm.<name>.user }}` and `{{ vm.<name>.password }}`. Values go into HTML
+The namespace is fixed: `{{ user.username }}` and, for each machine of the student's instance
+(VM or container), `{{ machine.<name>.ip }}`, `{{ machine.<name>.user }}` and
+`{{ machine.<name>.password }}`; `vm.<name>.*` are the same values under the older name, kept
+working for tutorials written before labs had containers. Values go into HTML
 that was sanitised when the page was saved, so each one is HTML-escaped here. Anything else in
 braces, or a machine without an IP yet, stays visible exactly as written: a typo in a tutorial
 shows up on the page instead of breaking it (and its author is warned when saving it:
@@ -27,6 +29,8 @@ from labs.models import LabInstance
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 # What each machine offers as `vm.<name>.<field>`.
 MACHINE_FIELDS = ("ip", "user", "password")
+# `machine` since labs have containers too; `vm` as tutorials were first written.
+MACHINE_PREFIXES = ("machine", "vm")
 # Statuses in which the machines exist (or are being created), so their variables are filled in.
 FILLED_STATUSES = (
     LabInstance.Status.REQUESTED,
@@ -36,11 +40,13 @@ FILLED_STATUSES = (
 )
 
 
-def variable_names(machine_names: Iterable[str]) -> list[str]:
-    """Every variable a page can use when its labs have these machines, in reading order."""
+def variable_names(machine_names: Iterable[str], *, with_old_names: bool = False) -> list[str]:
+    """Every variable a page can use when its labs have these machines, in reading order (the
+    `vm.*` names too with `with_old_names`)."""
+    prefixes = MACHINE_PREFIXES if with_old_names else MACHINE_PREFIXES[:1]
     names = ["user.username"]
     for machine in sorted(set(machine_names)):
-        names += [f"vm.{machine}.{field}" for field in MACHINE_FIELDS]
+        names += [f"{prefix}.{machine}.{field}" for prefix in prefixes for field in MACHINE_FIELDS]
     return names
 
 
@@ -68,10 +74,11 @@ class TutorialContext:
         if instance.status not in FILLED_STATUSES:
             return cls(values)
         for machine in instance.machines.all():
-            values[f"vm.{machine.name}.user"] = machine.username
-            values[f"vm.{machine.name}.password"] = machine.password
-            if ips.get(machine.name):
-                values[f"vm.{machine.name}.ip"] = ips[machine.name]
+            for prefix in MACHINE_PREFIXES:
+                values[f"{prefix}.{machine.name}.user"] = machine.username
+                values[f"{prefix}.{machine.name}.password"] = machine.password
+                if ips.get(machine.name):
+                    values[f"{prefix}.{machine.name}.ip"] = ips[machine.name]
         return cls(values)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from classes.models import Classroom
 from labs.models import InstanceMachine, Lab, LabInstance
 from vncproxy.tickets import TicketInvalid, ticket_redeem
 
@@ -62,8 +63,8 @@ def authorise_stream(
     machine = InstanceMachine.objects.filter(instance=instance, name=machine_name).first()
     if machine is None:
         raise StreamRefused(4404, "No such machine in this lab instance.", cause="no such machine")
-    if not (machine.has_vnc if kind == "vnc" else machine.has_serial_console):
-        label = "graphical desktop" if kind == "vnc" else "serial console"
+    if not machine.offers(kind):
+        label = {"vnc": "graphical desktop", "serial": "serial console"}.get(kind, "terminal")
         raise StreamRefused(4404, f"This machine has no {label}.", cause=f"no {kind}")
     if instance.status not in STREAMABLE_STATUSES:
         label = LabInstance.Status(instance.status).label.lower()
@@ -74,16 +75,21 @@ def authorise_stream(
 
 def authorise_watch(*, user: Any, instance_id: int, machine_name: str, kind: str) -> StreamAccess:
     """An instructor watching a student's console read-only: signed in with a session (no tickets),
-    staff, and teaching the instance's lab (its owner, or a superuser). Raises StreamRefused."""
+    staff, and teaching the student: the lab's owner, the owner of a sign-up class that offers the lab
+    and has the student, or a superuser. Raises StreamRefused."""
     if user is None or not user.is_authenticated or not user.is_active:
         raise StreamRefused(4401, "Not signed in.", cause="anonymous")
     instance = LabInstance.objects.select_related("lab").filter(pk=instance_id).first()
     if instance is None:
         raise StreamRefused(4404, "No such lab instance.", cause="no such instance")
-    if not Lab.objects.taught_by(user).filter(pk=instance.lab_id).exists():
+    teaches_lab = Lab.objects.taught_by(user).filter(pk=instance.lab_id).exists()
+    teaches_student = Classroom.objects.managed_by(user).filter(
+        labs=instance.lab_id, members=instance.owner_id
+    )
+    if not (teaches_lab or teaches_student.exists()):
         raise StreamRefused(4403, "Only the lab's instructors may watch its students.", cause="not teaching")
     machine = InstanceMachine.objects.filter(instance=instance, name=machine_name).first()
-    if machine is None or not (machine.has_vnc if kind == "vnc" else machine.has_serial_console):
+    if machine is None or not machine.offers(kind):
         raise StreamRefused(4404, "No such console in this lab instance.", cause="no such console")
     if instance.status not in STREAMABLE_STATUSES:
         label = LabInstance.Status(instance.status).label.lower()

@@ -29,6 +29,11 @@ as a bare 1006), with one close code per cause:
 |      |                                           | answer, e.g. virt-api's 500), or a step of opening     |
 |      |                                           | failed here (the channel layer, the database)          |
 
+Read-only watch streams (`.../<kind>/watch`, `WatchConsumer`, vncproxy/sharing.py) also close with
+4410 (the student closed or reopened the console), 4415 (the screen uses an RFB feature watching
+cannot follow), 4508 (the observer fell more than 8 MiB behind), and 4409 when the student has no
+open console of that machine in this process.
+
 Students get these plain words; staff get the cluster's exact reason after them, in brackets
 (cut to the 123 bytes a close frame can carry), for 4409, 4502 and 4503.
 
@@ -39,6 +44,7 @@ Ticket values are never logged (the query string is not either).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -54,7 +60,15 @@ from vncproxy.access import StreamAccess, StreamRefused, authorise_stream, autho
 from vncproxy.limits import LimitReached, StreamKey, shared_user_streams, stream_limits
 from vncproxy.origin import header, origin_allowed
 from vncproxy.relay import AsgiBrowser, Relay, close_reason
-from vncproxy.sharing import ConsoleShare, Observer, share_close, share_open, shares
+from vncproxy.sharing import (
+    NOT_SHAREABLE,
+    ConsoleShare,
+    Observer,
+    observer_browser,
+    share_close,
+    share_open,
+    shares,
+)
 from vncproxy.upstream import (
     UpstreamConnection,
     UpstreamFailed,
@@ -249,7 +263,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def _open_upstream(self, access: StreamAccess) -> UpstreamConnection:
         try:
             return await open_upstream(
-                namespace=access.instance.namespace or "", name=self.machine_name, kind=self.kind
+                namespace=access.instance.namespace or "",
+                name=self.machine_name,
+                kind=self.kind,
+                shell_user=access.machine.username,
             )
         except (UpstreamNotRunning, UpstreamFailed) as error:
             reason = self._reason(error.message, error.cluster_reason)
@@ -273,9 +290,21 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             data = message.get("bytes")
             if data is not None and self.relay is not None:
                 await self.relay.to_upstream(data)
-            # Text frames are dropped, as KubeVirt drops them.
+            elif self.kind == "terminal" and self.relay is not None and message.get("text"):
+                self._resize(message["text"])
+            # Other text frames are dropped, as KubeVirt drops them.
             return
         await super().dispatch(message)
+
+    def _resize(self, text: str) -> None:
+        """xterm.js's size, sent by the page as a text frame `{"columns": c, "rows": r}`."""
+        try:
+            size = json.loads(text[:200])
+            columns, rows = int(size["columns"]), int(size["rows"])
+        except (ValueError, TypeError, KeyError):
+            return
+        if 0 < columns <= 1000 and 0 < rows <= 1000 and self.relay is not None:
+            self.relay.upstream.send_resize(columns, rows)
 
     async def disconnect(self, code: int) -> None:
         await self._end()
@@ -340,7 +369,6 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
 
 WATCH_NOTHING_OPEN = (4409, "The student has no open console of this machine on this server right now.")
-WATCH_VNC_UNSUPPORTED = (4404, "Watching a graphical desktop is not available yet; watch the terminal.")
 
 
 class WatchConsumer(AsyncWebsocketConsumer):
@@ -358,7 +386,7 @@ class WatchConsumer(AsyncWebsocketConsumer):
         instance_id, machine, kind = int(route["instance_id"]), route["machine"], route["kind"]
         offered = self.scope.get("subprotocols") or []
         await self.accept("binary" if "binary" in offered else None)
-        browser = AsgiBrowser(self.base_send, settings.CONSOLE_BUFFER_BYTES)
+        browser = observer_browser(self.base_send)
         origin = header(self.scope, b"origin")
         try:
             if origin is None or not origin_allowed(self.scope, origin):
@@ -366,11 +394,11 @@ class WatchConsumer(AsyncWebsocketConsumer):
             access = await database_sync_to_async(authorise_watch)(
                 user=self.scope.get("user"), instance_id=instance_id, machine_name=machine, kind=kind
             )
-            if kind == "vnc":
-                raise StreamRefused(*WATCH_VNC_UNSUPPORTED, cause="vnc watch")
             share = shares.get((instance_id, machine, kind))
-            if share is None:
+            if share is None or (share.server is not None and not share.server.initialised):
                 raise StreamRefused(*WATCH_NOTHING_OPEN, cause="no student stream in this process")
+            if not share.shareable:
+                raise StreamRefused(*NOT_SHAREABLE, cause="rfb framing broken")
         except StreamRefused as refusal:
             logger.info("watch refused: instance=%s machine=%s code=%s cause=%s", instance_id, machine,
                         refusal.code, refusal.cause)  # fmt: skip
@@ -386,7 +414,12 @@ class WatchConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict) -> None:
         if message["type"] == "websocket.receive":
-            return  # read-only: an observer's input never reaches the machine
+            # Read-only: an observer's input never reaches the machine. The share reads only the
+            # VNC handshake from it (answered by the relay itself), and drops everything else.
+            data = message.get("bytes")
+            if data is not None and self.observer is not None and self.share is not None:
+                self.share.from_observer(self.observer, data)
+            return
         await super().dispatch(message)
 
     async def disconnect(self, code: int) -> None:

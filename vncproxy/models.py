@@ -17,6 +17,7 @@ class ConsoleTicket(models.Model):
     class Kind(models.TextChoices):
         VNC = "vnc", "VNC (graphical desktop)"
         SERIAL = "serial", "Serial console"
+        TERMINAL = "terminal", "Terminal"
 
     value_hash = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

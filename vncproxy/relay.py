@@ -29,6 +29,12 @@ class ConsoleShareSink(Protocol):
 
     def output(self, chunks: list[bytes]) -> None: ...
 
+    def from_student(self, data: bytes) -> bytes:
+        """What of the student's input goes to the machine now."""
+        ...
+
+    def attach(self, send_upstream: Callable[[bytes], None]) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +140,8 @@ class Relay:
         self._reported_activity = self.last_activity
 
     def start(self) -> None:
+        if self.share is not None:
+            self.share.attach(self._send_own)
         self._track(self.browser.start(self))
         self._spawn(self._watchdog())
         self.upstream.attach(self)  # may deliver (or end) at once
@@ -145,9 +153,18 @@ class Relay:
             return
         self.bytes_up += len(data)
         self.last_activity = self._loop.time()
+        if self.share is not None:
+            data = self.share.from_student(data)
+            if not data:
+                return
         self.upstream.send(data)
         if not self.upstream.writable:
             await self.upstream.drained()
+
+    def _send_own(self, data: bytes) -> None:
+        """A message of the relay's own to the machine (the share's full update request)."""
+        if self.close_code is None:
+            self.upstream.send(data)
 
     def upstream_writable(self) -> None:
         pass  # `to_upstream` waits for the drain itself

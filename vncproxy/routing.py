@@ -7,13 +7,13 @@ from vncproxy.consumers import ConsoleConsumer, UnknownPathConsumer, WatchConsum
 websocket_urlpatterns = [
     re_path(
         r"^ws/instances/(?P<instance_id>[0-9]+)/machines/(?P<machine>[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)/"
-        r"(?P<kind>vnc|serial)$",
+        r"(?P<kind>vnc|serial|terminal)$",
         ConsoleConsumer.as_asgi(),
     ),
     # An instructor watching the same console read-only (vncproxy/sharing.py).
     re_path(
         r"^ws/instances/(?P<instance_id>[0-9]+)/machines/(?P<machine>[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)/"
-        r"(?P<kind>vnc|serial)/watch$",
+        r"(?P<kind>vnc|serial|terminal)/watch$",
         WatchConsumer.as_asgi(),
     ),
     # Anything else closes with a reason, instead of failing the handshake without one.

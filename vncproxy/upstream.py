@@ -38,9 +38,20 @@ from websockets.uri import parse_uri
 
 from labs import cluster
 from labs.exceptions import ClusterError
+from labs.manifests import CONTAINER_NAME
 
 KUBEVIRT_SUBPROTOCOL = Subprotocol("plain.kubevirt.io")
 UPSTREAM_KIND = {"vnc": "vnc", "serial": "console"}  # route kind → KubeVirt subresource
+# A container machine's terminal: Kubernetes' pods/exec, v5 (with the close signal) preferred,
+# v4 as API servers before 1.30 speak it (k8s.io/apimachinery/pkg/util/remotecommand/constants.go).
+EXEC_SUBPROTOCOLS = [Subprotocol("v5.channel.k8s.io"), Subprotocol("v4.channel.k8s.io")]
+STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
+# The shell a terminal opens: a login shell of the image's bash, else sh; as the machine's shell
+# user when that is a name (a numeric one already runs the whole container, labs/manifests.py).
+SHELL_SCRIPT = (
+    "export TERM=xterm-256color; if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l"
+)
+
 USER_AGENT = "laborchestrator-console-proxy"
 # What an error answer's message may take in a log line or a staff member's close reason.
 MESSAGE_LIMIT = 200
@@ -89,8 +100,12 @@ class UpstreamSink(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One open `vnc`/`console` websocket, after `open_upstream`."""
 
-    def __init__(self, protocol: ClientProtocol, *, write_limit: int, ping_interval: float) -> None:
+    def __init__(
+        self, protocol: ClientProtocol, *, write_limit: int, ping_interval: float, exec_channels: bool = False
+    ) -> None:
         self.protocol = protocol
+        # pods/exec: every frame starts with its channel byte (stdin out; stdout, stderr, error in).
+        self.exec_channels = exec_channels
         self.write_limit = write_limit
         self.ping_interval = ping_interval
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -165,7 +180,14 @@ class UpstreamConnection(asyncio.Protocol):
     def send(self, data: bytes | memoryview) -> None:
         """One binary frame to the machine. Check `writable` afterwards (or await `drained()`)."""
         if not self.closed:
-            self.protocol.send_binary(data)
+            self.protocol.send_binary(bytes([STDIN]) + bytes(data) if self.exec_channels else data)
+            self._flush()
+
+    def send_resize(self, columns: int, rows: int) -> None:
+        """The terminal's new size, on pods/exec's resize channel (remotecommand.TerminalSize)."""
+        if self.exec_channels and not self.closed and columns > 0 and rows > 0:
+            size = json.dumps({"Width": int(columns), "Height": int(rows)}).encode()
+            self.protocol.send_binary(bytes([RESIZE]) + size)
             self._flush()
 
     @property
@@ -213,7 +235,10 @@ class UpstreamConnection(asyncio.Protocol):
                     self._binary_message = opcode is Opcode.BINARY  # text is dropped, as virt-api does
                 if opcode in (Opcode.BINARY, Opcode.CONT, Opcode.TEXT):
                     if self._binary_message and event.data:
-                        chunks.append(event.data)  # type: ignore[arg-type]  # bytes: we never pass others
+                        if self.exec_channels:
+                            chunks += self._exec_frame(bytes(event.data))
+                        else:
+                            chunks.append(event.data)  # type: ignore[arg-type]  # bytes: we never pass others
                 elif opcode is Opcode.PONG:
                     self._ping_unanswered = False
                 elif opcode is Opcode.CLOSE:
@@ -235,6 +260,16 @@ class UpstreamConnection(asyncio.Protocol):
             self._close_transport()
         elif self.protocol.close_rcvd is not None:
             self._close_transport()
+
+    def _exec_frame(self, frame: bytes) -> list[bytes]:
+        """A pods/exec frame (one whole frame: the API server never fragments them): the output's
+        bytes, or the command's end on the error channel (a metav1.Status)."""
+        channel, payload = frame[0], frame[1:]
+        if channel in (STDOUT, STDERR):
+            return [payload] if payload else []  # an empty frame only says the stream is open
+        if channel == ERROR:
+            self._end_stream(f"the shell ended: {_exec_outcome(payload)}")
+        return []
 
     def _deliver(self, chunks: list[bytes]) -> None:
         if not chunks:
@@ -310,6 +345,20 @@ class UpstreamConnection(asyncio.Protocol):
         self._start_keepalive()
 
 
+def _exec_outcome(payload: bytes) -> str:
+    try:
+        status = json.loads(payload)
+    except ValueError:
+        return payload[:MESSAGE_LIMIT].decode(errors="replace")
+    if not isinstance(status, dict) or status.get("status") == "Success":
+        return "exit code 0"
+    causes = (status.get("details") or {}).get("causes") or []
+    code = next(
+        (c.get("message") for c in causes if isinstance(c, dict) and c.get("reason") == "ExitCode"), None
+    )
+    return f"exit code {code}" if code is not None else str(status.get("message", ""))[:MESSAGE_LIMIT]
+
+
 def _cluster_reason(response: Response) -> str:
     """The message of an error answer: a Kubernetes Status's `message`, else the body's text."""
     body = response.body or b""
@@ -333,19 +382,38 @@ def refusal_error(response: Response) -> UpstreamError:
     return UpstreamUnavailable(f"The cluster refused the console (HTTP {status}).", cluster_reason=reason)
 
 
-async def open_upstream(*, namespace: str, name: str, kind: str) -> UpstreamConnection:
-    """An open websocket to the machine's `vnc` or `console` (kind "vnc" or "serial")."""
+def shell_command(shell_user: str) -> list[str]:
+    """What a container machine's terminal runs (a fresh shell per connection)."""
+    if shell_user and not shell_user.isdigit():
+        return ["su", "-s", "/bin/sh", "-c", SHELL_SCRIPT, "-", shell_user]
+    return ["sh", "-c", SHELL_SCRIPT]
+
+
+async def open_upstream(*, namespace: str, name: str, kind: str, shell_user: str = "") -> UpstreamConnection:
+    """An open websocket to the machine's `vnc` or `console` (kind "vnc" or "serial"), or to a new
+    shell in a container machine through `pods/exec` (kind "terminal")."""
+    exec_channels = kind == "terminal"
     try:
         # Off the event loop: the first call loads the kubeconfig and the CA bundle from disk.
-        target = await asyncio.to_thread(
-            cluster.subresource_websocket_target, namespace=namespace, name=name, kind=UPSTREAM_KIND[kind]
-        )
+        if exec_channels:
+            target = await asyncio.to_thread(
+                cluster.pod_exec_websocket_target,
+                namespace=namespace,
+                name=name,
+                container=CONTAINER_NAME,
+                command=shell_command(shell_user),
+            )
+        else:
+            target = await asyncio.to_thread(
+                cluster.subresource_websocket_target, namespace=namespace, name=name, kind=UPSTREAM_KIND[kind]
+            )
     except ClusterError as error:
         raise UpstreamUnavailable(error.message, cluster_reason=error.message) from error
     connection: UpstreamConnection | None = None
     try:
         uri = parse_uri(target.url)
-        protocol = ClientProtocol(uri, subprotocols=[KUBEVIRT_SUBPROTOCOL], max_size=MAX_FRAME_BYTES)
+        subprotocols = EXEC_SUBPROTOCOLS if exec_channels else [KUBEVIRT_SUBPROTOCOL]
+        protocol = ClientProtocol(uri, subprotocols=subprotocols, max_size=MAX_FRAME_BYTES)
         request = protocol.connect()
         for header, value in target.headers.items():
             request.headers[header] = value
@@ -358,6 +426,7 @@ async def open_upstream(*, namespace: str, name: str, kind: str) -> UpstreamConn
                     protocol,
                     write_limit=settings.CONSOLE_BUFFER_BYTES,
                     ping_interval=settings.CONSOLE_UPSTREAM_PING_SECONDS,
+                    exec_channels=exec_channels,
                 ),
                 uri.host,
                 uri.port,

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter, SimpleRouter
 from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts.api.views import MeView, TokenObtainView
+from labfiles.api import LabExportView, LabImportView
 from labs.api.views import InstanceViewSet, LabMachineViewSet, LabViewSet, VMImageViewSet
 from tutorials.api.views import (
     TutorialMediaViewSet,
@@ -38,6 +39,9 @@ urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # Labs as files (labfiles/): a lab as a zip, and the import of one.
+    path("lab-files/", LabImportView.as_view(), name="lab-files-import"),
+    path("lab-files/<slug:slug>/", LabExportView.as_view(), name="lab-files-export"),
     path("", include(router.urls)),
     path("", include(nested_router.urls)),
 ]

@@ -35,15 +35,18 @@ class VMImageSerializer(ModelCleanMixin, serializers.ModelSerializer):
 class LabMachineSerializer(serializers.ModelSerializer):
     """A machine as students see it: no cloud-init user data (it may hold the answers)."""
 
-    image_name = serializers.CharField(source="image.name", read_only=True)
-    has_vnc = serializers.BooleanField(source="image.has_vnc", read_only=True)
-    has_serial_console = serializers.BooleanField(source="image.has_serial_console", read_only=True)
+    image_name = serializers.SerializerMethodField(help_text="The VM image's name; null for a container.")
+    has_vnc = serializers.SerializerMethodField()
+    has_serial_console = serializers.SerializerMethodField(
+        help_text="A serial console (VMs); container machines have a terminal instead."
+    )
 
     class Meta:
         model = LabMachine
         fields = [
             "id",
             "name",
+            "kind",
             "image",
             "image_name",
             "cores",
@@ -55,12 +58,30 @@ class LabMachineSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_image_name(self, machine: LabMachine) -> str | None:
+        return machine.image.name if machine.image is not None else None
+
+    def get_has_vnc(self, machine: LabMachine) -> bool:
+        return machine.image is not None and machine.image.has_vnc
+
+    def get_has_serial_console(self, machine: LabMachine) -> bool:
+        return machine.image is not None and machine.image.has_serial_console
+
 
 class StaffLabMachineSerializer(ModelCleanMixin, LabMachineSerializer):
     """A machine as instructors edit it, under /api/labs/<slug>/machines/."""
 
     class Meta(LabMachineSerializer.Meta):
-        fields = [*LabMachineSerializer.Meta.fields, "cloud_init_user_data"]
+        fields = [
+            *LabMachineSerializer.Meta.fields,
+            "cloud_init_user_data",
+            "container_image",
+            "command",
+            "args",
+            "env",
+            "shell_user",
+            "ports",
+        ]
         read_only_fields = ["id", "image_name", "has_vnc", "has_serial_console"]
 
     def instance_for_clean(self, attrs: dict[str, Any]) -> LabMachine:
@@ -92,6 +113,7 @@ class LabSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "lifetime_minutes",
             "idle_timeout_minutes",
             "namespace_prefix",
+            "ready_instances",
             "machines",
             "tutorials",
             "created_at",
@@ -183,6 +205,10 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
         help_text="The reason in words: the cluster's exact reason and message for staff, plain words "
         "for others; null if not read."
     )
+    pull_progress = serializers.SerializerMethodField(
+        help_text="Percent of the machine's disk image downloaded while the cluster pulls it, where the "
+        "cluster reports it (the embedded one does; KubeVirt does not); null otherwise."
+    )
     consoles = serializers.SerializerMethodField()
 
     class Meta:
@@ -195,6 +221,7 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
             "memory_mib",
             "username",
             "password",
+            "kind",
             "has_vnc",
             "has_serial_console",
             "phase",
@@ -203,6 +230,7 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
             "ready",
             "reason",
             "message",
+            "pull_progress",
             "consoles",
         ]
         read_only_fields = fields
@@ -249,10 +277,17 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
         if status is None:
             return None
         if status.problem is None:
+            if status.pull is not None:
+                return status.pull.cluster_message if _for_staff(self.context) else status.pull.plain()
             return ""
         if _for_staff(self.context):
             return status.problem.detail(machine.name)
         return status.problem.plain(machine.name)
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_pull_progress(self, machine: InstanceMachine) -> int | None:
+        status = self._status(machine)
+        return status.pull.percent if status and status.pull else None
 
     @extend_schema_field(ConsoleUrlsSerializer)
     def get_consoles(self, machine: InstanceMachine) -> dict[str, str | None]:

@@ -26,6 +26,7 @@ crashed server left, then removes their cgroups and bundles.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import ipaddress
@@ -165,8 +166,10 @@ class ContainerRunner:
         state_dir: Path,
         images: image_store.ContainerImages,
         network_for: NetworkProvider,
+        read_secret: Callable[[str, str], dict[str, Any] | None] = lambda _ns, _name: None,
     ) -> None:
         self.report = report
+        self.read_secret = read_secret
         self.images = images
         self.network_for = network_for
         self.folder = state_dir / "containers"
@@ -335,7 +338,9 @@ class ContainerRunner:
         pod.folder.mkdir(parents=True, exist_ok=True)
         lab = await self._lab_network(pod.namespace, pod.network)
         pod.sandbox = await self._spawn(
-            [self._tools["unshare"], "--net", "--ipc", "--", "sleep", "infinity"], pod.folder / "sandbox.log"
+            [self._tools["unshare"], "--net", "--ipc", "--", "sleep", "infinity"],
+            pod.folder / "sandbox.log",
+            marker="sleep",
         )
         own_net = os.readlink("/proc/self/ns/net")
         deadline = time.monotonic() + READY_SECONDS
@@ -359,6 +364,7 @@ class ContainerRunner:
                 "eth0",
             ],
             pod.folder / "plug.log",
+            marker="vde_plug2tap",
         )
         commands = (
             "link set lo up\n"
@@ -431,7 +437,9 @@ class ContainerRunner:
         for lab in self._own_networks.values():
             lab.set_names(self._names)
 
-    async def _spawn(self, cmd: list[str], stderr_path: Path) -> asyncio.subprocess.Process:
+    async def _spawn(self, cmd: list[str], stderr_path: Path, marker: str) -> asyncio.subprocess.Process:
+        """A helper that dies with the server; recorded so a crashed server's next start kills it
+        (`marker`: a word of its command line, PidRegistry's check against a recycled pid)."""
         with open(stderr_path, "wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
@@ -441,7 +449,7 @@ class ContainerRunner:
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
-        self.registry.record(proc.pid, cmd[-1] if cmd[-1] != "infinity" else "sleep", self.folder)
+        self.registry.record(proc.pid, marker, self.folder)
         return proc
 
     @staticmethod
@@ -458,8 +466,14 @@ class ContainerRunner:
         pull_backoff = BACKOFF_SECONDS[0]
         reference = container.spec["image"]
         while not pod.stopping:
+            self._report(pod, PodReport(event=("Normal", "Pulling", f'Pulling image "{reference}"')))
+            pull_started = time.monotonic()
             try:
-                image = self.images.resolve(reference)
+                image = await self.images.acquire(
+                    reference,
+                    credentials=self._pull_credentials(pod),
+                    pull_policy=container.spec.get("imagePullPolicy", "IfNotPresent"),
+                )
             except image_store.ImageNotFound as exc:
                 self._waiting(pod, container, "ErrImagePull", str(exc))
                 self._report(
@@ -470,6 +484,13 @@ class ContainerRunner:
                 await asyncio.sleep(pull_backoff)
                 pull_backoff = min(pull_backoff * 2, BACKOFF_SECONDS[1])
                 continue
+            pulled_in = time.monotonic() - pull_started
+            self._report(
+                pod,
+                PodReport(
+                    event=("Normal", "Pulled", f'Successfully pulled image "{reference}" in {pulled_in:.3f}s')
+                ),
+            )
             started = time.monotonic()
             terminated = await self._run_once(pod, container, image)
             if terminated is None:  # stopped by us
@@ -513,6 +534,18 @@ class ContainerRunner:
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_SECONDS[1])
+
+    def _pull_credentials(self, pod: _Pod) -> dict[str, Any] | None:
+        """The first imagePullSecret's `.dockerconfigjson`; without one the kubelet pulls anonymously."""
+        for entry in pod.obj["spec"].get("imagePullSecrets") or []:
+            secret = self.read_secret(pod.namespace, entry.get("name", "")) or {}
+            encoded = (secret.get("data") or {}).get(".dockerconfigjson")
+            if secret.get("type") == "kubernetes.io/dockerconfigjson" and encoded:
+                with contextlib.suppress(ValueError):
+                    credentials = json.loads(base64.b64decode(encoded))
+                    if isinstance(credentials, dict):
+                        return credentials
+        return None
 
     async def _run_once(
         self, pod: _Pod, container: _Container, image: image_store.LocalImage

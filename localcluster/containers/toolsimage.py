@@ -15,6 +15,12 @@ import tempfile
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
+# What the demo lab names it: resolved by its last path component (`tools`, tag `1`) in the local
+# cluster's `--container-images` folder (localcluster/containers/images.py).
+TOOLS_REFERENCE = "registry.localcluster.test/laborchestrator/tools:1"
+# The tools image runs until stopped: a shell loop that ends on SIGTERM (PID 1 ignores signals it
+# has no handler for), so a lab's container machine needs no command of its own.
+KEEP_RUNNING = "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"
 PACKAGES = {"umoci": "umoci", "busybox": "busybox-static"}
 
 
@@ -45,11 +51,11 @@ def is_static_elf(path: Path) -> bool:
 
 
 def build(output: Path, name: str = "tools", tag: str = "1") -> Path:
-    """Build (or add the tag to) `output/name`; returns the layout's path."""
+    """Build `output/name` afresh (a second build replaces the first); returns the layout's path."""
     layout = output / name
     output.mkdir(parents=True, exist_ok=True)
-    if not (layout / "index.json").exists():
-        _run("umoci", "init", "--layout", str(layout))
+    shutil.rmtree(layout, ignore_errors=True)
+    _run("umoci", "init", "--layout", str(layout))
     with tempfile.TemporaryDirectory(prefix="tools-image-") as work:
         bundle = Path(work) / "bundle"
         _run("umoci", "new", "--image", f"{layout}:{tag}")
@@ -76,6 +82,10 @@ def build(output: Path, name: str = "tools", tag: str = "1") -> Path:
         f"{layout}:{tag}",
         "--config.cmd",
         "/bin/sh",
+        "--config.cmd",
+        "-c",
+        "--config.cmd",
+        KEEP_RUNNING,
         "--config.env",
         "PATH=/bin",
         "--config.workingdir",

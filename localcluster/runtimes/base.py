@@ -235,6 +235,11 @@ class Runtime(ABC):
         Runtimes whose guests resolve names answer these on the namespace's network; others ignore it.
         """
 
+    def image_cache(self) -> Any:
+        """The runtime's pull cache (localcluster.registry.pull.ImageCache), for pods' images to share
+        with its containerDisks; None: the container runner keeps one of its own."""
+        return None
+
     async def pod_network(self, namespace: str, network: NamespaceNetwork) -> Any:
         """The namespace's lab network (localcluster.qemu.network.LabNetwork) for its pods' containers
         to join, when this runtime runs one; None: the container runner starts one of its own."""

@@ -101,3 +101,15 @@ def test_lists_are_paginated(make_lab, student, client_for):
     assert body["count"] == 3
     assert len(body["results"]) == 2
     assert body["next"].endswith("page=2&page_size=2")
+
+
+def test_staff_set_how_many_instances_a_lab_keeps_ready(client_for, instructor):
+    client = client_for(instructor)
+    created = client.post(
+        "/api/labs/",
+        {"name": "Pool", "slug": "pool", "namespace_prefix": "pool", "ready_instances": 5},
+        format="json",
+    )
+    assert created.status_code == 201 and created.json()["ready_instances"] == 5
+    too_many = client.patch("/api/labs/pool/", {"ready_instances": 1000}, format="json")
+    assert too_many.status_code == 400 and "ready_instances" in too_many.json()

@@ -52,6 +52,7 @@ STEP = {"page": "{page}", "text_markdown": "y"}
 CHECK = {"instance": "{stopped}"}
 TRY = {**CHECK, "trial": True}
 NEW_MEDIA = {"title": "Notes", "file": Upload("notes.txt", b"Hello")}
+NOT_A_ZIP = Upload("lab.zip", b"no")
 CASES = [
     Case("get", "/api/me/", (401, 200, 200, 200)),
     Case("get", "/api/images/", (401, 200, 200, 200)),
@@ -119,6 +120,10 @@ CASES = [
     Case("get", "/api/tutorials/tut/progress/?user={student_a}", (401, 200, 403, 200)),
     Case("get", "/api/media/", (401, 403, 403, 200)),
     Case("post", "/api/media/", (401, 403, 403, 201), NEW_MEDIA, format="multipart"),
+    Case("get", "/api/lab-files/pub/", (401, 403, 403, 200)),
+    Case("get", "/api/lab-files/hidden/", (401, 403, 403, 200)),
+    # Not a zip: staff get the 400 that says so; nobody else gets that far.
+    Case("post", "/api/lab-files/", (401, 403, 403, 400), {"file": NOT_A_ZIP}, format="multipart"),
     Case("get", "/api/media/{media}/", (401, 403, 403, 200)),
     Case("patch", "/api/media/{media}/", (401, 403, 403, 200), {"title": "Renamed"}),
     Case("put", "/api/media/{media}/", (401, 403, 403, 405), {"title": "Renamed"}),

@@ -161,8 +161,9 @@ def test_generated_requests_never_get_a_server_error(connections_kept_open, popu
 FIELDS = [
     "lab", "name", "slug", "title", "summary", "description", "published", "labs", "image", "cores",
     "memory_mib", "order", "opens_first", "cloud_init_user_data", "namespace_prefix", "instances_per_user",
-    "lifetime_minutes", "idle_timeout_minutes", "container_disk_image", "default_username", "has_vnc",
-    "has_serial_console", "min_memory_mib", "min_cores", "kind", "page", "body_markdown",
+    "lifetime_minutes", "idle_timeout_minutes", "ready_instances", "container_disk_image",
+    "default_username", "has_vnc", "has_serial_console", "min_memory_mib", "min_cores", "kind", "page",
+    "body_markdown",
     "text_markdown", "username", "password", "refresh", "file",
 ]  # fmt: skip
 HOSTILE_VALUES = [

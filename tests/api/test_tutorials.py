@@ -208,8 +208,8 @@ def test_unknown_variables_and_unclosed_fences_are_saved_with_warnings(tutorial,
         "Students would see it as written.",
         "{{ x | upper }} is not a variable: only plain names are filled in (no filters or expressions). "
         "Students would see it as written.",
-        "Variables you can use here: {{ user.username }}, {{ vm.vm0.ip }}, {{ vm.vm0.user }}, "
-        "{{ vm.vm0.password }}.",
+        "Variables you can use here: {{ user.username }}, {{ machine.vm0.ip }}, {{ machine.vm0.user }}, "
+        "{{ machine.vm0.password }}.",
         "The code block opened with ``` on line 3 is never closed, so it shows as plain text. "
         "End it with a line of exactly ```.",
     ]

@@ -26,8 +26,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from django.conf import settings as django_settings
 
+from localcluster.containers import toolsimage
 from localcluster.harness import LocalCluster, start_local_cluster
 from tests.conftest import require_tool
+from tests.localcluster_containers.container_helpers import missing as missing_container_tools
 from tests.vncproxy.app_server import (
     ServerProcess,
     database_url,
@@ -90,16 +92,24 @@ def browser_runtime() -> str:
 def browser_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, str]]:
     runtime = browser_runtime()
     state = tmp_path_factory.mktemp("browser-cluster")
+    # The tools container image for container machines, where this machine can run containers.
+    containers: tuple[str, ...] = ()
+    if missing_container_tools() is None:
+        images = tmp_path_factory.mktemp("browser-container-images")
+        toolsimage.build(images, tag="1")
+        containers = ("--container-images", str(images))
     if runtime == "qemu":
         for executable, package in QEMU_TOOLS.items():
             require_tool(executable, package)
         from tests.localcluster_qemu.qemu_helpers import desktop_images
 
-        with start_local_cluster(state, runtime="qemu", images=desktop_images()) as cluster:
+        with start_local_cluster(
+            state, runtime="qemu", images=desktop_images(), extra_args=containers
+        ) as cluster:
             yield cluster, runtime
     else:
         # Phases a little apart, so the page shows the machines waiting, scheduled, booting.
-        args = ("--phase-delay-ms", "400", "--finalize-delay-ms", "200")
+        args = ("--phase-delay-ms", "400", "--finalize-delay-ms", "200", *containers)
         with start_local_cluster(state, runtime="none", extra_args=args) as cluster:
             yield cluster, runtime
 

@@ -13,7 +13,14 @@ from labs.models import LabInstance
 
 from .conftest import sign_in
 from .lab_data import make_demo_lab, make_user
-from .test_student_workspace import BOOT_TIMEOUT_MS, TERMINAL_TEXT, banner, console, wait_for_terminal
+from .test_student_workspace import (
+    BOOT_TIMEOUT_MS,
+    CANVAS_COLOURS,
+    TERMINAL_TEXT,
+    banner,
+    console,
+    wait_for_terminal,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -88,6 +95,22 @@ def test_class_view_live_watching_and_broadcast(page, chromium, server, django_u
     expect(page.locator("#class-watch-history")).to_contain_text(
         "Watched 1 time(s); last by ines", timeout=10_000
     )
+    # --- Watching alpha's screen: the student's VNC stream, shared; the observer's picture is whole ------
+    page.locator("#panel-alpha .view-switch").get_by_role("button", name="Screen").click()
+    expect(console(page, "alpha", "vnc")).to_have_attribute("data-state", "connected", timeout=30_000)
+    row.get_by_role("button", name="Watch alpha screen").click()
+    expect(teacher.locator("#watch-status")).to_have_text("Watching (read-only).", timeout=20_000)
+    teacher.wait_for_function(
+        f"el => ({CANVAS_COLOURS})(el) > 1",
+        arg=teacher.locator("#watch-screen").element_handle(),
+        timeout=30_000,
+    )
+    # The student's own screen stays connected (KubeVirt would have kicked it for a second connection).
+    expect(console(page, "alpha", "vnc")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#class-notices")).to_contain_text("ines is watching your screen on alpha")
+    screenshot(teacher, "class-02b-watching-screen")
+    teacher.get_by_role("button", name="Close", exact=True).click()
+    expect(page.locator("#class-watch-history")).to_contain_text("Watched 2 time(s)", timeout=10_000)
 
     # --- A broadcast shows on the student's page as a banner -------------------------------------------
     teacher.locator("#bulk-text").fill("Ten minutes left: save your work.")
@@ -96,6 +119,7 @@ def test_class_view_live_watching_and_broadcast(page, chromium, server, django_u
     expect(page.locator("#class-notices")).to_contain_text("ines: Ten minutes left: save your work.")
     expect(teacher.locator("#class-actions")).to_contain_text("ines Message → student: Ten minutes left")
     expect(teacher.locator("#class-actions")).to_contain_text("ines Watch → student: alpha terminal")
+    expect(teacher.locator("#class-actions")).to_contain_text("ines Watch → student: alpha screen")
     screenshot(page, "class-04-banner")
     assert not page.page_errors
     teacher_context.close()

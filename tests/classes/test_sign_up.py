@@ -170,3 +170,32 @@ def test_parallel_sign_ups_never_exceed_the_maximum(instructor, lab):
     classroom.refresh_from_db()
     assert outcomes.count("joined") == 5 and outcomes.count("refused") == 7
     assert classroom.code_uses == 5 and classroom.memberships.count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_sign_ups_with_one_user_name_give_one_account_and_no_error(instructor, lab):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL) for real parallel transactions")
+    classroom = Classroom.objects.create(
+        name="Rush", owner=instructor, code_expires_at=timezone.now() + timedelta(hours=1), code_max_uses=50
+    )
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def post() -> None:
+        barrier.wait()
+        try:
+            statuses.append(sign_up(Client(), classroom.access_code, "same-name").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses)[0] == 302 and set(statuses) <= {302, 400}
+    assert statuses.count(302) == 1
+    assert get_user_model().objects.filter(username="same-name").count() == 1
+    classroom.refresh_from_db()
+    assert classroom.code_uses == 1

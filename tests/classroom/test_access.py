@@ -3,6 +3,8 @@ course's view. Students and other instructors get 404 everywhere, and learn noth
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -98,10 +100,35 @@ def test_lti_course_view_shows_its_learners_to_its_instructors(
 ):
     platform, teacher = course
     make_instance(owner=student, lab=lab)
-    make_instance(owner=other_student, lab=lab)  # not in the course
+    outsider = make_instance(owner=other_student, lab=lab)  # not in the course
     client.force_login(teacher)
     state = client.get(reverse("classroom:course-state", args=[platform.pk, "c1"])).json()
     assert [row["student"] for row in state["rows"]] == ["alice"]
+    body = json.dumps({"action": "message", "instances": [outsider.pk], "text": "hi"})
+    url = reverse("classroom:course-actions", args=[platform.pk, "c1"])
+    assert client.post(url, data=body, content_type="application/json").status_code == 400
+    assert not ClassAction.objects.exists()
     for user in (student, other_student):
         client.force_login(user)
         assert client.get(reverse("classroom:course", args=[platform.pk, "c1"])).status_code == 404
+
+
+def test_a_lab_created_through_the_api_or_offered_in_the_admin_belongs_to_its_creator(client, instructor):
+    from labs.models import Lab
+
+    client.force_login(instructor)
+    body = {"name": "New lab", "slug": "new-lab", "namespace_prefix": "new-lab"}
+    response = client.post("/api/labs/", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert Lab.objects.get(slug="new-lab").owner == instructor
+    form = client.get(reverse("admin:labs_lab_add")).content.decode()
+    assert f'<option value="{instructor.pk}" selected>' in form
+
+
+def test_the_records_are_read_only_in_the_admin_and_for_superusers_only(client, superuser, instructor):
+    for name in ("classroom_classaction", "classroom_studentmessage", "vncproxy_consolewatch"):
+        client.force_login(superuser)
+        assert client.get(reverse(f"admin:{name}_changelist")).status_code == 200
+        assert client.get(reverse(f"admin:{name}_add")).status_code == 403
+        client.force_login(instructor)
+        assert client.get(reverse(f"admin:{name}_changelist")).status_code == 403

@@ -109,6 +109,7 @@ def test_a_request_without_id_gets_a_fresh_one_each_time(client) -> None:
         ("connecting to postgres://lab:pg-s3cret@postgres:5432/lab", "pg-s3cret"),
         ("token eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl", "eyJ1c2VyX2lkIjoxfQ"),
         ("ADMIN_PASSWORD_FILE=/run/secrets/x SECRET_KEY=abc123", "abc123"),
+        ('"POST /classes/sign-in/Kx8_2-aZq9WlPq/ HTTP/1.1" 302', "Kx8_2-aZq9WlPq"),
     ],
 )
 def test_secrets_are_redacted(line: str, secret: str) -> None:

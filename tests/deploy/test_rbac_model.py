@@ -59,16 +59,15 @@ def test_the_lab_role_is_the_one_the_app_binds_and_the_only_one_it_may(rendered)
     assert f"object.roleRef.name == '{role}'" in expressions(bindings_policy)
 
 
-def test_nothing_but_namespaces_binding_and_reading_vmis_is_granted_cluster_wide(rendered):
+def test_nothing_but_namespaces_binding_and_reading_vmis_and_pods_is_granted_cluster_wide(rendered):
     (binding,) = find(rendered, "ClusterRoleBinding")
     (role,) = find(rendered, "ClusterRole", binding["roleRef"]["name"])
     resources = {resource for rule in role["rules"] for resource in rule["resources"]}
-    assert resources == {"namespaces", "rolebindings", "clusterroles", "virtualmachineinstances"}
-    # The watcher's (labs/watcher.py): VMIs are only read cluster-wide, never written.
-    vmi_verbs = {
-        v for rule in role["rules"] if "virtualmachineinstances" in rule["resources"] for v in rule["verbs"]
-    }
-    assert vmi_verbs == {"list", "watch"}
+    assert resources == {"namespaces", "rolebindings", "clusterroles", "virtualmachineinstances", "pods"}
+    # The watcher's (labs/watcher.py): VMIs and pods are only read cluster-wide, never written.
+    for kind in ("virtualmachineinstances", "pods"):
+        verbs = {v for rule in role["rules"] if kind in rule["resources"] for v in rule["verbs"]}
+        assert verbs == {"list", "watch"}
     assert not find(rendered, "ClusterRoleBinding", manifests.LAB_CLUSTER_ROLE)
 
 

@@ -33,7 +33,13 @@ def lab_form(image, machines, **fields):
         "ready_schedules-INITIAL_FORMS": "0",
     }
     for index, machine in enumerate(machines):
-        defaults = {"order": str(index), "image": str(image.pk), "cores": "1", "memory_mib": "256"}
+        defaults = {
+            "order": str(index),
+            "kind": "vm",
+            "image": str(image.pk),
+            "cores": "1",
+            "memory_mib": "256",
+        }
         for key, value in {**defaults, **machine}.items():
             data[f"machines-{index}-{key}"] = value
     data.update(fields)
@@ -127,3 +133,32 @@ def test_the_admin_shows_the_clusters_exact_reason_and_what_the_student_read(
     assert "the cluster has no room for it right now" in detail
     listing = client.get("/admin/labs/labinstance/").content.decode()
     assert "Machine vm0: Unschedulable: 0/1 nodes are available" in listing
+
+
+def test_instructor_adds_a_container_machine_beside_a_vm(client, instructor, image):
+    client.force_login(instructor)
+    container = {
+        "name": "tools",
+        "kind": "container",
+        "image": "",
+        "container_image": "registry.example:5000/labs/tools:1",
+        "command": '["sleep", "infinity"]',
+        "env": '{"GREETING": "hello"}',
+        "ports": "[8080]",
+        "shell_user": "1000",
+        "memory_mib": "64",
+    }
+    response = client.post("/admin/labs/lab/add/", lab_form(image, [{"name": "vm"}, container]))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    tools = Lab.objects.get(slug="net-101").machines.get(name="tools")
+    assert (tools.kind, tools.image, tools.command, tools.env, tools.ports) == (
+        "container",
+        None,
+        ["sleep", "infinity"],
+        {"GREETING": "hello"},
+        [8080],
+    )
+    no_image = {**container, "name": "bad", "container_image": ""}
+    response = client.post("/admin/labs/lab/add/", lab_form(image, [no_image], slug="net-102"))
+    assert response.status_code == 200
+    assert "A container machine needs a container image." in response.content.decode()

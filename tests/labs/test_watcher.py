@@ -93,6 +93,7 @@ def test_one_list_and_one_watch_per_kind_however_many_instances(cluster_watcher,
     assert counts == {
         "namespaces": {"lists": 1, "watches": 1},
         "virtualmachineinstances": {"lists": 1, "watches": 1},
+        "pods": {"lists": 1, "watches": 1},
     }
 
 

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from localcluster.containers import toolsimage
 from localcluster.harness import LocalCluster, start_local_cluster
-
-NEEDED = {
-    "runc": "runc",
-    "umoci": "umoci",
-    "vde_plug2tap": "vde2",
-    "dnsmasq": "dnsmasq-base",
-    "nsenter": "util-linux",
-}
-
-
-def missing() -> str | None:
-    if os.geteuid() != 0:
-        return "container tests need root (runc creates namespaces and cgroups)"
-    packages = sorted(
-        {pkg for exe, pkg in NEEDED.items() if shutil.which(exe) is None} | set(toolsimage.missing_packages())
-    )
-    if packages:
-        return "container tests need: apt-get install " + " ".join(packages)
-    return None
+from tests.localcluster_containers.container_helpers import missing
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 import uuid
 from typing import Any
@@ -12,9 +14,28 @@ from kubernetes import client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from localcluster.containers import toolsimage
 from localcluster.harness import LocalCluster
 
 TOOLS = "registry.localcluster.test/tools:1"
+NEEDED = {
+    "runc": "runc",
+    "umoci": "umoci",
+    "vde_plug2tap": "vde2",
+    "dnsmasq": "dnsmasq-base",
+    "nsenter": "util-linux",
+}
+
+
+def missing() -> str | None:
+    """Why this machine cannot run the container tests (they skip saying so), or None."""
+    if os.geteuid() != 0:
+        return "container tests need root (runc creates namespaces and cgroups)"
+    packages = {pkg for exe, pkg in NEEDED.items() if shutil.which(exe) is None}
+    packages |= set(toolsimage.missing_packages())
+    if packages:
+        return "container tests need: apt-get install " + " ".join(sorted(packages))
+    return None
 
 
 def new_namespace(api: client.CoreV1Api) -> str:

@@ -131,7 +131,7 @@ def test_a_missing_image_waits_in_err_image_pull(api):
         ),
     )
     assert p.status.phase == "Pending"
-    assert "ghost:1" in p.status.container_statuses[0].state.waiting.message
+    assert "registry.localcluster.test" in p.status.container_statuses[0].state.waiting.message
 
 
 def test_exec_runs_a_command_with_the_exit_code_on_the_error_channel(container_cluster, api):

@@ -347,14 +347,16 @@ def test_saving_a_page_with_unknown_variables_warns_and_saves(instructor_client,
     assert warnings == [
         'Page "Page 0": Unknown variable {{ vm.R2.ip }}: machine names are lower-case: did you mean '
         "{{ vm.r2.ip }}? Students would see it as written.",
-        'Page "Page 0": Variables you can use here: {{ user.username }}, {{ vm.r1.ip }}, {{ vm.r1.user }}, '
-        "{{ vm.r1.password }}, {{ vm.r2.ip }}, {{ vm.r2.user }}, {{ vm.r2.password }}.",
+        'Page "Page 0": Variables you can use here: {{ user.username }}, {{ machine.r1.ip }}, '
+        "{{ machine.r1.user }}, {{ machine.r1.password }}, {{ machine.r2.ip }}, {{ machine.r2.user }}, "
+        "{{ machine.r2.password }}.",
         'Page "Page 0": The code block opened with ~~~ on line 3 is never closed, so it shows as plain '
         "text. End it with a line of exactly ~~~.",
         'Page "Page 0", step 0: Unknown variable {{ vm.r3.ip }}: no machine of this tutorial\'s labs is '
         'named "r3". Students would see it as written.',
-        'Page "Page 0", step 0: Variables you can use here: {{ user.username }}, {{ vm.r1.ip }}, '
-        "{{ vm.r1.user }}, {{ vm.r1.password }}, {{ vm.r2.ip }}, {{ vm.r2.user }}, {{ vm.r2.password }}.",
+        'Page "Page 0", step 0: Variables you can use here: {{ user.username }}, {{ machine.r1.ip }}, '
+        "{{ machine.r1.user }}, {{ machine.r1.password }}, {{ machine.r2.ip }}, {{ machine.r2.user }}, "
+        "{{ machine.r2.password }}.",
     ]
 
 

@@ -149,3 +149,30 @@ def test_for_instance_refuses_other_students(other_student, instance):
 def test_for_instance_lets_staff_see_a_students_machines(instructor, instance):
     context = TutorialContext.for_instance(instructor, instance, {})
     assert fill_variables("{{ user.username }} {{ vm.db.password }}", context) == "ines db-pw"
+
+
+def test_machine_variables_work_under_machine_and_the_older_vm_name(db, student, make_lab):
+    from labs import lifecycle  # noqa: F401 - the models below come from the labs app
+    from labs.models import InstanceMachine, LabInstance
+    from tutorials.variables import TutorialContext, fill_variables, variable_names
+
+    lab = make_lab(machines=0)
+    instance = LabInstance.objects.create(
+        lab=lab, owner=student, status=LabInstance.Status.RUNNING, namespace="v-1"
+    )
+    InstanceMachine.objects.create(
+        instance=instance,
+        name="tools",
+        kind="container",
+        image_reference="r/tools:1",
+        cores=1,
+        memory_mib=64,
+        username="1000",
+        password="",
+        has_vnc=False,
+        has_serial_console=False,
+    )
+    context = TutorialContext.for_instance(student, instance, {"tools": "10.244.0.7"})
+    assert fill_variables("{{ machine.tools.ip }} {{ vm.tools.ip }}", context) == "10.244.0.7 10.244.0.7"
+    assert "machine.tools.ip" in variable_names(["tools"])
+    assert "vm.tools.ip" in variable_names(["tools"], with_old_names=True)

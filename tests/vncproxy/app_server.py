@@ -93,13 +93,20 @@ def listening_process(
             process.wait()
 
 
+# The installation the suite is (tests/conftest.py's `_one_installation`). Server processes get it too:
+# left to themselves they would read it from the database, where a transactional test's flush deletes
+# it, so the next start would label its namespace with a new id that the status watcher (which read the
+# old one) never selects.
+SUITE_ENV = {"DJANGO_SETTINGS_MODULE": "laborchestrator.settings", "INSTALLATION_ID": "test-suite"}
+
+
 @contextlib.contextmanager
 def run_app_server(
     env: dict[str, str], log_file: Path, *, proxy_headers: bool = False
 ) -> Iterator[ServerProcess]:
     """Serve laborchestrator.asgi on a free loopback port, as deployed."""
     port = free_port()
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "laborchestrator.settings", **env}
+    full_env = {**os.environ, **SUITE_ENV, **env}
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p)
     # As deployed: uvicorn on uvloop (EVENT_LOOP=asyncio in `env` selects asyncio's loop).
     args = [sys.executable, "-m", "laborchestrator.serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -112,7 +119,7 @@ def run_app_server(
 @contextlib.contextmanager
 def run_status_watcher(env: dict[str, str], log_file: Path) -> Iterator[subprocess.Popen]:
     """`manage.py watch_cluster` with the server's settings: pages read status it writes (labs.watcher)."""
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "laborchestrator.settings", **env}
+    full_env = {**os.environ, **SUITE_ENV, **env}
     args = [sys.executable, "manage.py", "watch_cluster"]
     with open(log_file, "wb") as log:
         process = subprocess.Popen(args, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)

@@ -29,17 +29,22 @@ def update(*rects: bytes, count: int | None = None) -> bytes:
     return struct.pack(">BxH", 0, len(rects) if count is None else count) + b"".join(rects)
 
 
-def hextile_32x16() -> bytes:
+def hextile_40x20() -> bytes:
+    """3 x 2 tiles, the last column 8 wide and the last row 4 high."""
     tiles = b"\x01" + b"\xaa" * (16 * 16 * 4)  # a raw tile
-    tiles += (
-        bytes([2 | 4 | 8 | 16]) + b"B" * 4 + b"F" * 4 + b"\x02" + (b"c" * 4 + b"\x00\x11") * 2
-    )  # coloured
+    coloured = (b"c" * 4 + b"\x00\x11") * 2
+    tiles += bytes([2 | 4 | 8 | 16]) + b"B" * 4 + b"F" * 4 + b"\x02" + coloured  # coloured subrects
+    tiles += bytes([4 | 8]) + b"F" * 4 + b"\x03" + b"\x00\x11" * 3  # subrects in the foreground colour
+    tiles += b"\x00"  # the same background as before, nothing else
+    tiles += b"\x01" + b"\xbb" * (16 * 4 * 4)  # a raw tile of the last row
+    tiles += b"\x01" + b"\xcc" * (8 * 4 * 4)  # the corner tile
     return tiles
 
 
 MESSAGES = [
     update(rect(0, 0, 4, 2, 0, b"p" * 32), rect(1, 1, 2, 2, 1, b"\0\0\0\0")),
-    update(rect(0, 0, 32, 16, 5, hextile_32x16())),
+    update(rect(0, 0, 40, 20, 5, hextile_40x20())),
+    update(rect(0, 0, 0, 0, 5)),  # an empty Hextile rectangle
     update(rect(0, 0, 8, 8, 2, struct.pack(">I", 2) + b"b" * 4 + (b"s" * 4 + b"\0" * 8) * 2)),
     b"\x02",  # Bell
     struct.pack(">B3xI", 3, 5) + b"hello",  # ServerCutText

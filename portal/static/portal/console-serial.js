@@ -36,6 +36,16 @@ export class SerialConsole extends ConsoleView {
 
   resized() {
     if (this.terminal && this.screen.offsetWidth > 0 && this.screen.offsetHeight > 0) this.fit.fit();
+    this.sendSize();
+  }
+
+  // A container's terminal (pods/exec) has a size; a serial line has none. The proxy takes the size
+  // as a text frame and passes it on the exec stream's resize channel.
+  sendSize() {
+    if (this.kind !== "terminal" || !this.terminal) return;
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify({ columns: this.terminal.cols, rows: this.terminal.rows }));
+    }
   }
 
   attach(socket) {
@@ -44,7 +54,11 @@ export class SerialConsole extends ConsoleView {
     socket.binaryType = "arraybuffer";
     socket.addEventListener("open", () => {
       if (this.socket === socket) this.setState("connected", "Connected.");
+      this.sendSize();
     });
+    if (!this.sizeListener) {
+      this.sizeListener = terminal.onResize(() => this.sendSize());
+    }
     socket.addEventListener("message", (event) => {
       if (typeof event.data !== "string") terminal.write(new Uint8Array(event.data));
     });

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LabFilesConfig(AppConfig):
+    name = "labfiles"
+    verbose_name = "Labs as files"
