@@ -62,12 +62,13 @@ CLUSTER_DOWN = {503: _error_response(ClusterUnavailableError, "The cluster canno
 # LabSerializer's fields before `machines` and `tutorials`; the timestamps come after them.
 LAB_COLUMNS = (
     "id", "slug", "name", "description", "published", "instances_per_user", "lifetime_minutes",
-    "idle_timeout_minutes", "namespace_prefix",
+    "idle_timeout_minutes", "namespace_prefix", "ready_instances",
 )  # fmt: skip
 # LabMachineSerializer's fields, and the columns they come from.
 MACHINE_COLUMNS = {
     "id": "id",
     "name": "name",
+    "kind": "kind",
     "image": "image_id",
     "image_name": "image__name",
     "cores": "cores",
@@ -77,7 +78,11 @@ MACHINE_COLUMNS = {
     "order": "order",
     "opens_first": "opens_first",
 }
-STAFF_MACHINE_COLUMNS = {**MACHINE_COLUMNS, "cloud_init_user_data": "cloud_init_user_data"}
+STAFF_MACHINE_COLUMNS = {
+    **MACHINE_COLUMNS,
+    **{name: name for name in ("cloud_init_user_data", "container_image", "command", "args", "env")},
+    **{name: name for name in ("shell_user", "ports")},
+}
 _TIMESTAMP = serializers.DateTimeField(read_only=True)
 
 
@@ -92,7 +97,11 @@ def lab_list_representation(labs: list[dict[str, Any]], *, user: Any) -> list[di
     rows = LabMachine.objects.filter(lab_id__in=lab_ids).values_list("lab_id", *columns.values())
     machines: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for lab_id, *values in rows:
-        machines[lab_id].append(dict(zip(columns, values, strict=True)))
+        machine = dict(zip(columns, values, strict=True))
+        # A container machine has no image: no name (null), and neither VNC nor a serial console.
+        machine["has_vnc"] = bool(machine["has_vnc"])
+        machine["has_serial_console"] = bool(machine["has_serial_console"])
+        machines[lab_id].append(machine)
     tutorials: dict[int, list[dict[str, Any]]] = defaultdict(list)
     visible = Tutorial.objects.visible_to(user).filter(labs__in=lab_ids)
     for lab_id, tutorial_id, slug, title in visible.values_list("labs", "id", "slug", "title"):

@@ -1,9 +1,10 @@
 """`GET /api/labs/` answers the same bytes it answered before its serialisation was made fast.
 
 The files in responses/ were recorded from the generic DRF serialisers (the code before the fast
-path, 2026-11-25) for the fixture set below; the fast path must reproduce them byte for byte, for
-students and instructors, for the list and a single lab. Objects get explicit ids and timestamps, so
-the answer does not depend on the order tests run in.
+path, 2026-11-25; recorded again when machines gained `kind` and container fields and labs
+`ready_instances`, with the list checked against the serialisers by the last test). The fast path
+must reproduce them byte for byte, for students and instructors, for the list and a single lab.
+Objects get explicit ids and timestamps, so the answer does not depend on the order tests run in.
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ def lab_set(db) -> None:
                 cloud_init_user_data="#cloud-config\npackages: [nginx]\n" if order == 0 else "",
                 order=order,
                 opens_first=order == 0,
+            )
+        if number == 4:  # a container machine: no image
+            LabMachine.objects.create(
+                id=790,
+                lab=lab,
+                name="tools",
+                kind=LabMachine.Kind.CONTAINER,
+                image=None,
+                container_image="registry.example/tools:1",
+                command=["sleep", "infinity"],
+                env={"GREETING": "hello"},
+                order=9,
             )
         if number != 5:
             tutorial = Tutorial.objects.create(
