@@ -3,6 +3,8 @@
 - "A desktop in your browser" (listed first: labs are sorted by name): a graphical Linux desktop
   and a small server; the student serves a web page on the server and opens it on the desktop.
 - "Explore your lab network": two small machines with serial consoles that ping each other.
+- "Containers beside a VM": a tools container (busybox, built by `python -m localcluster
+  build-tools-image`) and a VM on one lab network; the student pings one from the other.
 
 Idempotent: existing objects (matched by name or slug) are left as they are, so an instructor's
 edits to the demo survive the next `make run` (`import_lab labfiles/demo/<slug>` updates them to
@@ -35,4 +37,4 @@ class Command(BaseCommand):
         VMImage.objects.filter(container_disk_image=DEMO_IMAGE_REFERENCE, has_ssh_server=False).update(
             has_ssh_server=True
         )
-        self.stdout.write(f"Demo labs {' and '.join(repr(n) for n in names)} with their tutorials are ready.")
+        self.stdout.write(f"Demo labs {', '.join(repr(n) for n in names)} with their tutorials are ready.")
