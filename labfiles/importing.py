@@ -277,11 +277,29 @@ def _image_for(record: Record, known: dict[str, Record]) -> VMImage | None:
     return existing
 
 
+def _vms_without_ssh(machines: list[Record], images: list[Record]) -> dict[str, str]:
+    # Checks reach a VM over SSH, a container through pods/exec (tutorials.authoring, check_target_error).
+    has_ssh = {image.values["name"]: image.values["has_ssh_server"] for image in images}
+    result = {}
+    for machine in machines:
+        image = machine.values["image"]
+        if not image:
+            continue
+        if image not in has_ssh:
+            has_ssh[image] = _existing_image(image).has_ssh_server
+        if not has_ssh[image]:
+            result[machine.values["name"]] = image
+    return result
+
+
 def _existing_image(name: str) -> VMImage | None:
     return VMImage.objects.filter(name=name).first()
 
 
-def _read_tutorial(bundle: Bundle, file: str, machine_names: set[str]) -> TutorialData:
+def _read_tutorial(
+    bundle: Bundle, file: str, machine_names: set[str], without_ssh: dict[str, str]
+) -> TutorialData:
+    """`without_ssh`: VM name -> its image, for VMs that checks cannot reach (no SSH server)."""
     record = _record(file, load(file, bundle[file]), TUTORIAL_SCHEMA, "a tutorial")
     folder = PurePosixPath(file).parent
     if folder.name != record.values["slug"]:
@@ -318,6 +336,13 @@ def _read_tutorial(bundle: Bundle, file: str, machine_names: set[str]) -> Tutori
                     raise LabFileError(
                         file, f"the lab has no machine {check.values['machine']!r}", check.line("machine")
                     )
+                if check.values["machine"] in without_ssh:
+                    raise LabFileError(
+                        file,
+                        f"checks need an SSH server in the image: the machine {check.values['machine']} "
+                        f"runs {without_ssh[check.values['machine']]}, which has none (has_ssh_server)",
+                        check.line("machine"),
+                    )
                 _validate(check, StepCheck(**check.values), exclude=["step"])
             steps.append((step_record, check))
         pages.append(PageData(record=page_record, steps=steps))
@@ -350,8 +375,9 @@ def read_bundle(bundle: Bundle) -> LabData:
     images = _read_images(bundle)
     machines = _read_machines(bundle, images)
     names = {m.values["name"] for m in machines}
+    without_ssh = _vms_without_ssh(machines, images)
     tutorial_files = sorted(n for n in bundle if re.fullmatch(r"tutorials/[^/]+/tutorial\.yaml", n))
-    tutorials = [_read_tutorial(bundle, name, names) for name in tutorial_files]
+    tutorials = [_read_tutorial(bundle, name, names, without_ssh) for name in tutorial_files]
     return LabData(lab=lab, machines=machines, images=images, tutorials=tutorials, media=_read_media(bundle))
 
 

@@ -22,6 +22,7 @@ published: true
 IMAGES = b"""- name: Demo
   container_disk_image: localcluster/demo:latest
   default_username: lab
+  has_ssh_server: true
 """
 MACHINES = b"""- name: gw
   image: Demo
@@ -132,7 +133,7 @@ def test_the_good_bundle_imports():
             "is missing",
         ),
         (
-            {"images_yaml": IMAGES.replace(b"default_username: lab\n", b"")},
+            {"images_yaml": IMAGES.replace(b"  default_username: lab\n", b"")},
             "images.yaml",
             1,
             "needs 'default_username'",
@@ -183,6 +184,12 @@ def test_the_good_bundle_imports():
         ({"machines_yaml": MACHINES + TOOLS + b"  ports: [70000]\n"}, "machines.yaml", 7, "ports"),
         ({"machines_yaml": MACHINES + TOOLS + b"  shell_user: Root!\n"}, "machines.yaml", 7, "shell_user"),
         ({"machines_yaml": MACHINES + TOOLS + b"  memory_mib: 8\n"}, "machines.yaml", 7, "memory_mib"),
+        (
+            {"images_yaml": IMAGES.replace(b"has_ssh_server: true", b"has_ssh_server: false")},
+            "tutorials/firewalls/tutorial.yaml",
+            9,
+            "checks need an SSH server",
+        ),
     ],
 )
 def test_bad_input_names_the_file_and_line(changes, file, line, words):
@@ -191,6 +198,12 @@ def test_bad_input_names_the_file_and_line(changes, file, line, words):
     assert words in error.message
     if line:
         assert f"{file}, line {line}:" in str(error)
+
+
+def test_a_check_on_a_container_needs_no_ssh_server():
+    tutorial = TUTORIAL.replace(b"machine: gw", b"machine: tools")
+    lab, _ = import_lab(bundle(machines_yaml=MACHINES + TOOLS, tutorials__firewalls__tutorial_yaml=tutorial))
+    assert lab.machines.get(name="tools").is_container
 
 
 def test_a_container_beside_a_vm_imports_without_an_image_of_its_own():
