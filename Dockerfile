@@ -26,6 +26,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STATIC_ROOT=/app/staticfiles \
     MEDIA_ROOT=/data/media \
     LABORCHESTRATOR_VAR_DIR=/tmp/laborchestrator
+# skopeo: the VM image form checks references against their registry (labs/registry.py).
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo \
+ && rm -rf /var/lib/apt/lists/*
 # A fixed numeric UID/GID, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
 RUN groupadd --system --gid 10001 laborchestrator \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin laborchestrator

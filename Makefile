@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The local image store the demo images are built into (shared with make run and the qemu tests).
+IMAGES_DIR ?= $(or $(LOCALCLUSTER_IMAGES),var/localcluster/images)
 
-.PHONY: run test lint format venv assets system-deps bench clean kubevirt-schemas lock
+.PHONY: run test lint format venv assets system-deps bench clean kubevirt-schemas lock demo-images
 
 # Python environment, from the hashed lock file (every package, direct and transitive, pinned with
 # its hashes): rebuilt when the lock changes. The project itself is not installed: everything runs
@@ -34,6 +36,16 @@ assets: static/novnc/.installed
 # The app, the embedded local cluster (real QEMU VMs when available) and the demo lab.
 run: venv assets
 	$(BIN)/python -m laborchestrator.devserver --host $(HOST) --port $(PORT)
+
+# The demo images as containerDisks in your registry, for a real cluster: builds them (cached), pushes
+# REGISTRY/laborchestrator/{demo,desktop}:1 with skopeo (credentials: REGISTRY_AUTH_FILE or
+# `skopeo login`), then `manage.py load_demo --registry REGISTRY` references them.
+demo-images: venv
+	@test -n "$(REGISTRY)" || { echo "usage: make demo-images REGISTRY=registry.example.org[:port]"; exit 2; }
+	$(BIN)/python -m localcluster build-image --output $(IMAGES_DIR)
+	$(BIN)/python -m localcluster build-desktop-image --output $(IMAGES_DIR)
+	$(BIN)/python -m localcluster demo-images --registry $(REGISTRY) --images $(IMAGES_DIR) \
+		$(if $(REGISTRY_AUTH_FILE),--authfile $(REGISTRY_AUTH_FILE))
 
 test: venv assets
 	$(BIN)/ruff check .

@@ -1,11 +1,17 @@
 """Requests per second and median latency of the REST API's lists, served by the app server (uvicorn).
 
-    .venv/bin/python bench/api_throughput.py [--requests 400] [--concurrency 10]
+    .venv/bin/python bench/api_throughput.py [--requests 400] [--concurrency 10] [--profile PATH]
 
 Prepares a throw-away SQLite database (or the one in --database-url) with 50 labs of two machines
 and 200 lab instances of 20 students, starts the app server on a free loopback port as a subprocess, and
 drives it with a bounded aiohttp client: a fixed number of requests per endpoint, at most
 `--concurrency` in flight. Authenticates with a JWT, like a script would. Stops the server at the end.
+
+Besides requests per second (which on a shared machine moves with everyone else's load), it reports
+the app server's CPU time per request (user + system, from /proc) and what that makes one process
+serve with a core of its own: the capacity of a replica, much steadier than the wall clock.
+`--profile /api/labs/` instead profiles that GET in-process with pyinstrument (a dev dependency) and
+prints where the time goes.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=400, help="timed requests per endpoint")
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight at once")
     parser.add_argument("--database-url", default="", help="default: a new SQLite file in a temp dir")
+    parser.add_argument("--profile", metavar="PATH", help="profile GET PATH in-process as staff instead")
     return parser.parse_args()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -148,10 +161,27 @@ async def measure_all(base: str, server: subprocess.Popen, tokens: dict[str, str
     await wait_until_up(base, server)
     rows = []
     for label, path, role in ENDPOINTS:
+        cpu_before = cpu_seconds(server.pid)
         rate, latencies = await drive(base, path, tokens[role], args.requests, args.concurrency)
+        # Includes the warm-up requests `drive` makes first.
+        cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / (args.requests + min(20, args.requests))
         p95 = statistics.quantiles(latencies, n=20)[-1]
-        rows.append((label, rate, statistics.median(latencies), p95))
+        rows.append((label, rate, statistics.median(latencies), p95, cpu_ms))
     return rows
+
+
+def profile(path: str, token: str) -> None:
+    from django.test import Client
+    from pyinstrument import Profiler
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_HOST="localhost")
+    for _ in range(20):
+        assert client.get(path).status_code == 200
+    profiler = Profiler(interval=0.0005)
+    with profiler:
+        for _ in range(100):
+            client.get(path)
+    print(profiler.output_text(unicode=True, color=False, flat=True, time="percent_of_total"))
 
 
 def main() -> None:
@@ -166,6 +196,9 @@ def main() -> None:
             "LOG_LEVEL": "WARNING",
         }
         tokens = prepare_database(env)
+        if args.profile:
+            profile(args.profile, tokens["staff"])
+            return
         port = free_port()
         command = [sys.executable, "-m", "laborchestrator.serve", "--host", "127.0.0.1", "--port", str(port)]
         server = subprocess.Popen(
@@ -184,9 +217,11 @@ def main() -> None:
         f"uvicorn, {'SQLite' if not args.database_url else args.database_url.split(':')[0]}, "
         f"{args.requests} requests per endpoint, concurrency {args.concurrency}"
     )
-    print(f"{'endpoint':<48} {'req/s':>8} {'median ms':>10} {'p95 ms':>8}")
-    for label, rate, median, p95 in rows:
-        print(f"{label:<48} {rate:>8.1f} {median:>10.1f} {p95:>8.1f}")
+    print(
+        f"{'endpoint':<48} {'req/s':>8} {'median ms':>10} {'p95 ms':>8} {'CPU ms/req':>11} {'req/CPU-s':>10}"
+    )
+    for label, rate, median, p95, cpu_ms in rows:
+        print(f"{label:<48} {rate:>8.1f} {median:>10.1f} {p95:>8.1f} {cpu_ms:>11.2f} {1000 / cpu_ms:>10.0f}")
 
 
 if __name__ == "__main__":

@@ -16,16 +16,18 @@ if it is killed). After a crash the same happens at the next start, before anyth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from localcluster.harness import die_with_parent, start_local_cluster
 from localcluster.qemu.host import ToolsMissing, find_tools
+from localcluster.registry.server import RegistryError, run_registry
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = Path(os.getenv("LABORCHESTRATOR_VAR_DIR", REPO / "var"))
@@ -35,6 +37,9 @@ CONTAINER_IMAGES = VAR / "localcluster" / "container-images"
 QEMU_PACKAGES = "qemu-system-x86 qemu-utils busybox-static cpio vde2 genisoimage dnsmasq-base iproute2"
 HOUSEKEEPING_INTERVAL_SECONDS = "30"
 LOCAL_CLUSTER_SHUTDOWN = "Stopped because the local cluster shut down (make run ended)."
+# The embedded registry's port: the demo images' references name it (load_demo's default). When it
+# is taken, another is used and load_demo moves the demo images there.
+REGISTRY_PORT = int(os.getenv("LOCALCLUSTER_REGISTRY_PORT", "5055"))
 # Seconds to wait for the stopped labs' namespaces (and VMs) to be gone at shutdown.
 STOP_LABS_WAIT_SECONDS = "60"
 
@@ -130,10 +135,56 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
             process.kill()
 
 
-def serve(host: str, port: int, env: dict[str, str], *, embedded_cluster: bool) -> int:
+@contextlib.contextmanager
+def embedded_registry() -> Iterator[str | None]:
+    """Debian's docker-registry on loopback, its storage kept in var/ (HOST:PORT), or None without it."""
+    with contextlib.ExitStack() as stack:
+        host = None
+        for port in (REGISTRY_PORT, 0):
+            try:
+                host = stack.enter_context(run_registry(VAR / "registry", port=port)).host
+                break
+            except RegistryError as error:
+                if port == 0 or "not installed" in str(error):
+                    say(f"No embedded registry: {error}. The demo labs' machines cannot pull their images.")
+                    break
+                say(f"Port {port} is taken; the embedded registry takes another.")
+        yield host
+
+
+def push_demo_images(registry: str) -> bool:
+    """The built demo images, as kernel-boot containerDisks, into the embedded registry."""
+    say(f"Pushing the demo images to the embedded registry {registry} ...")
+    result = subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "localcluster",
+            "demo-images",
+            "--registry",
+            registry,
+            "--images",
+            str(IMAGES),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        say("Could not push the demo images:")
+        print(result.stderr.strip(), flush=True)
+        return False
+    for line in result.stdout.splitlines():
+        say(f"  {line}")
+    return True
+
+
+def serve(
+    host: str, port: int, env: dict[str, str], *, embedded_cluster: bool, registry: str | None = None
+) -> int:
     manage("migrate", "--no-input", "--verbosity", "0", env=env)
     manage("ensure_admin", env=env)
-    manage("load_demo", env=env)
+    manage("load_demo", *(["--registry", registry] if registry else []), env=env)
     manage("render_tutorials", env=env)  # saved HTML through the current Markdown and sanitiser
     if embedded_cluster:
         stop_labs(env, "0")  # left over from a run that ended without stopping them (a crash)
@@ -179,17 +230,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("Using the cluster from KUBECONFIG / KUBE_IN_CLUSTER; not starting the local cluster.")
         return serve(args.host, args.port, env, embedded_cluster=False)
     runtime, images = choose_runtime(env.get("LOCALCLUSTER_RUNTIME", ""))
-    say(f"Starting the local cluster (runtime {runtime}) ...")
-    with start_local_cluster(
-        VAR / "localcluster",
-        runtime=runtime,
-        images=images,
-        own_session=True,
-        extra_args=container_images_args(),
-    ) as cluster:
-        env["KUBECONFIG"] = cluster.kubeconfig
-        say(f"Local cluster at {cluster.url}; kubeconfig {cluster.kubeconfig}")
-        return serve(args.host, args.port, env, embedded_cluster=True)
+    with embedded_registry() as registry:
+        if runtime == "qemu" and registry is not None and push_demo_images(registry):
+            images = None  # the demo comes from the registry, as on a real cluster
+        elif runtime == "qemu":
+            say(f"Images the local store {IMAGES} holds still boot under their store names.")
+        say(f"Starting the local cluster (runtime {runtime}) ...")
+        with start_local_cluster(
+            VAR / "localcluster",
+            runtime=runtime,
+            images=images,
+            own_session=True,
+            extra_args=container_images_args(),
+        ) as cluster:
+            env["KUBECONFIG"] = cluster.kubeconfig
+            say(f"Local cluster at {cluster.url}; kubeconfig {cluster.kubeconfig}")
+            return serve(args.host, args.port, env, embedded_cluster=True, registry=registry)
 
 
 if __name__ == "__main__":

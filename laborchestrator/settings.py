@@ -139,6 +139,13 @@ DATABASES = {
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool("DATABASE_POOL", "0"):
+    # Under ASGI Django advises a connection pool rather than persistent connections
+    # (DATABASE_CONN_MAX_AGE must stay 0 then); without either, every request opens a new connection.
+    # Off by default until the whole suite has run against it (see README, DATABASE_POOL).
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 1, "max_size": envint("DATABASE_POOL_MAX_SIZE", 10), "timeout": 10}
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite locks the whole file, and a transaction that reads first fails at once with "database is
     # locked" when it then writes while another one writes. BEGIN IMMEDIATE takes the write lock when

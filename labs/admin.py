@@ -1,4 +1,5 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.forms.models import BaseInlineFormSet
@@ -6,14 +7,133 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from accounts.admin_access import InstructorAdmin, InstructorInline
+from laborchestrator.sealing import Unsealable
 from labs.models import InstanceMachine, Lab, LabInstance, LabMachine, ReadySchedule, VMImage
+from labs.registry import RegistryCheckFailed, host_resolves, pinned, registry_host, resolve_digest
+from labs.validators import validate_oci_reference
+
+
+class VMImageForm(forms.ModelForm):
+    """The reference must name a registry host that resolves (field errors); whether the registry
+    has the image is checked after the save and only warned about (VMImageAdmin.save_model)."""
+
+    pull_secret_password = forms.CharField(
+        label="registry password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the stored one. Stored sealed; never shown again.",
+    )
+    clear_pull_secret = forms.BooleanField(
+        label="forget the registry credentials", required=False, help_text="Pull the image anonymously."
+    )
+
+    class Meta:
+        model = VMImage
+        fields = [
+            "name",
+            "description",
+            "container_disk_image",
+            "default_username",
+            "has_vnc",
+            "has_serial_console",
+            "has_ssh_server",
+            "min_memory_mib",
+            "min_cores",
+            "kernel_path",
+            "initrd_path",
+            "kernel_args",
+            "pull_secret_username",
+        ]
+
+    def clean_container_disk_image(self) -> str:
+        reference = self.cleaned_data["container_disk_image"].strip()
+        validate_oci_reference(reference)  # the format first, then what it names
+        host = registry_host(reference)
+        if host is None:
+            raise ValidationError(
+                "Name the registry, e.g. registry.example.org/team/disk:1.0: a reference without one "
+                "resolves to docker.io, a registry nobody here controls.",
+                code="no_registry_host",
+            )
+        if not host_resolves(host):
+            raise ValidationError(
+                "The registry host %(host)s is unknown (its name does not resolve).",
+                code="unknown_registry_host",
+                params={"host": host},
+            )
+        return reference
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("pull_secret_password") and not data.get("pull_secret_username"):
+            self.add_error("pull_secret_username", "A registry password needs its user name.")
+        return data
+
+    def save(self, commit: bool = True) -> VMImage:
+        image = super().save(commit=False)
+        if self.cleaned_data.get("clear_pull_secret"):
+            image.pull_secret_username = ""
+            image.set_pull_password("")
+        elif self.cleaned_data.get("pull_secret_password"):
+            image.set_pull_password(self.cleaned_data["pull_secret_password"])
+        if commit:
+            image.save()
+        return image
+
+
+def _check_reference(request, image: VMImage) -> str | None:
+    """The digest the reference resolves to now, or None after warning the instructor why not."""
+    try:
+        return resolve_digest(image.container_disk_image, credentials=image.pull_credentials())
+    except (RegistryCheckFailed, Unsealable) as error:
+        messages.warning(
+            request,
+            f"{image.name}: could not check {image.container_disk_image} in its registry ({error}). "
+            "Saved all the same: machines of this image fail to start until the registry serves it.",
+        )
+        return None
 
 
 @admin.register(VMImage)
 class VMImageAdmin(InstructorAdmin):
-    list_display = ("name", "container_disk_image", "default_username", "has_vnc", "has_serial_console")
+    form = VMImageForm
+    list_display = (
+        "name",
+        "container_disk_image",
+        "pinned",
+        "default_username",
+        "has_vnc",
+        "has_serial_console",
+    )
     list_filter = ("has_vnc", "has_serial_console")
     search_fields = ("name", "description", "container_disk_image")
+    actions = ["pin_to_digest"]
+
+    @admin.display(description="pinned by digest", boolean=True)
+    def pinned(self, image: VMImage) -> bool:
+        return image.is_pinned
+
+    def save_model(self, request, obj: VMImage, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        digest = _check_reference(request, obj)
+        if digest is not None and not obj.is_pinned:
+            messages.info(
+                request,
+                f"{obj.name}: {obj.container_disk_image} is {digest} today. A tag can be moved to other "
+                "content; pin the image by digest (the “Pin to digest” action) so every machine "
+                "runs exactly what you tried.",
+            )
+
+    @admin.action(description="Pin to digest (resolve the tag now)")
+    def pin_to_digest(self, request, queryset) -> None:
+        for image in queryset:
+            digest = _check_reference(request, image)
+            if digest is None:
+                continue
+            image.container_disk_image = pinned(image.container_disk_image, digest)
+            image.save(update_fields=["container_disk_image"])
+            messages.success(request, f"{image.name} pinned: {image.container_disk_image}")
 
 
 class LabMachineFormSet(BaseInlineFormSet):
@@ -126,8 +246,15 @@ class InstanceMachineInline(InstructorInline, admin.TabularInline):
         "username",
         "has_vnc",
         "has_serial_console",
+        "phase",
+        "pull_progress",
+        "problem_message",
     )
     readonly_fields = fields
+
+    @admin.display(description="image pull")
+    def pull_progress(self, machine: InstanceMachine) -> str:
+        return machine.pull_message if machine.pull_percent is not None else ""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

@@ -1,23 +1,20 @@
-"""Errors of the lab lifecycle, for callers to map (the REST API: 503, 409, 429, 403...).
+"""Errors of the lab lifecycle; each class says which API answer it is (laborchestrator.errors).
 
 Every error carries a `message` for staff and operators (with the cluster's exact words, which may
 name internal addresses and client library text) and a `public_message` in plain words for the
-student, which never does. Errors a student causes (limits, states) say the same to both.
+student, which never does. Errors a student causes (limits, states) say the same to both. Cluster
+errors without a more specific answer are the operator's to fix: 503.
 """
 
 from __future__ import annotations
 
+from laborchestrator import errors
 
-class LabError(Exception):
+
+class LabError(errors.ServiceError):
     """Base of everything the lifecycle service raises on purpose."""
 
-    # What a student reads when the message holds details meant for staff (set per class).
-    public_default = ""
-
-    def __init__(self, message: str, *, public_message: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.public_message = public_message or self.public_default or message
+    api_code = errors.CLUSTER_UNAVAILABLE
 
 
 # --- Cluster (raised by labs.cluster, passed through by labs.lifecycle) -----------------------------
@@ -47,6 +44,8 @@ class ClusterForbidden(ClusterError):
 
 class QuotaExceeded(ClusterError):
     """A ResourceQuota refused the object."""
+
+    api_code = errors.LIMIT_REACHED
 
     public_default = "The cluster's resource limit for this lab was reached. Tell your instructor."
 
@@ -91,15 +90,20 @@ class ClusterExpired(ClusterError):
 class LabNotAvailable(LabError):
     """The lab cannot be started by this user (not published, or has no machines)."""
 
+    api_code = errors.LAB_NOT_AVAILABLE
+
 
 class LabMisconfigured(LabError):
     """The lab's definition cannot be turned into cluster objects (e.g. bad cloud-init user data)."""
 
+    api_code = errors.LAB_NOT_AVAILABLE
     public_default = "This lab is not set up correctly, so it cannot start. Tell your instructor."
 
 
 class InstanceLimitReached(LabError):
     """Starting would exceed a limit; `scope` is "lab" or "user" and `limit` the number allowed."""
+
+    api_code = errors.LIMIT_REACHED
 
     def __init__(self, message: str, *, scope: str, limit: int) -> None:
         super().__init__(message)
@@ -109,6 +113,8 @@ class InstanceLimitReached(LabError):
 
 class InvalidTransition(LabError):
     """The instance is not in a state that allows the action (e.g. pausing a stopped instance)."""
+
+    api_code = errors.INVALID_TRANSITION
 
     def __init__(self, message: str, *, current: str, target: str) -> None:
         super().__init__(message)

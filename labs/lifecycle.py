@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import ngettext
 
+from laborchestrator.sealing import Unsealable
 from labs import cluster, cluster_profile, manifests, ssh_keys
 from labs.exceptions import (
     ClusterError,
@@ -37,8 +38,8 @@ from labs.exceptions import (
     LabNotAvailable,
 )
 from labs.installation import installation_id
-from labs.machine_reasons import MachineProblem, machine_problem, pod_problem
-from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine
+from labs.machine_reasons import MachineProblem, PullProgress, machine_problem, pod_problem, pull_progress
+from labs.models import InstanceCheckKey, InstanceMachine, Lab, LabInstance, LabMachine, VMImage
 from labs.watch_health import watch_health
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class MachineStatus:
     ready: bool
     problem: MachineProblem | None = None  # why it does not run (yet), from the VMI's conditions
     kind: str = "vm"  # or "container": a Pod, which keeps running while the instance is paused
+    pull: PullProgress | None = None  # its images being downloaded, where the cluster says so
 
 
 @dataclass(frozen=True)
@@ -388,6 +390,26 @@ def _check_access(generated: _Secrets, index: int) -> manifests.CheckAccess | No
     )
 
 
+def _pull_credentials(image: VMImage | None, reference: str) -> dict[str, Any] | None:
+    """The image's registry credentials, if it has them and the machine still runs that image
+    (container machines have no VM image)."""
+    if image is None or image.container_disk_image != reference:
+        return None
+    try:
+        return image.pull_credentials()
+    except Unsealable:
+        # SECRET_KEY changed since it was saved: the pull goes anonymous and fails with the
+        # registry's "unauthorized", which staff see on the instance; the admin asks for it again.
+        logger.warning("VM image %s: its registry password cannot be unsealed; enter it again", image.name)
+        return None
+
+
+def _kernel_boot(image: VMImage | None, reference: str) -> manifests.KernelBoot | None:
+    if image is None or not image.is_kernel_boot or image.container_disk_image != reference:
+        return None
+    return manifests.KernelBoot(image.kernel_path, image.initrd_path, image.kernel_args)
+
+
 def _instance_manifests(
     instance: LabInstance,
     machines: list[LabMachine],
@@ -413,6 +435,8 @@ def _instance_manifests(
             args=tuple(m.args or ()),
             env=tuple(sorted((m.env or {}).items())),
             ports=tuple(m.ports or ()),
+            pull_credentials=_pull_credentials(by_name[m.name].image, m.image_reference),
+            kernel_boot=_kernel_boot(by_name[m.name].image, m.image_reference),
         )
         for m in instance.machines.all()
     ]
@@ -589,6 +613,7 @@ def _machine_status(name: str, vmi: dict[str, Any] | None) -> MachineStatus:
         paused=conditions.get("Paused", False),
         ready=conditions.get("Ready", False),
         problem=machine_problem(status),
+        pull=pull_progress(status),
     )
 
 
@@ -758,6 +783,8 @@ def _stored_fields(machine: MachineStatus) -> dict[str, Any]:
         "problem_fatal": problem.fatal if problem else False,
         "problem_reason": (problem.cluster_reason if problem else "")[:255],
         "problem_message": problem.cluster_message if problem else "",
+        "pull_percent": machine.pull.percent if machine.pull else None,
+        "pull_message": (machine.pull.cluster_message if machine.pull else "")[:512],
     }
 
 
@@ -795,6 +822,7 @@ def stored_machine_status(row: InstanceMachine) -> MachineStatus:
         ready=row.ready,
         problem=problem,
         kind=row.kind,
+        pull=PullProgress(row.pull_percent, row.pull_message) if row.pull_percent is not None else None,
     )
 
 

@@ -15,11 +15,16 @@ and pkg/virt-handler/vm.go; the local cluster reproduces them, tests/localcluste
   Domain failed.", message `server error. command SyncVMI failed: "..."`;
 - the guest ended: phase Failed (or Succeeded), the reason in `status.reason` or the Ready condition.
 
+While the images are pulled, a real cluster says nothing on the VMI (the kubelet's only word is
+the launcher pod's "Pulling" event); the local cluster adds a `Ready=False` condition, reason
+`Pulling`, message `pulling 35 % of image "..." (...)`, which `pull_progress` reads.
+
 Nothing here calls the cluster or the database.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,3 +163,30 @@ def pod_problem(status: dict[str, Any]) -> MachineProblem | None:
             )
         return MachineProblem(NOT_READY, False, "Pending", "")
     return None
+
+
+PULLING_REASON = "Pulling"
+_PERCENT = re.compile(r"^pulling (\d{1,3}) %")
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    percent: int
+    cluster_message: str  # names the image and its registry: for staff
+
+    def plain(self) -> str:
+        return f"Downloading its disk image: {self.percent} %."
+
+
+def pull_progress(status: dict[str, Any]) -> PullProgress | None:
+    """How far the pull of the VMI's images is, if the cluster reports it (the local cluster does)."""
+    if status.get("phase") == "Running":
+        return None
+    ready = next(
+        (c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"), {}
+    )
+    if ready.get("status") != "False" or ready.get("reason") != PULLING_REASON:
+        return None
+    message = str(ready.get("message") or "")
+    match = _PERCENT.match(message)
+    return PullProgress(min(100, int(match[1])), message) if match else None

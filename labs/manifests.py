@@ -7,6 +7,7 @@ return, and the tests compare it as data. Names and labels are made here and now
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -100,6 +101,15 @@ class CheckAccess:
 
 
 @dataclass(frozen=True)
+class KernelBoot:
+    """A kernel-boot image (KubeVirt's `kernelBoot.container`): where its kernel and initrd are."""
+
+    kernel_path: str
+    initrd_path: str = ""
+    kernel_args: str = ""
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     """What one machine of an instance is built from (an `InstanceMachine` row, as plain values):
     a VMI (kind `vm`) or a Pod (kind `container`, whose image is any OCI image)."""
@@ -119,6 +129,9 @@ class MachineSpec:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     ports: tuple[int, ...] = ()
+    # The image's registry credentials (a `.dockerconfigjson`), copied into the lab namespace.
+    pull_credentials: dict[str, Any] | None = None
+    kernel_boot: KernelBoot | None = None  # None: the image is a containerDisk
 
 
 # --- Names and labels ----------------------------------------------------------------------------
@@ -130,6 +143,10 @@ def namespace_name(*, prefix: str, instance_id: int) -> str:
 
 def secret_name(machine_name: str) -> str:
     return f"{machine_name}-cloudinit"
+
+
+def pull_secret_name(machine_name: str) -> str:
+    return f"{machine_name}-image-pull"
 
 
 def label_value(value: str) -> str:
@@ -431,6 +448,39 @@ def make_userdata_secret(*, namespace: str, labels: dict[str, str], machine: Mac
     }
 
 
+def make_pull_secret(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
+    """The machine image's registry credentials, as the kubelet reads them (`imagePullSecret`)."""
+    config = json.dumps(machine.pull_credentials, separators=(",", ":")).encode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {
+            "name": pull_secret_name(machine.name),
+            "namespace": namespace,
+            "labels": machine_labels(labels, machine.name),
+        },
+        "data": {".dockerconfigjson": base64.b64encode(config).decode("ascii")},
+    }
+
+
+def container_disk(machine: MachineSpec) -> dict[str, Any]:
+    source: dict[str, Any] = {"image": machine.image_reference}
+    if machine.pull_credentials is not None:
+        source["imagePullSecret"] = pull_secret_name(machine.name)
+    return source
+
+
+def kernel_boot_firmware(machine: MachineSpec, boot: KernelBoot) -> dict[str, Any]:
+    container = {**container_disk(machine), "kernelPath": boot.kernel_path}
+    if boot.initrd_path:
+        container["initrdPath"] = boot.initrd_path
+    firmware: dict[str, Any] = {"kernelBoot": {"container": container}}
+    if boot.kernel_args:
+        firmware["kernelBoot"]["kernelArgs"] = boot.kernel_args
+    return firmware
+
+
 def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) -> dict[str, Any]:
     """A VMI of the machine; its login comes from the Secret, so the password is not in here."""
     memory = f"{machine.memory_mib}Mi"
@@ -438,7 +488,7 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
         "autoattachGraphicsDevice": machine.has_vnc,
         "autoattachSerialConsole": machine.has_serial_console,
         "disks": [
-            {"name": "rootdisk", "disk": {"bus": "virtio"}},
+            *([] if machine.kernel_boot else [{"name": "rootdisk", "disk": {"bus": "virtio"}}]),
             {"name": "cloudinit", "disk": {"bus": "virtio"}},
         ],
         # Bridge, not masquerade: the guest gets the pod IP by DHCP, so what a student sees in
@@ -472,10 +522,19 @@ def make_vmi(*, namespace: str, labels: dict[str, str], machine: MachineSpec) ->
                 # 100Mi more overhead and every support container raised to its limits.
                 "resources": {"requests": {"memory": memory}, "limits": {"memory": memory}},
                 "devices": devices,
+                **(
+                    {"firmware": kernel_boot_firmware(machine, machine.kernel_boot)}
+                    if machine.kernel_boot
+                    else {}
+                ),
             },
             "networks": [{"name": "default", "pod": {}}],
             "volumes": [
-                {"name": "rootdisk", "containerDisk": {"image": machine.image_reference}},
+                *(
+                    []
+                    if machine.kernel_boot
+                    else [{"name": "rootdisk", "containerDisk": container_disk(machine)}]
+                ),
                 {
                     "name": "cloudinit",
                     "cloudInitNoCloud": {"secretRef": {"name": secret_name(machine.name)}},
@@ -586,7 +645,12 @@ def make_instance_manifests(
             namespace=namespace, labels=labels, machines=machines, sizing=sizing
         ),
         service=make_machines_service(namespace=namespace, labels=labels),
-        secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in vms],
+        secrets=[make_userdata_secret(namespace=namespace, labels=labels, machine=m) for m in vms]
+        + [
+            make_pull_secret(namespace=namespace, labels=labels, machine=m)
+            for m in machines
+            if m.pull_credentials
+        ],
         vmis=[make_vmi(namespace=namespace, labels=labels, machine=m) for m in vms],
         pods=[make_pod(namespace=namespace, labels=labels, machine=m) for m in containers],
     )

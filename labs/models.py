@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -7,6 +9,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from laborchestrator.sealing import seal, unseal
+from labs.registry import dockerconfigjson, registry_host
 from labs.validators import (
     NAMESPACE_PREFIX_MAX_LENGTH,
     validate_cloud_init_user_data,
@@ -54,6 +58,36 @@ class VMImage(models.Model):
     min_cores = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_CORES_PER_MACHINE)]
     )
+    kernel_path = models.CharField(
+        "kernel path",
+        max_length=255,
+        blank=True,
+        help_text="For a kernel-boot image (KubeVirt's kernelBoot.container): the kernel's path in the "
+        "image, e.g. /boot/vmlinuz. Empty: the image is a containerDisk with its disk in /disk/.",
+    )
+    initrd_path = models.CharField(
+        "initrd path",
+        max_length=255,
+        blank=True,
+        help_text="With a kernel path: the initrd's, e.g. /boot/initrd.img.",
+    )
+    kernel_args = models.CharField(
+        "kernel command line",
+        max_length=1024,
+        blank=True,
+        help_text="With a kernel path: what the kernel is booted with, e.g. console=ttyS0.",
+    )
+    pull_secret_username = models.CharField(
+        "registry user name",
+        max_length=255,
+        blank=True,
+        help_text="For a private registry: the user the cluster pulls the image as. The password is "
+        "stored sealed and copied into each lab namespace as a kubernetes.io/dockerconfigjson Secret.",
+    )
+    # laborchestrator.sealing, purpose PULL_SECRET_PURPOSE; empty without credentials.
+    pull_secret_password_sealed = models.TextField(blank=True, editable=False)
+
+    PULL_SECRET_PURPOSE = "vmimage-pull-secret"
 
     class Meta:
         ordering = ["name"]
@@ -68,6 +102,38 @@ class VMImage(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_pinned(self) -> bool:
+        return "@sha256:" in self.container_disk_image
+
+    def clean(self) -> None:
+        super().clean()
+        if (self.initrd_path or self.kernel_args) and not self.kernel_path:
+            raise ValidationError(
+                {"kernel_path": "An initrd or kernel command line needs the kernel's path."}
+            )
+        for field in ("kernel_path", "initrd_path"):
+            value = getattr(self, field)
+            if value and not value.startswith("/"):
+                raise ValidationError({field: "A path in the image starts with /."})
+
+    @property
+    def is_kernel_boot(self) -> bool:
+        return bool(self.kernel_path)
+
+    def set_pull_password(self, password: str) -> None:
+        self.pull_secret_password_sealed = (
+            seal(password, purpose=self.PULL_SECRET_PURPOSE) if password else ""
+        )
+
+    def pull_credentials(self) -> dict[str, Any] | None:
+        """The `.dockerconfigjson` of the image's pull Secret, or None without credentials."""
+        host = registry_host(self.container_disk_image)
+        if not (self.pull_secret_username and self.pull_secret_password_sealed and host):
+            return None
+        password = unseal(self.pull_secret_password_sealed, purpose=self.PULL_SECRET_PURPOSE)
+        return dockerconfigjson(host, self.pull_secret_username, password)
 
 
 class LabQuerySet(models.QuerySet):
@@ -440,6 +506,9 @@ class InstanceMachine(models.Model):
     problem_fatal = models.BooleanField(default=False, editable=False)
     problem_reason = models.CharField(max_length=255, blank=True, editable=False)
     problem_message = models.TextField(blank=True, editable=False)
+    # While the cluster pulls its images (where it reports it: the embedded cluster does).
+    pull_percent = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    pull_message = models.CharField(max_length=512, blank=True, editable=False)
     observed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:

@@ -5,7 +5,8 @@
 
 In a temporary directory it makes a throw-away installation (its own SQLite database, its own
 installation id `smoke-<random>`, a student and a one-machine lab), serves it with the app server
-as production does (`laborchestrator.serve`), and then, as the student, through the REST API and
+as production does (`laborchestrator.serve`, with the status watcher `manage.py watch_cluster`), and
+then, as the student, through the REST API and
 the console websocket:
 
 1. starts the lab and waits until its machine runs and is ready;
@@ -138,17 +139,25 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_app(env: dict[str, str], log_file: Path) -> Iterator[str]:
-    """The installation under the app server, as deployed (`laborchestrator.serve`); yields its URL."""
+    """The installation under the app server, as deployed (`laborchestrator.serve`), with its status
+    watcher (`manage.py watch_cluster`: pages read the status it writes); yields the server's URL."""
     port = free_port()
     args = [sys.executable, "-m", "laborchestrator.serve", "--host", "127.0.0.1", "--port", str(port)]
+    watcher_args = [sys.executable, "manage.py", "watch_cluster"]
     repo = Path(__file__).resolve().parent.parent
     full_env = {
         **os.environ,
         **env,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.getenv("PYTHONPATH")])),
     }
-    with open(log_file, "wb") as log:
+    processes: list[subprocess.Popen] = []
+    with open(log_file, "wb") as log, open(log_file.with_name("watcher.log"), "wb") as watcher_log:
         process = subprocess.Popen(args, cwd=repo, env=full_env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        processes.append(process)
+        watcher = subprocess.Popen(  # noqa: S603
+            watcher_args, cwd=repo, env=full_env, stdout=watcher_log, stderr=subprocess.STDOUT
+        )
+        processes.append(watcher)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -159,12 +168,14 @@ def serve_app(env: dict[str, str], log_file: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for running in processes:
+            running.terminate()
+        for running in processes:
+            try:
+                running.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                running.kill()
+                running.wait()
 
 
 # --- The student's side: REST API and console websocket ---------------------------------------------

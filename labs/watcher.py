@@ -70,7 +70,13 @@ class _KindState:
 
 
 class ClusterWatcher:
-    def __init__(self, *, kinds: tuple[WatchedKind, ...] = WATCHED_KINDS) -> None:
+    def __init__(
+        self,
+        *,
+        kinds: tuple[WatchedKind, ...] = WATCHED_KINDS,
+        on_heartbeat: Callable[[], None] | None = None,
+    ) -> None:
+        self.on_heartbeat = on_heartbeat
         self.selector = manifests.installation_selector(installation_id())
         self._states = {kind.plural: _KindState(kind) for kind in kinds}
         self._lock = threading.Lock()
@@ -256,9 +262,14 @@ class ClusterWatcher:
             if not all(s.synced for s in self._states.values()) or not self._dirty:
                 return 0
             dirty, self._dirty = self._dirty, set()
-        instances = LabInstance.objects.active().filter(namespace__in=dirty).select_related("lab")
+        instances = list(
+            LabInstance.objects.active()
+            .filter(namespace__in=dirty)
+            .select_related("lab")
+            .prefetch_related("machines")
+        )
         looked_at = 0
-        for instance in instances.prefetch_related("machines"):
+        for instance in instances:
             with self._lock:
                 known, namespace, vmis, pods = self._namespace_view(instance.namespace)
             if not known:
@@ -314,6 +325,8 @@ class ClusterWatcher:
         if in_sync:
             fields["synced_at"] = now
         ClusterWatch.objects.update_or_create(name=CLUSTER_NAME, defaults=fields)
+        if self.on_heartbeat is not None:
+            self.on_heartbeat()
 
     def healthy_unlocked(self) -> bool:
         return all(s.synced and s.healthy for s in self._states.values())

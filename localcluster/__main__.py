@@ -217,6 +217,10 @@ def main(argv: list[str] | None = None) -> None:
         from localcluster.cloudimage import main as build_debian_image
 
         raise SystemExit(build_debian_image(argv[1:]))
+    if argv[:1] == ["demo-images"]:  # push the built demo images to a registry as containerDisks
+        from localcluster.registry.demo import main as demo_images
+
+        raise SystemExit(demo_images(argv[1:]))
     if argv[:1] == ["containerdisk"]:  # build a containerDisk image, push it or write a layout/archive
         from localcluster.registry.cli import main as containerdisk
 

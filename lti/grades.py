@@ -1,9 +1,10 @@
 """Tutorial progress as a grade in the platform's gradebook (LTI Assignment and Grade Services 2.0).
 
-A learner's launch with the AGS claim makes a GradeLink (the line item to post to). When their
-progress changes, the tutorials API calls `progress_changed`, which only queues a ScoreSubmission;
-`manage.py send_grades` delivers the queue (`deliver_due`), retrying with backoff while the platform
-is unreachable, and records the last score sent so the same score is never sent twice.
+A learner's launch with the AGS claim makes a GradeLink (the line item to post to). Tutorials know
+nothing of gradebooks: `manage.py send_grades` derives each linked learner's score from their
+progress (`queue_changed_scores`), queues a ScoreSubmission for every score that differs from the
+last one queued, delivers the queue (`deliver_due`), retrying with backoff while the platform is
+unreachable, and records the last score sent so the same score is never sent twice.
 
 The score is the weighted fraction of steps done (scoreGiven 0-1 of scoreMaximum 1): a step with a
 check is done when its check passed on the student's best attempt, another when it is ticked
@@ -24,7 +25,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 from pylti1p3.assignments_grades import AssignmentsGradesService
 from pylti1p3.exception import LtiException, LtiServiceException
@@ -38,8 +39,7 @@ from lti.models import GradeLink, ResourceLink, ScoreSubmission
 from lti.platform_http import platform_session
 from lti.resource_links import graded_tutorial
 from lti.toolconf import registration_for
-from tutorials.models import Tutorial
-from tutorials.progress import Progress, tutorial_progress
+from tutorials.progress import Progress, progress_by_user, tutorial_progress
 
 logger = logging.getLogger("lti.grades")
 
@@ -117,17 +117,28 @@ def link_grades_for_launch(
     return link
 
 
-def progress_changed(*, user: Any, tutorial: Tutorial) -> int:
-    """Queue the user's new progress in `tutorial` for every gradebook it goes to; sends nothing.
-
-    Called by whatever changes progress (the tick and check endpoints); returns how many scores were
-    queued.
-    """
-    links = list(GradeLink.objects.filter(user=user, tutorial=tutorial))
-    if not links:
-        return 0
-    progress = tutorial_progress(user, tutorial)
-    return sum(queue_score(link, progress) for link in links)
+def queue_changed_scores(*, now: datetime | None = None) -> int:
+    """Queue the score of every linked learner whose progress no longer gives the last score queued
+    for them (whatever became of that one: sent, skipped, failed, or still waiting). Returns how many
+    were queued. Reads each tutorial's progress in one pass (tutorials.progress.progress_by_user)."""
+    latest = ScoreSubmission.objects.filter(grade_link=OuterRef("pk")).order_by("-id")
+    links = GradeLink.objects.select_related("user", "tutorial").annotate(
+        latest_given=Subquery(latest.values("score_given")[:1]),
+        latest_activity=Subquery(latest.values("activity_progress")[:1]),
+        latest_grading=Subquery(latest.values("grading_progress")[:1]),
+    )
+    by_tutorial: dict[int, list[GradeLink]] = {}
+    for link in links:
+        by_tutorial.setdefault(link.tutorial_id, []).append(link)
+    queued = 0
+    for tutorial_links in by_tutorial.values():
+        progress = progress_by_user(tutorial_links[0].tutorial, {link.user_id for link in tutorial_links})
+        for link in tutorial_links:
+            score = score_for(progress[link.user_id])
+            last = (link.latest_given, link.latest_activity, link.latest_grading)
+            if last != (score.given, score.activity_progress, score.grading_progress):
+                queued += queue_score(link, progress[link.user_id], now=now)
+    return queued
 
 
 def queue_score(link: GradeLink, progress: Progress | None = None, *, now: datetime | None = None) -> bool:
@@ -191,9 +202,11 @@ def _lease() -> timedelta:
 
 
 def deliver_due(*, now: datetime | None = None, limit: int = 100) -> list[Delivery]:
-    """Send the scores that are due. Each row is claimed with a conditional UPDATE first, so workers
-    running at once never send the same row."""
+    """Queue the scores progress changed (`queue_changed_scores`), then send those that are due. Each
+    row is claimed with a conditional UPDATE first, so workers running at once never send the same
+    row."""
     now = now or timezone.now()
+    queue_changed_scores(now=now)
     due = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(
         status=Status.SENDING, claimed_at__lt=now - _lease()
     )

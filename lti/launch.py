@@ -32,7 +32,7 @@ from jwcrypto.jwk import JWK
 from pylti1p3.contrib.django import DjangoMessageLaunch
 from pylti1p3.exception import LtiException
 
-from lti.keys import platform_key_set
+from lti.key_formats import platform_key_set
 from lti.models import LoginState, Platform
 from lti.platform_http import platform_session
 from lti.toolconf import PlatformToolConf, find_platform, registration_for

@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from labs.models import Lab
+from lti.key_formats import platform_key_set
 from tutorials.models import Tutorial
 
 
@@ -115,8 +116,6 @@ class Platform(models.Model):
         if not self.keyset_url and not self.public_key.strip():
             errors["keyset_url"] = "Give the platform's keyset URL or paste its public key."
         if self.public_key.strip():
-            from lti.keys import platform_key_set  # the key parsing lives with the other key code
-
             try:
                 platform_key_set(self.public_key)
             except ValueError as error:

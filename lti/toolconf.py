@@ -8,7 +8,8 @@ from pylti1p3.deployment import Deployment
 from pylti1p3.registration import Registration
 from pylti1p3.tool_config import ToolConfAbstract
 
-from lti.keys import current_key, platform_key_set
+from lti.key_formats import platform_key_set
+from lti.keys import current_key
 from lti.models import Platform
 
 

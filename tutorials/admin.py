@@ -27,7 +27,8 @@ from tutorials.authoring import (
     tutorial_warnings,
 )
 from tutorials.checking import CheckRefused, step_check_run
-from tutorials.media import is_image_name, markdown_snippet, media_delete, media_references
+from tutorials.media import is_image_name, markdown_snippet
+from tutorials.media_deletion import media_delete, media_references
 from tutorials.models import CheckRun, Step, StepCheck, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import progress_by_user
 from tutorials.rendering import render_markdown
@@ -329,7 +330,7 @@ class TutorialMediaAdmin(InstructorAdmin):
             obj.uploaded_by = request.user
         super().save_model(request, obj, form, change)
 
-    # Deleting here deletes the stored file too, as the REST API does (tutorials.media.media_delete),
+    # Deleting here deletes the stored file too, as the REST API does (tutorials.media_deletion.media_delete),
     # and, as there, not while pages or steps still refer to it: the admin lists them as protected.
     def get_deleted_objects(self, objs, request):
         deleted, counts, permissions, protected = super().get_deleted_objects(objs, request)

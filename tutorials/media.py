@@ -1,4 +1,5 @@
-"""What may be uploaded as tutorial media, how Markdown refers to it, and deleting an upload.
+"""What may be uploaded as tutorial media, and how Markdown refers to it (deleting an upload:
+tutorials.media_deletion).
 
 Uploads are served from our own origin, so anything a browser could run there is refused:
 no SVG (it can carry scripts), no HTML. Each allowed type is recognised by its extension AND its
@@ -9,16 +10,11 @@ from __future__ import annotations
 
 import codecs
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import transaction
 from django.template.defaultfilters import filesizeformat
-
-if TYPE_CHECKING:  # tutorials.models imports this module
-    from tutorials.models import TutorialMedia
 
 # Extension -> possible leading bytes. An empty tuple means: text, checked separately.
 IMAGE_SIGNATURES: dict[str, tuple[bytes, ...]] = {
@@ -116,30 +112,3 @@ def markdown_snippet(title: str, url: str, name: str) -> str:
     """What an author pastes into a page: an image, or a link to download the file."""
     label = title.replace("[", "(").replace("]", ")")
     return f"![{label}]({url})" if is_image_name(name) else f"[{label}]({url})"
-
-
-def media_references(media: TutorialMedia) -> list[str]:
-    """The pages and steps whose Markdown refers to the upload's URL, as the author knows them, so that
-    deleting it does not silently break them. A reference by absolute URL contains the path too."""
-    from tutorials.models import Step, TutorialPage
-
-    if not media.file:
-        return []
-    path = media.file.url
-    pages = TutorialPage.objects.filter(body_markdown__contains=path).select_related("tutorial")
-    steps = Step.objects.filter(text_markdown__contains=path).select_related("page__tutorial")
-    places = [f'"{page.tutorial.title}", page "{page.title}"' for page in pages]
-    places += [f'"{step.page.tutorial.title}", a step on page "{step.page.title}"' for step in steps]
-    return sorted(set(places))
-
-
-def media_delete(*, media: TutorialMedia) -> None:
-    """Delete an upload and its stored file.
-
-    Django never deletes a FileField's file with its row. The file goes only once the deletion is
-    committed, so a rolled-back deletion keeps both the row and a file it can still serve.
-    """
-    name, storage = media.file.name, media.file.storage
-    media.delete()
-    if name:
-        transaction.on_commit(lambda: storage.delete(name))

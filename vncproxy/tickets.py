@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from laborchestrator import errors
 from labs.models import InstanceMachine, LabInstance
 from vncproxy.models import ConsoleTicket
 
@@ -24,10 +25,10 @@ from vncproxy.models import ConsoleTicket
 CONSOLE_STATUSES = (LabInstance.Status.STARTING, LabInstance.Status.RUNNING, LabInstance.Status.PAUSED)
 
 
-class TicketError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class TicketError(errors.ServiceError):
+    """A ticket cannot be issued or redeemed; the same words for students and staff."""
+
+    api_code = errors.NOT_FOUND
 
 
 class MachineNotFound(TicketError):
@@ -37,9 +38,14 @@ class MachineNotFound(TicketError):
 class ConsoleNotOffered(TicketError):
     """The machine's image has no console of that kind."""
 
+    api_code = errors.INVALID
+    api_field = "kind"
+
 
 class ConsoleNotRunning(TicketError):
     """The instance is not in a state whose machines can be connected to."""
+
+    api_code = errors.CONSOLE_NOT_RUNNING
 
 
 class TicketInvalid(TicketError):

@@ -1,4 +1,5 @@
-"""Domain errors as HTTP answers: the services raise `LabError`s, the API answers with these.
+"""Domain errors as HTTP answers: the services raise `ServiceError`s (laborchestrator.errors), each
+class naming its answer, and the API answers with these.
 
 Cluster trouble is 503 (try again later), a limit or a state that forbids the action is 409 with the
 rule in `detail`, and nothing a service raises on purpose becomes a 500.
@@ -18,9 +19,8 @@ from rest_framework.exceptions import APIException, NotFound, Throttled, Validat
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from laborchestrator import errors
 from laborchestrator.ratelimit import RateLimited
-from labs import exceptions as lab_errors
-from vncproxy import tickets
 
 
 class DomainError(APIException):
@@ -93,26 +93,25 @@ def request_limit_error_for(error: Exception) -> APIException | None:
     return None
 
 
-def api_error_for(error: lab_errors.LabError, *, for_staff: bool) -> APIException:
-    """The HTTP error a client sees for a lifecycle error: the cluster's details for staff, plain
+DOMAIN_ERRORS: dict[str, type[DomainError]] = {
+    errors.CLUSTER_UNAVAILABLE: ClusterUnavailableError,
+    errors.LIMIT_REACHED: LimitReachedError,
+    errors.LAB_NOT_AVAILABLE: LabNotAvailableError,
+    errors.INVALID_TRANSITION: InvalidTransitionError,
+    errors.CONSOLE_NOT_RUNNING: ConsoleNotRunningError,
+}
+
+
+def api_error_for(error: errors.ServiceError, *, for_staff: bool) -> APIException:
+    """The HTTP error a client sees for a service's error: the cluster's details for staff, plain
     words for everyone else (no internal addresses, no client library text)."""
     detail = error.message if for_staff else error.public_message
-    if isinstance(error, lab_errors.InstanceLimitReached | lab_errors.QuotaExceeded):
-        return LimitReachedError(detail)
-    if isinstance(error, lab_errors.InvalidTransition):
-        return InvalidTransitionError(detail)
-    if isinstance(error, lab_errors.LabNotAvailable | lab_errors.LabMisconfigured):
-        return LabNotAvailableError(detail)
-    # Every other cluster error (unreachable, forbidden, rejected) is the operator's to fix.
-    return ClusterUnavailableError(detail)
-
-
-def ticket_api_error_for(error: tickets.TicketError) -> APIException:
-    if isinstance(error, tickets.ConsoleNotOffered):
-        return ValidationError({"kind": [error.message]})
-    if isinstance(error, tickets.ConsoleNotRunning):
-        return ConsoleNotRunningError(error.message)
-    return NotFound(error.message)
+    if error.api_field:
+        return ValidationError({error.api_field: [detail]})
+    if error.api_code == errors.NOT_FOUND:
+        return NotFound(detail)
+    # Anything else is the operator's to fix (unreachable, forbidden, rejected): try again later.
+    return DOMAIN_ERRORS.get(error.api_code, ClusterUnavailableError)(detail)
 
 
 def protected_api_error_for(error: ProtectedError) -> APIException:
@@ -123,12 +122,10 @@ def protected_api_error_for(error: ProtectedError) -> APIException:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, lab_errors.LabError):
+    if isinstance(exc, errors.ServiceError):
         request = context.get("request")
         user = getattr(request, "user", None)
         exc = api_error_for(exc, for_staff=bool(getattr(user, "is_staff", False)))
-    elif isinstance(exc, tickets.TicketError):
-        exc = ticket_api_error_for(exc)
     elif isinstance(exc, ProtectedError):
         exc = protected_api_error_for(exc)
     elif isinstance(exc, RateLimited):  # a throttled sign-in

@@ -205,6 +205,10 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
         help_text="The reason in words: the cluster's exact reason and message for staff, plain words "
         "for others; null if not read."
     )
+    pull_progress = serializers.SerializerMethodField(
+        help_text="Percent of the machine's disk image downloaded while the cluster pulls it, where the "
+        "cluster reports it (the embedded one does; KubeVirt does not); null otherwise."
+    )
     consoles = serializers.SerializerMethodField()
 
     class Meta:
@@ -226,6 +230,7 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
             "ready",
             "reason",
             "message",
+            "pull_progress",
             "consoles",
         ]
         read_only_fields = fields
@@ -272,10 +277,17 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
         if status is None:
             return None
         if status.problem is None:
+            if status.pull is not None:
+                return status.pull.cluster_message if _for_staff(self.context) else status.pull.plain()
             return ""
         if _for_staff(self.context):
             return status.problem.detail(machine.name)
         return status.problem.plain(machine.name)
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_pull_progress(self, machine: InstanceMachine) -> int | None:
+        status = self._status(machine)
+        return status.pull.percent if status and status.pull else None
 
     @extend_schema_field(ConsoleUrlsSerializer)
     def get_consoles(self, machine: InstanceMachine) -> dict[str, str | None]:

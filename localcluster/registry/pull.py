@@ -16,7 +16,8 @@ every blob streamed to disk and checked against its digest. What is ours:
   RegistryUnreachable) so the cluster can report them as the kubelet does.
 
 Plain HTTP (`--src-tls-verify=false`) is used only for loopback registries and those the caller
-declares insecure; everything else is HTTPS with the system's CAs (or `ca_dir`).
+declares insecure (`insecure=True`; `insecure=False` verifies even a loopback one); everything else
+is HTTPS with the system's CAs, or the CA certificates (*.crt) in `ca_dir`.
 """
 
 from __future__ import annotations
@@ -257,9 +258,9 @@ class ImageCache:
         )
         target = self._image_dir(digest)
         with self._lock:
-            if target.exists():
-                shutil.rmtree(target)
-            layout.rename(target)
+            if not (target / "pulled.json").is_file():  # else a concurrent pull stored it first
+                shutil.rmtree(target, ignore_errors=True)
+                layout.rename(target)
         self.remember(reference, digest)
         image = self.get(digest)
         assert image is not None, f"{digest} stored but incomplete"
@@ -331,25 +332,49 @@ class _Source:
 
 
 def _skopeo(
-    args: list[str], *, timeout: float, policy: Path | None = None
+    args: list[str],
+    *,
+    timeout: float,
+    policy: Path | None = None,
+    cancel: threading.Event | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run skopeo; killed when `timeout` passes (its own --command-timeout should come first) or
+    `cancel` is set (the VMI went away: nothing keeps pulling for nobody)."""
     command = [SKOPEO, "--command-timeout", f"{max(1, int(timeout))}s"]
     command += ["--override-os", PLATFORM["os"], "--override-arch", PLATFORM["architecture"]]
     if policy is not None:
         command += ["--policy", str(policy)]
+    env = dict(os.environ)
+    if env.get("SSL_CERT_FILE") == os.devnull:  # the local cluster's own start-up shortcut (harness.py)
+        env.pop("SSL_CERT_FILE")
     try:
-        done = subprocess.run(  # noqa: S603 (argument list, no shell)
-            command + args, capture_output=True, timeout=timeout + 5, check=False, stdin=subprocess.DEVNULL
+        process = subprocess.Popen(  # noqa: S603 (argument list, no shell)
+            command + args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
     except FileNotFoundError as exc:
         raise SkopeoMissing("skopeo is not installed (Debian package skopeo; make system-deps)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise Timeout(f"no answer from the registry in {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip().splitlines()
-        text = skopeo_message(message[-1] if message else f"skopeo exited with {done.returncode}")
+    deadline = time.monotonic() + timeout + 5
+    while True:
+        try:
+            stdout, stderr = process.communicate(timeout=0.25)
+            break
+        except subprocess.TimeoutExpired:
+            cancelled = cancel is not None and cancel.is_set()
+            if cancelled or time.monotonic() > deadline:
+                process.kill()
+                process.communicate()
+                if cancelled:
+                    raise PullError("the pull was cancelled") from None
+                raise Timeout(f"no answer from the registry in {timeout:.0f} s") from None
+    if process.returncode != 0:
+        message = stderr.decode(errors="replace").strip().splitlines()
+        text = skopeo_message(message[-1] if message else f"skopeo exited with {process.returncode}")
         raise classify(text)(text)
-    return done
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def skopeo_message(line: str) -> str:
@@ -386,10 +411,14 @@ def authfile_for(credentials: dict[str, Any] | None) -> Iterator[Path | None]:
         os.unlink(name)
 
 
-def _resolve(ref: Reference, source: _Source, timeout: float) -> tuple[str, dict[str, Any]]:
+def _resolve(
+    ref: Reference, source: _Source, timeout: float, cancel: threading.Event | None = None
+) -> tuple[str, dict[str, Any]]:
     """The digest and manifest of the linux/amd64 image `ref` names (through an index if it is one)."""
     raw = _skopeo(
-        ["inspect", "--raw", *_source_args(source, "--"), f"docker://{ref}"], timeout=timeout
+        ["inspect", "--raw", *_source_args(source, "--"), f"docker://{ref.for_pull}"],
+        timeout=timeout,
+        cancel=cancel,
     ).stdout
     manifest = json.loads(raw)
     digest = ref.digest or "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -402,7 +431,7 @@ def _resolve(ref: Reference, source: _Source, timeout: float) -> tuple[str, dict
                 platform.get("os") == PLATFORM["os"]
                 and platform.get("architecture") == PLATFORM["architecture"]
             ):
-                return _resolve(ref.with_digest(entry["digest"]), source, timeout)
+                return _resolve(ref.with_digest(entry["digest"]), source, timeout, cancel)
         raise NotFound(f"{ref}: no linux/amd64 image in its manifest list")
     return digest, manifest
 
@@ -428,19 +457,27 @@ def _watch_progress(
             last = done
 
 
+def _tls_verify(ref: Reference, insecure: bool | None) -> bool:
+    """HTTPS with verified certificates, unless the caller says the registry is insecure, or (when
+    it says nothing) the registry is on loopback, where HTTP is allowed as for `make run`'s."""
+    return not insecure if insecure is not None else not ref.is_loopback
+
+
 def inspect_digest(
     reference: str,
     *,
     credentials: dict[str, Any] | None = None,
-    insecure: bool = False,
+    insecure: bool | None = None,
     ca_dir: Path | None = None,
     timeout: float = 10,
 ) -> str:
     """The digest `reference` resolves to now (an index's own digest for a manifest list)."""
     ref = parse_reference(reference)
     with authfile_for(credentials) as authfile:
-        source = _Source(not (insecure or ref.is_loopback), authfile, ca_dir)
-        raw = _skopeo(["inspect", "--raw", *_source_args(source), f"docker://{ref}"], timeout=timeout).stdout
+        source = _Source(_tls_verify(ref, insecure), authfile, ca_dir)
+        raw = _skopeo(
+            ["inspect", "--raw", *_source_args(source), f"docker://{ref.for_pull}"], timeout=timeout
+        ).stdout
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
@@ -449,17 +486,18 @@ def pull_image(
     *,
     cache: ImageCache,
     credentials: dict[str, Any] | None = None,
-    insecure: bool = False,
+    insecure: bool | None = None,
     ca_dir: Path | None = None,
     progress: Progress | None = None,
     timeout: float = 600,
     pull_policy: str = "IfNotPresent",
+    cancel: threading.Event | None = None,
 ) -> PulledImage:
     """Pull `reference` (linux/amd64) into `cache`, or find it there; raises a PullError subclass.
 
     `pull_policy` is the kubelet's: IfNotPresent uses a tag pulled before without asking the
     registry, Always asks the registry which digest the tag names now (the blobs still come from
-    the cache when it has them).
+    the cache when it has them). Setting `cancel` stops the pull (skopeo is killed; PullError).
     """
     ref = parse_reference(reference)
     if ref.digest and (image := cache.get(ref.digest)) is not None:
@@ -472,8 +510,8 @@ def pull_image(
         return image
     deadline = time.monotonic() + timeout
     with authfile_for(credentials) as authfile:
-        source = _Source(not (insecure or ref.is_loopback), authfile, ca_dir)
-        digest, manifest = _resolve(ref, source, min(timeout, 60))
+        source = _Source(_tls_verify(ref, insecure), authfile, ca_dir)
+        digest, manifest = _resolve(ref, source, min(timeout, 60), cancel)
         if (image := cache.get(digest)) is not None:
             cache.remember(ref, digest)
             return image
@@ -501,6 +539,7 @@ def pull_image(
                     ],
                     timeout=max(1.0, deadline - time.monotonic()),
                     policy=cache.policy,
+                    cancel=cancel,
                 )
             finally:
                 stop.set()

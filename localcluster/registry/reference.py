@@ -39,6 +39,12 @@ class Reference:
     def __str__(self) -> str:
         return self.name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
+    @property
+    def for_pull(self) -> str:
+        """What to ask the registry for: the digest alone when there is one (containers/image, like
+        CRI-O, refuses a tag and a digest together; the digest decides anyway)."""
+        return f"{self.name}@{self.digest}" if self.digest else str(self)
+
     def with_digest(self, digest: str) -> Reference:
         return Reference(self.registry, self.repository, None, digest)
 

@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -43,8 +44,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from localcluster import tls
+from localcluster.harness import die_with_parent
 from localcluster.registry.pull import authfile_for, classify, skopeo_message
 from localcluster.registry.reference import parse_reference
+from localcluster.tls import TlsFiles
 
 DOCKER_REGISTRY = "docker-registry"
 HTPASSWD = "htpasswd"
@@ -169,6 +173,18 @@ class Registry:
     storage: Path
     users: dict[str, str] = field(default_factory=dict)
     token_server: TokenServer | None = None
+    tls: TlsFiles | None = None
+
+    @property
+    def ca_dir(self) -> Path | None:
+        """A folder holding only the registry's CA certificate, as skopeo's --cert-dir wants it
+        (every *.crt there is a CA; a *.key would ask for a client certificate)."""
+        if self.tls is None:
+            return None
+        folder = self.tls.ca_cert.parent.parent / "ca"
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(self.tls.ca_cert, folder / "ca.crt")
+        return folder
 
     def credentials(self, username: str | None = None) -> dict[str, Any] | None:
         if not self.users:
@@ -242,7 +258,13 @@ def _htpasswd(path: Path, users: dict[str, str]) -> None:
 
 
 def registry_config(
-    folder: Path, port: int, *, users: dict[str, str], auth: str, token_server: TokenServer | None
+    folder: Path,
+    port: int,
+    *,
+    users: dict[str, str],
+    auth: str,
+    token_server: TokenServer | None,
+    tls: TlsFiles | None = None,
 ) -> dict[str, Any]:
     config: dict[str, Any] = {
         "version": 0.1,
@@ -250,6 +272,8 @@ def registry_config(
         "storage": {"filesystem": {"rootdirectory": str(folder / "storage")}, "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
     }
+    if tls is not None:
+        config["http"]["tls"] = {"certificate": str(tls.server_cert), "key": str(tls.server_key)}
     if auth == "htpasswd":
         _htpasswd(folder / "htpasswd", users)
         config["auth"] = {"htpasswd": {"realm": SERVICE, "path": str(folder / "htpasswd")}}
@@ -266,7 +290,10 @@ def registry_config(
     return config
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 15) -> None:
+def _wait_ready(
+    process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 15, ca: Path | None = None
+) -> None:
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -274,7 +301,7 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: 
                 f"docker-registry exited with {process.returncode}: {log.read_text()[-2000:]}"
             )
         try:
-            urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 (an http URL we built)
+            urllib.request.urlopen(url, timeout=1, context=context).close()  # noqa: S310 (an http URL we built)
             return
         except urllib.error.HTTPError:
             return  # 401: up, and asking for credentials
@@ -285,10 +312,16 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: 
 
 @contextlib.contextmanager
 def run_registry(
-    folder: Path, *, users: dict[str, str] | None = None, auth: str | None = None, port: int = 0
+    folder: Path,
+    *,
+    users: dict[str, str] | None = None,
+    auth: str | None = None,
+    port: int = 0,
+    https: bool = False,
 ) -> Iterator[Registry]:
     """docker-registry on 127.0.0.1 until the block ends. `auth`: None, "htpasswd" or "token"
-    (with `users`, htpasswd is the default)."""
+    (with `users`, htpasswd is the default). `https`: served with a certificate from a CA of its
+    own (`Registry.ca_dir` holds the CA, as skopeo's --cert-dir wants it)."""
     if shutil.which(DOCKER_REGISTRY) is None:
         raise RegistryError("docker-registry is not installed (Debian package docker-registry)")
     users = dict(users or {})
@@ -298,10 +331,17 @@ def run_registry(
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     token_server = TokenServer(folder, users) if auth == "token" else None
+    if https:
+        (folder / "tls").mkdir(exist_ok=True)
+    tls_files = tls.generate(folder / "tls") if https else None
     config_file = folder / "config.yml"
     # JSON is YAML: distribution reads it as its config.
     config_file.write_text(
-        json.dumps(registry_config(folder, port, users=users, auth=auth or "", token_server=token_server))
+        json.dumps(
+            registry_config(
+                folder, port, users=users, auth=auth or "", token_server=token_server, tls=tls_files
+            )
+        )
     )
     log = folder / "registry.log"
     with contextlib.ExitStack() as stack:
@@ -315,10 +355,15 @@ def run_registry(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
+                start_new_session=True,  # not the terminal's Ctrl-C: its owner stops it, in order
+                preexec_fn=die_with_parent,
             )
         try:
-            _wait_ready(process, f"http://127.0.0.1:{port}/v2/", log)
-            yield Registry(f"127.0.0.1:{port}", folder / "storage", users, token_server)
+            scheme = "https" if tls_files else "http"
+            _wait_ready(
+                process, f"{scheme}://127.0.0.1:{port}/v2/", log, ca=tls_files.ca_cert if tls_files else None
+            )
+            yield Registry(f"127.0.0.1:{port}", folder / "storage", users, token_server, tls_files)
         finally:
             process.terminate()
             try:

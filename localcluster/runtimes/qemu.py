@@ -1,10 +1,13 @@
 """The `qemu` runtime: each VMI is a real `qemu-system-x86_64`, as KubeVirt runs it in its launcher pod.
 
-- Disks: `containerDisk.image` resolves through the image store (`--images DIR`, see
-  `localcluster/qemu/images.py`). A kernel+initramfs image boots directly; a disk image boots from a
-  throw-away qcow2 overlay, deleted with the VMI. An unknown reference cannot be pulled: the cluster
-  reports ErrImagePull before the runtime is asked to start (`image_pull_error`; the store's list
-  goes to the server log).
+- Disks: `containerDisk.image` and `kernelBoot.container.image` are pulled from their registries
+  before the launch (`pull_images`, localcluster/registry/: skopeo, a cache by digest shared by all
+  VMIs, the VMI's `imagePullSecret`), as the kubelet pulls a launcher pod's images; a failed pull is
+  ErrImagePull / ImagePullBackOff on the VMI (the cluster retries with the kubelet's back-off). A
+  containerDisk's one file in /disk (or its `path`) boots from a throw-away qcow2 overlay, deleted
+  with the VMI; an image without one fails the launch with virt-handler's message. A kernel-boot
+  image's kernel and initrd boot directly, with `kernelArgs`. The local image store (`--images DIR`,
+  `localcluster/qemu/images.py`) is a fallback: a reference it holds is not pulled.
 - The node: this host's memory (MemTotal) and CPUs are what the scheduler fits launcher pods into
   (`node_allocatable`).
 - cloud-init: a `cloudInitNoCloud` volume becomes a `cidata` ISO disk; `secretRef` Secrets are read
@@ -305,10 +308,14 @@ class QemuRuntime(Runtime):
             def report(done: int, total: int, reference: str = use.reference) -> None:
                 loop.call_soon_threadsafe(progress, reference, done, total)
 
+            cancel = threading.Event()
             try:
-                image = await asyncio.to_thread(self._pull, use, credentials, report)
+                image = await asyncio.to_thread(self._pull, use, credentials, report, cancel)
             except (InvalidReference, PullError) as exc:
                 return use.reference, kubelet_pull_message(exc)
+            except asyncio.CancelledError:
+                cancel.set()  # the VMI went away: skopeo is killed instead of pulling for nobody
+                raise
             self.pulls.hold(image.digest)
             self._holds.setdefault((namespace, name), []).append(image.digest)
             try:
@@ -317,16 +324,19 @@ class QemuRuntime(Runtime):
                 pulled[use] = exc  # the pull worked; the launch fails, as virt-handler's mount does
         return None
 
-    def _pull(self, use: ImageUse, credentials: dict[str, Any] | None, report: Any) -> PulledImage:
+    def _pull(
+        self, use: ImageUse, credentials: dict[str, Any] | None, report: Any, cancel: threading.Event
+    ) -> PulledImage:
         policy = use.pull_policy or ("Always" if use.reference.endswith(":latest") else "IfNotPresent")
         return pull_image(
             use.reference,
             cache=self.pulls,
             credentials=credentials,
-            insecure=parse_reference(use.reference).registry in self.insecure_registries,
+            insecure=True if parse_reference(use.reference).registry in self.insecure_registries else None,
             progress=report,
             timeout=self.pull_timeout,
             pull_policy=policy,
+            cancel=cancel,
         )
 
     def _unpack(self, image: PulledImage, use: ImageUse) -> Image:

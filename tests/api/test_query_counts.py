@@ -77,3 +77,21 @@ def test_media_list_queries_do_not_grow(client_for, instructor, media_root):
     add_media(19)
 
     assert queries_for(client, "/api/media/") == one
+
+
+@pytest.mark.parametrize("machines", [1, 2, 8])
+def test_an_instance_detail_costs_a_fixed_number_of_queries_and_no_cluster_call(
+    client_for, make_instance, make_lab, student, machines, django_assert_max_num_queries, settings
+):
+    """What the instance page polls: the same few queries whatever the number of machines, and no
+    cluster at all (the KUBECONFIG below does not exist; a call would answer 503)."""
+    settings.KUBECONFIG = "/nonexistent/kubeconfig"
+    client = client_for(student)
+    instance = make_instance(
+        owner=student, lab=make_lab(), machines=machines, status=LabInstance.Status.RUNNING
+    )
+    # The user (JWT), the instance with lab and owner, its machines, the watcher's heartbeat.
+    with django_assert_max_num_queries(4):
+        response = client.get(f"/api/instances/{instance.pk}/")
+    assert response.status_code == 200
+    assert len(response.json()["machines"]) == machines

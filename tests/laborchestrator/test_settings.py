@@ -61,3 +61,18 @@ def test_development_secret_key_is_generated_per_checkout_and_kept(tmp_path):
 def test_production_has_no_default_secret_key_or_hosts(tmp_path):
     env = {"LABORCHESTRATOR_PRODUCTION": "1", "LABORCHESTRATOR_VAR_DIR": str(tmp_path)}
     assert settings_in_subprocess(env, "repr(s.SECRET_KEY), s.ALLOWED_HOSTS, s.DEBUG") == "'' [] False"
+
+
+def test_postgresql_connections_come_from_a_pool_when_switched_on(tmp_path):
+    env = {"DATABASE_URL": "postgres://u@db.example:5432/labs", "LABORCHESTRATOR_VAR_DIR": str(tmp_path)}
+    options = "s.DATABASES['default'].get('OPTIONS', {})"
+    assert settings_in_subprocess(env, options) == "{}"
+    pooled = settings_in_subprocess({**env, "DATABASE_POOL": "1"}, options)
+    assert pooled == "{'pool': {'min_size': 1, 'max_size': 10, 'timeout': 10}}"
+
+
+def test_sqlite_transactions_take_the_write_lock_when_they_begin(tmp_path):
+    options = settings_in_subprocess(
+        {"LABORCHESTRATOR_VAR_DIR": str(tmp_path)}, "s.DATABASES['default']['OPTIONS']"
+    )
+    assert options == "{'transaction_mode': 'IMMEDIATE', 'timeout': 20}"

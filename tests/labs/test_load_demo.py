@@ -37,11 +37,12 @@ def test_desktop_lab_comes_first_with_a_screen_only_desktop_and_a_server():
     lab = Lab.objects.get(slug="desktop-in-your-browser")
     desktop, server = lab.machines.all()
     assert (desktop.name, desktop.opens_first, server.name) == ("desktop", True, "server")
-    assert desktop.image.container_disk_image == "localcluster/desktop:latest"
+    assert desktop.image.container_disk_image == "127.0.0.1:5055/laborchestrator/desktop:1"
+    assert desktop.image.kernel_path == "/boot/vmlinuz"
     # The desktop's Screen is what opens: it has no serial console to open instead.
     assert (desktop.image.has_vnc, desktop.image.has_serial_console) == (True, False)
     assert desktop.memory_mib >= desktop.image.min_memory_mib
-    assert server.image.container_disk_image == "localcluster/demo:latest"
+    assert server.image.container_disk_image == "127.0.0.1:5055/laborchestrator/demo:1"
     tutorial = Tutorial.objects.get(slug="desktop-in-your-browser")
     assert list(tutorial.labs.all()) == [lab]
     bodies = " ".join(page.body_markdown for page in tutorial.pages.all())
@@ -60,7 +61,7 @@ def test_the_containers_lab_has_a_tools_container_beside_a_vm_and_a_checked_ping
         "registry.localcluster.test/laborchestrator/tools:1",
         True,
     )
-    assert (server.kind, server.image.container_disk_image) == ("vm", "localcluster/demo:latest")
+    assert (server.kind, server.image.container_disk_image) == ("vm", "127.0.0.1:5055/laborchestrator/demo:1")
     tools.full_clean()
     server.full_clean()
     tutorial = Tutorial.objects.get(slug="containers-beside-a-vm")
@@ -71,3 +72,27 @@ def test_the_containers_lab_has_a_tools_container_beside_a_vm_and_a_checked_ping
         if hasattr(step, "step_check")
     ]
     assert check.machine == "tools" and "server.lab" in check.script
+
+
+def test_demo_images_follow_the_registry_unless_an_instructor_changed_them():
+    """`load_demo --registry` (make demo-images, or make run's registry on another port) moves the
+    demo images there; an image an instructor pointed elsewhere stays. The tag is the one
+    `python -m localcluster demo-images` pushes."""
+    from labfiles.management.commands.load_demo import DEMO_TAG
+    from labs.models import VMImage
+    from localcluster.registry import demo
+
+    assert DEMO_TAG == demo.DEMO_TAG
+    call_command("load_demo", "--registry", "127.0.0.1:6000")
+    desktop = VMImage.objects.get(name="Lab Orchestrator desktop")
+    assert desktop.container_disk_image == demo.demo_reference("127.0.0.1:6000", "desktop")
+    call_command("load_demo", "--registry", "registry.example.org")
+    desktop.refresh_from_db()
+    assert desktop.container_disk_image == "registry.example.org/laborchestrator/desktop:1"
+    desktop.container_disk_image = "registry.example.org/team/desktop:2"
+    desktop.save()
+    call_command("load_demo", "--registry", "127.0.0.1:6001")
+    desktop.refresh_from_db()
+    assert desktop.container_disk_image == "registry.example.org/team/desktop:2"
+    assert not VMImage.objects.filter(container_disk_image__startswith="localcluster/").exists()
+    assert "docker.io" not in " ".join(VMImage.objects.values_list("container_disk_image", flat=True))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import socket
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from localcluster.harness import LocalCluster, start_local_cluster
 from localcluster.registry.containerdisk import build_layout, disk_files, kernel_files
@@ -219,3 +220,33 @@ def test_a_registry_that_hangs_times_out_and_the_cluster_stays_responsive(api, n
         for connection in held:
             connection.close()
         listener.close()
+
+
+def test_pull_progress_is_on_the_vmi_while_it_pulls(api, namespace, oci_registry, tmp_path):
+    """Every status write is a watch event: the Ready=False `Pulling` condition climbs to 100 % and
+    is gone once the VMI runs (the app reads it: labs/machine_reasons.py pull_progress)."""
+    disk = tmp_path / "noise.img"
+    with disk.open("wb") as out:
+        for _ in range(24):
+            out.write(os.urandom(1 << 20))  # incompressible: the layer is as big as the disk
+    build_layout(tmp_path / "layout", disk_files(disk))
+    oci_registry.push_layout(tmp_path / "layout", "tests/progress:1")
+    custom = client.CustomObjectsApi(api)
+    stream = watch.Watch()
+    events = stream.stream(
+        custom.list_namespaced_custom_object, *VMI, namespace, "virtualmachineinstances", timeout_seconds=60
+    )
+    create(api, namespace, demo_vmi("progress", image=oci_registry.reference("tests/progress:1")))
+    messages = []
+    for event in events:
+        status = event["object"].get("status") or {}
+        ready = condition(event["object"], "Ready")
+        if ready.get("reason") == "Pulling":
+            messages.append(ready["message"])
+        if status.get("phase") == "Running":
+            assert ready.get("reason") != "Pulling"
+            stream.stop()
+    percents = [int(m.split()[1]) for m in messages]
+    assert percents and percents[0] == 0 and percents[-1] == 100, messages
+    assert percents == sorted(percents)
+    assert all(oci_registry.reference("tests/progress:1") in m for m in messages)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import tarfile
 import threading
@@ -20,6 +21,8 @@ from localcluster.registry.pull import (
     DigestMismatch,
     ImageCache,
     NotFound,
+    PullError,
+    RegistryUnreachable,
     Timeout,
     Unauthorized,
     inspect_digest,
@@ -276,3 +279,68 @@ def test_references_name_their_registry_and_default_to_latest():
         True,
     )
     assert not parse_reference("registry.example.org/team/disk:1.0").is_loopback
+
+
+def test_concurrent_pulls_of_one_image_share_the_cache(oci_registry, tmp_path):
+    oci_registry.push_layout(a_layout(tmp_path, b"shared" * 50000), "tests/shared:1")
+    cache = ImageCache(tmp_path / "cache")
+    results: list[object] = []
+
+    def pull() -> None:
+        try:
+            results.append(pull_image(oci_registry.reference("tests/shared:1"), cache=cache))
+        except Exception as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert len({r.digest for r in results}) == 1 and cache.images() == [results[0].digest]
+    assert disk_of(results[0], tmp_path / "x")[0].read_bytes().startswith(b"shared")
+
+
+def test_https_verifies_the_registry_certificate(start_oci_registry, tmp_path):
+    registry = start_oci_registry(https=True)
+    registry.push_layout(a_layout(tmp_path, b"over https"), "tests/https:1")
+    reference = registry.reference("tests/https:1")
+
+    with pytest.raises(RegistryUnreachable, match="certificate"):
+        pull_image(reference, cache=ImageCache(tmp_path / "unverified"), insecure=False)
+    image = pull_image(
+        reference, cache=ImageCache(tmp_path / "cache"), insecure=False, ca_dir=registry.ca_dir
+    )
+    assert disk_of(image, tmp_path / "x")[0].read_bytes().startswith(b"over https")
+
+
+def test_a_cancelled_pull_stops_skopeo(tmp_path):
+    """A hanging registry and a VMI that goes away: the pull ends at once, not at its time-out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    cancel = threading.Event()
+    outcome: list[BaseException] = []
+
+    def pull() -> None:
+        try:
+            pull_image(
+                f"127.0.0.1:{listener.getsockname()[1]}/tests/hang:1",
+                cache=ImageCache(tmp_path / "c"),
+                timeout=60,
+                cancel=cancel,
+            )
+        except PullError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=pull)
+    thread.start()
+    time.sleep(1)
+    started = time.monotonic()
+    cancel.set()
+    thread.join(10)
+    listener.close()
+    assert not thread.is_alive() and time.monotonic() - started < 3
+    assert outcome and "cancelled" in str(outcome[0])
+    assert not [line for line in os.popen("ps -eo args").read().splitlines() if "tests/hang:1" in line]

@@ -44,7 +44,9 @@ def fake_platform() -> Iterator[FakePlatform]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     platform = FakePlatform(base_url=f"http://127.0.0.1:{server.server_address[1]}")
     server.RequestHandlerClass = make_handler(platform)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # serve_forever notices shutdown() only between polls: at its default 0.5 s, tearing the server
+    # down took most of this suite's time.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield platform
     server.shutdown()

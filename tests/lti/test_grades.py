@@ -1,4 +1,5 @@
-"""Tutorial progress to the fake platform's gradebook: the tick endpoint queues, send_grades sends."""
+"""Tutorial progress to the fake platform's gradebook: send_grades derives the scores from progress,
+queues those that changed and sends them; the tutorials' endpoints only record progress."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from lti.grades import deliver_due
+from lti.grades import deliver_due, queue_changed_scores
 from lti.models import GradeLink, ScoreSubmission
 from tests.lti.fake_platform import AGS_CLAIM, CLIENT_ID, INSTRUCTOR, SCORE_SCOPE
 from tutorials.models import Step
@@ -63,6 +64,7 @@ def test_launch_with_ags_links_the_learner_and_queues_their_start(graded_launch,
 def test_tick_sends_the_progress_with_a_client_credentials_token(client, graded_launch, fake_platform):
     link = graded_launch()
     tick(client, steps()[0])
+    assert queue_changed_scores() == 1
     assert ScoreSubmission.objects.filter(status="pending").count() == 1  # the start was replaced
     deliveries = deliver_due()
     assert [d.outcome for d in deliveries] == ["sent"]
@@ -114,15 +116,29 @@ def test_partial_scores_can_be_sent_as_pending(client, graded_launch, fake_platf
     assert scores_posted(fake_platform)[0].json()["gradingProgress"] == "Pending"
 
 
+def test_the_tick_endpoint_queues_nothing_itself(client, graded_launch, fake_platform):
+    graded_launch()
+    (start,) = ScoreSubmission.objects.all()
+    tick(client, steps()[0])
+    (still,) = ScoreSubmission.objects.all()
+    assert (still.pk, still.score_given) == (start.pk, 0.0)
+    assert queue_changed_scores() == 1
+    assert ScoreSubmission.objects.get().score_given == 0.25  # the waiting start took the new score
+    assert queue_changed_scores() == 0
+
+
 def test_the_same_score_is_never_sent_twice(client, graded_launch, fake_platform):
     link = graded_launch()
-    first = steps()[0]
+    first, second = steps()[:2]
     tick(client, first)
     deliver_due()
     tick(client, first)  # ticking again changes nothing
-    assert not ScoreSubmission.objects.filter(status="pending").exists()
     tick(client, first, "delete")
-    tick(client, first)  # back where it was before anything was sent
+    tick(client, first)  # back where it was when it was sent
+    assert queue_changed_scores() == 0
+    tick(client, second)
+    assert queue_changed_scores() == 1  # 0.5 waits...
+    tick(client, second, "delete")  # ...and is back at the 0.25 sent before it goes
     deliver_due()
     assert len(scores_posted(fake_platform)) == 1
     assert ScoreSubmission.objects.filter(status="skipped").count() == 1
@@ -170,7 +186,8 @@ def test_token_endpoint_down_then_platform_unreachable_loses_nothing(
     queued = ScoreSubmission.objects.get(status="pending")
     assert queued.next_attempt_at == now + timedelta(minutes=1, seconds=60)
     settings.LTI_GRADE_MAX_ATTEMPTS = 2
-    tick(client, steps()[1])  # the waiting score takes the newer progress
+    tick(client, steps()[1])
+    queue_changed_scores()  # the waiting score takes the newer progress
     assert ScoreSubmission.objects.get(status="pending").score_given == 0.5
 
 
@@ -181,6 +198,7 @@ def test_a_score_the_platform_refuses_fails_without_retrying(client, graded_laun
     assert deliver_due()[0].outcome == "failed"
     assert ScoreSubmission.objects.get(status="failed").attempts == 1
     assert deliver_due(now=timezone.now() + timedelta(days=1)) == []
+    assert ScoreSubmission.objects.count() == 1  # the same progress is not queued again
 
 
 def test_a_claimed_score_is_not_sent_by_a_second_worker_until_its_lease_expires(

@@ -1,7 +1,7 @@
-"""The whole app flow as its service account (readiness, a ready instance started and handed over,
-status, both consoles, a step check, pause, resume, reconcile, stop): every call is allowed, and the
-two roles of deploy/k8s/rbac.yaml grant exactly the calls made, the cluster-wide one outside lab
-namespaces and the lab one inside them, nothing unused."""
+"""The whole app flow as its service account (readiness, the status watcher, a ready instance started
+and handed over, status, both consoles, a step check, pause, resume, reconcile, stop): every call is
+allowed, and the two roles of deploy/k8s/rbac.yaml grant exactly the calls made, the cluster-wide one
+outside lab namespaces and the lab one inside them, nothing unused."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 
 from labs import cluster, lifecycle, machine_exec
 from labs.models import Lab, LabInstance, VMImage
+from labs.watcher import ClusterWatcher
 from tests.conftest import require_tool
 
 from .conftest import BANNER_PREFIX, communicator, console_path, read_exactly, session_cookie, wait_running
@@ -68,7 +69,13 @@ async def test_the_whole_flow_needs_exactly_the_two_roles(app_cluster, lab, stud
     require_tool("busybox", "busybox-static")  # the simulated guest's shell
     await sync_to_async(VMImage.objects.filter(machines__lab=lab).update)(has_ssh_server=True)
     app_cluster.faults.reset_calls()
-    await sync_to_async(cluster.check_api_server)(timeout=5)  # the readiness probe's GET /version
+    await sync_to_async(cluster.check_api_server)(timeout=5)  # readiness, the watcher's probe
+    watcher = await sync_to_async(ClusterWatcher)()  # the status watcher's list-and-watch, as the app
+    watcher.start()
+    for _ in range(200):
+        if watcher.synced:
+            break
+        await asyncio.sleep(0.05)
     # The student's start takes the lab's ready instance: the hand-over patches its owner labels.
     await sync_to_async(Lab.objects.filter(pk=lab.pk).update)(ready_instances=1)
     (ready_id,) = (await sync_to_async(lifecycle.pool_refill)()).started
@@ -94,36 +101,31 @@ async def test_the_whole_flow_needs_exactly_the_two_roles(app_cluster, lab, stud
         await asyncio.sleep(0.05)
     assert instance.status == LabInstance.Status.STOPPED
     await sync_to_async(lifecycle.reconcile)()
+    await sync_to_async(watcher.apply_pending)()
+    await sync_to_async(watcher.stop)()
 
     calls = app_cluster.faults.calls()
     assert [c for c in calls if c["status"] in (401, 403)] == []
     in_lab = [c for c in calls if c["namespace"] == instance.namespace and c["resource"] != "namespaces"]
     elsewhere = [c for c in calls if c not in in_lab]
-    assert {c["namespace"] for c in elsewhere if c["resource"] != "namespaces"} <= {instance.namespace}
+    cluster_wide = [c for c in elsewhere if c["resource"] != "namespaces" and not c["namespace"]]
+    assert used(cluster_wide) == {
+        (verb, kind) for verb in ("list", "watch") for kind in ("virtualmachineinstances", "pods")
+    }
+    assert {c["namespace"] for c in elsewhere if c["resource"] != "namespaces" and c["namespace"]} <= {
+        instance.namespace
+    }
     # The RoleBinding is made in the lab namespace but with the cluster-wide role, like the namespace.
     # Rights this VM-only flow does not exercise, each used and tested elsewhere: container machines
     # (tests/labs/test_container_machines.py, tests/vncproxy/test_container_terminal.py,
-    # tests/api/test_container_step_checks.py) and handing a ready instance to a student (pools).
-    elsewhere_tested = {
+    # tests/api/test_container_step_checks.py).
+    containers_only = {
         ("create", "pods"),
         ("list", "pods"),
         ("patch", "pods"),
         ("create", "pods/exec"),
         ("get", "pods/exec"),
-        ("patch", "virtualmachineinstances"),
     }
-    assert used(in_lab) - {("create", "rolebindings")} == granted("laborchestrator-lab") - elsewhere_tested
-    # The watcher's cluster-wide lists and watches (tests/labs/test_watcher.py) and the pool's
-    # namespace label (pools) do not run in this flow.
-    watcher_and_pools = {
-        ("list", "virtualmachineinstances"),
-        ("watch", "virtualmachineinstances"),
-        ("list", "pods"),
-        ("watch", "pods"),
-        ("watch", "namespaces"),
-        ("patch", "namespaces"),
-    }
-    assert (
-        used(elsewhere) | {("create", "rolebindings")}
-        == granted("laborchestrator") - {("bind", "clusterroles")} - watcher_and_pools
-    )
+    assert used(in_lab) - {("create", "rolebindings")} == granted("laborchestrator-lab") - containers_only
+    all_but_bind = granted("laborchestrator") - {("bind", "clusterroles")}
+    assert used(elsewhere) | {("create", "rolebindings")} == all_but_bind

@@ -1,6 +1,6 @@
 """REST views of tutorials, their pages and steps, progress, and uploaded media. Thin: rendering
 happens when a page is saved (tutorials.models), variables come from tutorials.variables, progress
-from tutorials.progress, upload rules and deletion from tutorials.media."""
+from tutorials.progress, upload rules and deletion from tutorials.media_deletion."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from laborchestrator.api.throttles import StepCheckThrottle
 from laborchestrator.inputs import IdField, parse_id
 from labs import lifecycle
 from labs.models import LabInstance
-from lti.grades import progress_changed
 from tutorials.api.serializers import (
     CheckOutcomeSerializer,
     CheckRequestSerializer,
@@ -43,7 +42,7 @@ from tutorials.api.serializers import (
     TutorialSerializer,
 )
 from tutorials.checking import CheckRefused, step_check_run
-from tutorials.media import media_delete, media_references
+from tutorials.media_deletion import media_delete, media_references
 from tutorials.models import Step, Tutorial, TutorialMedia, TutorialPage
 from tutorials.progress import Progress, StepIsChecked, step_tick, step_untick, tutorial_progress
 from tutorials.variables import TutorialContext
@@ -253,8 +252,6 @@ class TutorialStepViewSet(TutorialChildViewSet):
             _record_activity(user=request.user, tutorial=tutorial)
         else:
             step_untick(user=request.user, step=step)
-        # Queues the new score for LTI gradebooks this tutorial reports to (sent by `send_grades`).
-        progress_changed(user=request.user, tutorial=tutorial)
         data = ProgressSerializer.data_for(request.user, tutorial_progress(request.user, tutorial))
         return Response(ProgressSerializer(data).data)
 
@@ -291,7 +288,6 @@ class TutorialStepViewSet(TutorialChildViewSet):
             raise CheckNotRunnable(refused.message, status_code=refused.status) from refused
         if not trial:
             _record_activity(user=request.user, tutorial=tutorial)
-            progress_changed(user=request.user, tutorial=tutorial)
         progress = tutorial_progress(request.user, tutorial, instance=instance)
         run_serializer = StaffCheckRunSerializer if request.user.is_staff else CheckRunSerializer
         return Response(

@@ -7,6 +7,7 @@ API load): `make run` starts it next to `expire` and `reconcile`; in Kubernetes 
 
 import signal
 import threading
+from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
@@ -16,9 +17,17 @@ from labs.watcher import ClusterWatcher
 class Command(BaseCommand):
     help = "Watch the cluster's lab namespaces and machines and record their status in the database."
 
-    def handle(self, *args, **options) -> None:
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--heartbeat-file",
+            type=Path,
+            help="Touch this file at every heartbeat (the Deployment's liveness probe checks its age).",
+        )
+
+    def handle(self, *args, heartbeat_file: Path | None = None, **options) -> None:
         done = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: done.set())
         self.stdout.write("Watching the cluster; status goes to the database.")
-        ClusterWatcher().run(until=done.is_set)
+        on_beat = heartbeat_file.touch if heartbeat_file else None
+        ClusterWatcher(on_heartbeat=on_beat).run(until=done.is_set)

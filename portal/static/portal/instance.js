@@ -115,7 +115,8 @@ class MachineView {
     const stageElement = this.tab.querySelector(".stage");
     stageElement.dataset.stage = stage;
     stageElement.dataset.step = String(STAGES.indexOf(stage));
-    this.tab.querySelector(".stage-label").textContent = STAGE_LABELS[stage];
+    const pulling = data.pull_progress !== null && data.pull_progress !== undefined && stage === "scheduled";
+    this.tab.querySelector(".stage-label").textContent = pulling ? `Downloading ${data.pull_progress} %` : STAGE_LABELS[stage];
     this.tab.querySelector(".machine-ip").textContent = data.ip_address || "";
     this.tab.setAttribute("aria-label", `${this.name}: ${STAGE_LABELS[stage]}${data.ip_address ? `, ${data.ip_address}` : ""}`);
     this.panel.querySelector('[data-field="username"]').textContent = data.username;
