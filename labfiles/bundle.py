@@ -2,8 +2,9 @@
 back from either within limits (number and size of files, no path leaving the folder, no links).
 
     lab.yaml                     the lab: name, slug, description, limits, ready instances
-    machines.yaml                its machines, in order, each naming its image
-    images.yaml                  the VM images the machines use
+    machines.yaml                its machines, in order: a VM names its image; a container
+                                 (`kind: container`) names its OCI image, command, env, ...
+    images.yaml                  the VM images the virtual machines use
     tutorials/<slug>/tutorial.yaml   a tutorial: its pages in order, their steps and checks
     tutorials/<slug>/pages/NN-<title>.md   one Markdown file per page
     media.yaml, media/<name>     files the pages refer to (images, PDFs, ...)

@@ -14,7 +14,7 @@ from django.utils.text import slugify
 
 from labfiles.bundle import Bundle
 from labfiles.yamlfile import dump
-from labs.models import Lab, VMImage
+from labs.models import Lab, LabMachine, VMImage
 from tutorials.models import Tutorial, TutorialMedia
 
 LAB_FIELDS = (
@@ -29,6 +29,21 @@ LAB_FIELDS = (
     "ready_instances",
 )
 MACHINE_FIELDS = ("name", "image", "cores", "memory_mib", "opens_first", "cloud_init_user_data")
+# A container machine says so (`kind: container`) and has its own fields; a virtual machine is
+# written without `kind`, so labs of VMs only export as they did before containers existed.
+CONTAINER_FIELDS = (
+    "name",
+    "kind",
+    "container_image",
+    "command",
+    "args",
+    "env",
+    "shell_user",
+    "ports",
+    "cores",
+    "memory_mib",
+    "opens_first",
+)
 IMAGE_FIELDS = (
     "name",
     "description",
@@ -63,9 +78,20 @@ def _media_names(media: list[TutorialMedia]) -> dict[int, str]:
     return names
 
 
+def _machine(machine: LabMachine) -> dict:
+    if machine.is_container:
+        entry = {field: getattr(machine, field) for field in CONTAINER_FIELDS}
+        # The database keeps a mapping's keys in an order of its own; sorted, the file is stable.
+        entry["env"] = dict(sorted(machine.env.items()))
+        return entry
+    entry = {field: getattr(machine, field) for field in MACHINE_FIELDS}
+    entry["image"] = machine.image.name
+    return entry
+
+
 def export_lab(lab: Lab) -> Bundle:
     machines = list(lab.machines.select_related("image").order_by("order", "id"))
-    images = VMImage.objects.filter(pk__in={m.image_id for m in machines}).order_by("name")
+    images = VMImage.objects.filter(pk__in={m.image_id for m in machines if m.image_id}).order_by("name")
     tutorials = list(
         Tutorial.objects.filter(labs=lab).order_by("slug").prefetch_related("pages__steps__step_check")
     )
@@ -84,15 +110,7 @@ def export_lab(lab: Lab) -> Bundle:
         return markdown
 
     bundle: Bundle = {"lab.yaml": dump({field: getattr(lab, field) for field in LAB_FIELDS})}
-    bundle["machines.yaml"] = dump(
-        [
-            {
-                field: (machine.image.name if field == "image" else getattr(machine, field))
-                for field in MACHINE_FIELDS
-            }
-            for machine in machines
-        ]
-    )
+    bundle["machines.yaml"] = dump([_machine(machine) for machine in machines])
     bundle["images.yaml"] = dump(
         [{field: getattr(image, field) for field in IMAGE_FIELDS} for image in images]
     )

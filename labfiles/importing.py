@@ -12,6 +12,7 @@ as it is (load_demo: an instructor's edits to the demo survive).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -23,7 +24,14 @@ from django.core.files.base import ContentFile
 from django.db import models, transaction
 
 from labfiles.bundle import Bundle
-from labfiles.export import CHECK_FIELDS, IMAGE_FIELDS, LAB_FIELDS, MACHINE_FIELDS, TUTORIAL_FIELDS
+from labfiles.export import (
+    CHECK_FIELDS,
+    CONTAINER_FIELDS,
+    IMAGE_FIELDS,
+    LAB_FIELDS,
+    MACHINE_FIELDS,
+    TUTORIAL_FIELDS,
+)
 from labfiles.yamlfile import LabFileError, YamlList, YamlMap, load
 from labs.models import Lab, LabMachine, VMImage
 from tutorials.media import validate_tutorial_media
@@ -97,13 +105,19 @@ def _record(file: str, data: Any, schema: dict[str, tuple[type, Any]], what: str
         if key not in data:
             if default is ...:
                 raise LabFileError(file, f"{what} needs {key!r}", data.line)
-            values[key] = default
+            values[key] = copy.copy(default)
             continue
         value = data[key]
         if value is None and expected is str:
             value = ""
         if not _kind(value, expected):
-            names = {bool: "true or false", int: "a whole number", str: "text", list: "a list"}
+            names = {
+                bool: "true or false",
+                int: "a whole number",
+                str: "text",
+                list: "a list",
+                dict: "a mapping (name: value lines)",
+            }
             raise LabFileError(
                 file, f"{key!r} must be {names.get(expected, expected.__name__)}", data.line_of(key)
             )
@@ -153,7 +167,14 @@ LAB_SCHEMA = {
 }
 MACHINE_SCHEMA = {
     "name": (str, ...),
-    "image": (str, ...),
+    "kind": (str, LabMachine.Kind.VM.value),
+    "image": (str, ""),  # virtual machines: the model requires it
+    "container_image": (str, ""),  # containers: the model requires it
+    "command": (list, []),
+    "args": (list, []),
+    "env": (dict, {}),
+    "shell_user": (str, ""),
+    "ports": (list, []),
     "cores": (int, 1),
     "memory_mib": (int, 512),
     "opens_first": (bool, False),
@@ -189,7 +210,7 @@ CHECK_SCHEMA = {
     "failure_message": (str, ""),
 }
 MEDIA_SCHEMA = {"file": (str, ...), "title": (str, ...)}
-assert set(LAB_SCHEMA) == set(LAB_FIELDS) and set(MACHINE_SCHEMA) == set(MACHINE_FIELDS)
+assert set(LAB_SCHEMA) == set(LAB_FIELDS) and set(MACHINE_SCHEMA) == {*MACHINE_FIELDS, *CONTAINER_FIELDS}
 assert set(IMAGE_SCHEMA) == set(IMAGE_FIELDS) and set(CHECK_SCHEMA) == set(CHECK_FIELDS)
 assert set(TUTORIAL_SCHEMA) == {*TUTORIAL_FIELDS, "pages"}
 
@@ -225,42 +246,60 @@ def _read_machines(bundle: Bundle, images: list[Record]) -> list[Record]:
                 "machines.yaml", f"the machine {values['name']!r} appears twice", record.line("name")
             )
         names.add(values["name"])
-        image = known.get(values["image"]) or _existing_image(values["image"])
-        if image is None:
-            raise LabFileError(
-                "machines.yaml", f"no image {values['image']!r} in images.yaml", record.line("image")
-            )
+        # Plain lists and mappings for the JSON fields, as the database gives them back.
+        for key in ("command", "args", "ports"):
+            values[key] = list(values[key])
+        values["env"] = dict(values["env"])
+        # The model's own rules: field validators, what each kind needs and refuses, the image's minimums.
         _validate(
-            record, LabMachine(**{k: v for k, v in values.items() if k != "image"}), exclude=["lab", "image"]
+            record,
+            LabMachine(**{k: v for k, v in values.items() if k != "image"}, image=_image_for(record, known)),
+            exclude=["lab", "image"],
         )
-        minimum = (
-            image.values
-            if isinstance(image, Record)
-            else {"min_memory_mib": image.min_memory_mib, "min_cores": image.min_cores}
-        )
-        if values["memory_mib"] < minimum["min_memory_mib"]:
-            raise LabFileError(
-                "machines.yaml",
-                f"the image {values['image']} needs at least {minimum['min_memory_mib']} MiB",
-                record.line("memory_mib"),
-            )
-        if values["cores"] < minimum["min_cores"]:
-            raise LabFileError(
-                "machines.yaml",
-                f"the image {values['image']} needs at least {minimum['min_cores']} cores",
-                record.line("cores"),
-            )
         machines.append(record)
     if sum(1 for m in machines if m.values["opens_first"]) > 1:
         raise LabFileError("machines.yaml", "only one machine can open first")
     return machines
 
 
+def _image_for(record: Record, known: dict[str, Record]) -> VMImage | None:
+    """The image the machine names (unsaved if from images.yaml), None if it names none."""
+    name = record.values["image"]
+    if not name:
+        return None
+    if name in known:
+        return VMImage(**known[name].values)
+    existing = _existing_image(name)
+    if existing is None:
+        if record.values["kind"] == LabMachine.Kind.CONTAINER:
+            return VMImage(name=name)  # for the model to say that a container has no VM image
+        raise LabFileError("machines.yaml", f"no image {name!r} in images.yaml", record.line("image"))
+    return existing
+
+
+def _vms_without_ssh(machines: list[Record], images: list[Record]) -> dict[str, str]:
+    # Checks reach a VM over SSH, a container through pods/exec (tutorials.authoring, check_target_error).
+    has_ssh = {image.values["name"]: image.values["has_ssh_server"] for image in images}
+    result = {}
+    for machine in machines:
+        image = machine.values["image"]
+        if not image:
+            continue
+        if image not in has_ssh:
+            has_ssh[image] = _existing_image(image).has_ssh_server
+        if not has_ssh[image]:
+            result[machine.values["name"]] = image
+    return result
+
+
 def _existing_image(name: str) -> VMImage | None:
     return VMImage.objects.filter(name=name).first()
 
 
-def _read_tutorial(bundle: Bundle, file: str, machine_names: set[str]) -> TutorialData:
+def _read_tutorial(
+    bundle: Bundle, file: str, machine_names: set[str], without_ssh: dict[str, str]
+) -> TutorialData:
+    """`without_ssh`: VM name -> its image, for VMs that checks cannot reach (no SSH server)."""
     record = _record(file, load(file, bundle[file]), TUTORIAL_SCHEMA, "a tutorial")
     folder = PurePosixPath(file).parent
     if folder.name != record.values["slug"]:
@@ -297,6 +336,13 @@ def _read_tutorial(bundle: Bundle, file: str, machine_names: set[str]) -> Tutori
                     raise LabFileError(
                         file, f"the lab has no machine {check.values['machine']!r}", check.line("machine")
                     )
+                if check.values["machine"] in without_ssh:
+                    raise LabFileError(
+                        file,
+                        f"checks need an SSH server in the image: the machine {check.values['machine']} "
+                        f"runs {without_ssh[check.values['machine']]}, which has none (has_ssh_server)",
+                        check.line("machine"),
+                    )
                 _validate(check, StepCheck(**check.values), exclude=["step"])
             steps.append((step_record, check))
         pages.append(PageData(record=page_record, steps=steps))
@@ -329,8 +375,9 @@ def read_bundle(bundle: Bundle) -> LabData:
     images = _read_images(bundle)
     machines = _read_machines(bundle, images)
     names = {m.values["name"] for m in machines}
+    without_ssh = _vms_without_ssh(machines, images)
     tutorial_files = sorted(n for n in bundle if re.fullmatch(r"tutorials/[^/]+/tutorial\.yaml", n))
-    tutorials = [_read_tutorial(bundle, name, names) for name in tutorial_files]
+    tutorials = [_read_tutorial(bundle, name, names, without_ssh) for name in tutorial_files]
     return LabData(lab=lab, machines=machines, images=images, tutorials=tutorials, media=_read_media(bundle))
 
 
@@ -443,7 +490,10 @@ def _apply(data: LabData, applier: _Applier) -> Lab:
             ).update(opens_first=False)
         for order, record in enumerate(data.machines):
             values = {**record.values, "order": order}
-            values["image"] = images.get(values["image"]) or VMImage.objects.get(name=values["image"])
+            if values["image"]:
+                values["image"] = images.get(values["image"]) or VMImage.objects.get(name=values["image"])
+            else:
+                values["image"] = None  # a container
             name = values.pop("name")
             applier.upsert(
                 LabMachine,

@@ -348,17 +348,19 @@ class LabMachine(models.Model):
         return self.kind == self.Kind.CONTAINER
 
     def _clean_kind(self) -> dict[str, str]:
+        # `self.image`, not `image_id`: an image assigned but not saved yet (a lab file's images.yaml,
+        # checked before anything is written) counts as given.
         if self.is_container:
             errors = {}
             if not self.container_image:
                 errors["container_image"] = "A container machine needs a container image."
-            if self.image_id:
+            if self.image is not None:
                 errors["image"] = "A container machine has no VM image: leave it empty."
             if self.cloud_init_user_data:
                 errors["cloud_init_user_data"] = "Containers do not run cloud-init: leave it empty."
             return errors
         errors = {}
-        if not self.image_id:
+        if self.image is None:
             errors["image"] = "A virtual machine needs a VM image."
         for field_name in ("container_image", "command", "args", "env", "shell_user", "ports"):
             if getattr(self, field_name):
@@ -367,7 +369,7 @@ class LabMachine(models.Model):
 
     def clean(self) -> None:
         errors = self._clean_kind()
-        image = self.image if self.image_id else None
+        image = self.image
         if image is not None:
             if self.memory_mib is not None and self.memory_mib < image.min_memory_mib:
                 errors["memory_mib"] = f"The image {image.name} needs at least {image.min_memory_mib} MiB."

@@ -22,10 +22,16 @@ published: true
 IMAGES = b"""- name: Demo
   container_disk_image: localcluster/demo:latest
   default_username: lab
+  has_ssh_server: true
 """
 MACHINES = b"""- name: gw
   image: Demo
   memory_mib: 256
+"""
+# A container machine, to follow MACHINES (lines 4-6).
+TOOLS = b"""- name: tools
+  kind: container
+  container_image: tools:1
 """
 TUTORIAL = b"""title: Firewalls
 slug: firewalls
@@ -127,12 +133,63 @@ def test_the_good_bundle_imports():
             "is missing",
         ),
         (
-            {"images_yaml": IMAGES.replace(b"default_username: lab\n", b"")},
+            {"images_yaml": IMAGES.replace(b"  default_username: lab\n", b"")},
             "images.yaml",
             1,
             "needs 'default_username'",
         ),
         ({"lab_yaml": None}, "lab.yaml", None, "missing"),
+        ({"machines_yaml": b"- name: gw\n  memory_mib: 256\n"}, "machines.yaml", 1, "needs a VM image"),
+        (
+            {"machines_yaml": MACHINES + b"  command: [sleep, infinity]\n"},
+            "machines.yaml",
+            4,
+            "Only container machines",
+        ),
+        ({"machines_yaml": MACHINES + b"  kind: pod\n"}, "machines.yaml", 4, "not a valid choice"),
+        (
+            {"machines_yaml": MACHINES + TOOLS.replace(b"  container_image: tools:1\n", b"")},
+            "machines.yaml",
+            4,
+            "needs a container image",
+        ),
+        ({"machines_yaml": MACHINES + TOOLS + b"  image: Demo\n"}, "machines.yaml", 7, "has no VM image"),
+        ({"machines_yaml": MACHINES + TOOLS + b"  image: Nope\n"}, "machines.yaml", 7, "has no VM image"),
+        (
+            {"machines_yaml": MACHINES + TOOLS + b"  cloud_init_user_data: 'packages: []'\n"},
+            "machines.yaml",
+            7,
+            "do not run cloud-init",
+        ),
+        (
+            {"machines_yaml": MACHINES + TOOLS.replace(b"tools:1", b"'Not An Image!'")},
+            "machines.yaml",
+            6,
+            "not a container image reference",
+        ),
+        (
+            {"machines_yaml": MACHINES + TOOLS + b"  env: [A=1]\n"},
+            "machines.yaml",
+            7,
+            "'env' must be a mapping",
+        ),
+        ({"machines_yaml": MACHINES + TOOLS + b"  env: {A: 1}\n"}, "machines.yaml", 7, "string values"),
+        (
+            {"machines_yaml": MACHINES + TOOLS + b"  command: sleep\n"},
+            "machines.yaml",
+            7,
+            "'command' must be a list",
+        ),
+        ({"machines_yaml": MACHINES + TOOLS + b"  args: [1, 2]\n"}, "machines.yaml", 7, "list of strings"),
+        ({"machines_yaml": MACHINES + TOOLS + b"  ports: [70000]\n"}, "machines.yaml", 7, "ports"),
+        ({"machines_yaml": MACHINES + TOOLS + b"  shell_user: Root!\n"}, "machines.yaml", 7, "shell_user"),
+        ({"machines_yaml": MACHINES + TOOLS + b"  memory_mib: 8\n"}, "machines.yaml", 7, "memory_mib"),
+        (
+            {"images_yaml": IMAGES.replace(b"has_ssh_server: true", b"has_ssh_server: false")},
+            "tutorials/firewalls/tutorial.yaml",
+            9,
+            "checks need an SSH server",
+        ),
     ],
 )
 def test_bad_input_names_the_file_and_line(changes, file, line, words):
@@ -141,6 +198,21 @@ def test_bad_input_names_the_file_and_line(changes, file, line, words):
     assert words in error.message
     if line:
         assert f"{file}, line {line}:" in str(error)
+
+
+def test_a_check_on_a_container_needs_no_ssh_server():
+    tutorial = TUTORIAL.replace(b"machine: gw", b"machine: tools")
+    lab, _ = import_lab(bundle(machines_yaml=MACHINES + TOOLS, tutorials__firewalls__tutorial_yaml=tutorial))
+    assert lab.machines.get(name="tools").is_container
+
+
+def test_a_container_beside_a_vm_imports_without_an_image_of_its_own():
+    lab, _ = import_lab(bundle(machines_yaml=MACHINES + TOOLS + b"  env: {GREETING: hello}\n  ports: [80]\n"))
+    gw, tools = lab.machines.all()
+    assert (gw.kind, gw.image.name) == ("vm", "Demo")
+    assert (tools.kind, tools.image, tools.container_image) == ("container", None, "tools:1")
+    assert (tools.env, tools.ports, tools.command) == ({"GREETING": "hello"}, [80], [])
+    tools.full_clean()
 
 
 def test_a_page_over_the_markdown_limit_is_refused(settings):

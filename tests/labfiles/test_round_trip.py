@@ -168,3 +168,104 @@ def test_the_demo_labs_in_the_repository_round_trip():
 def test_load_demo_imports_the_demo_files():
     call_command("load_demo")
     assert set(Lab.objects.values_list("slug", flat=True)) == {p.name for p in DEMO.iterdir()}
+
+
+@pytest.fixture
+def mixed_lab() -> Lab:
+    image = VMImage.objects.create(
+        name="Demo", container_disk_image="localcluster/demo:latest", default_username="lab"
+    )
+    VMImage.objects.create(name="Unused", container_disk_image="localcluster/other:1", default_username="x")
+    lab = Lab.objects.create(name="Web", slug="web", namespace_prefix="web")
+    LabMachine.objects.create(
+        lab=lab,
+        name="proxy",
+        kind=LabMachine.Kind.CONTAINER,
+        container_image="registry.example.org/labs/nginx:1.27",
+        command=["nginx"],
+        args=["-g", "daemon off;"],
+        env={"ZONE": "lab", "GREETING": "hello world", "A": ""},
+        shell_user="101",
+        ports=[80, 443],
+        cores=2,
+        memory_mib=64,
+        order=0,
+        opens_first=True,
+    )
+    LabMachine.objects.create(lab=lab, name="client", image=image, memory_mib=256, order=1)
+    tutorial = Tutorial.objects.create(title="Web", slug="web")
+    tutorial.labs.add(lab)
+    page = TutorialPage.objects.create(tutorial=tutorial, title="Serve", body_markdown="Serve it.")
+    step = Step.objects.create(page=page, text_markdown="Serve a page on `proxy`.")
+    StepCheck.objects.create(step=step, machine="proxy", script="wget -qO- localhost")
+    return lab
+
+
+def test_a_lab_with_a_container_and_a_vm_round_trips(mixed_lab, tmp_path):
+    first = export_lab(mixed_lab)
+    assert first["machines.yaml"].decode() == (
+        "- name: proxy\n"
+        "  kind: container\n"
+        "  container_image: registry.example.org/labs/nginx:1.27\n"
+        "  command:\n"
+        "  - nginx\n"
+        "  args:\n"
+        "  - -g\n"
+        "  - daemon off;\n"
+        "  env:\n"
+        "    A: ''\n"
+        "    GREETING: hello world\n"
+        "    ZONE: lab\n"
+        "  shell_user: '101'\n"
+        "  ports:\n"
+        "  - 80\n"
+        "  - 443\n"
+        "  cores: 2\n"
+        "  memory_mib: 64\n"
+        "  opens_first: true\n"
+        "- name: client\n"
+        "  image: Demo\n"
+        "  cores: 1\n"
+        "  memory_mib: 256\n"
+        "  opens_first: false\n"
+        "  cloud_init_user_data: ''\n"
+    )
+    assert b"name: Demo" in first["images.yaml"] and b"Unused" not in first["images.yaml"]
+    write_folder(first, tmp_path / "web")
+
+    wipe()
+    lab, changes = import_lab(read_folder(tmp_path / "web"))
+    assert "create machine proxy" in [str(c) for c in changes]
+
+    assert export_lab(lab) == first
+    proxy, client = lab.machines.all()
+    assert (proxy.kind, proxy.image, proxy.shell_user, proxy.ports) == ("container", None, "101", [80, 443])
+    assert (client.kind, client.image.name) == ("vm", "Demo")
+    assert import_lab(first)[1] == []
+
+
+def test_vm_only_labs_export_without_kind(authored_lab):
+    assert b"kind" not in export_lab(authored_lab)["machines.yaml"]
+
+
+def test_a_machine_that_becomes_a_container_loses_its_image_after_a_dry_run_shows_it(mixed_lab):
+    bundle = export_lab(mixed_lab)
+    bundle["machines.yaml"] = bundle["machines.yaml"].replace(
+        b"- name: client\n  image: Demo\n  cores: 1\n  memory_mib: 256\n  opens_first: false\n"
+        b"  cloud_init_user_data: ''\n",
+        b"- name: client\n  kind: container\n  container_image: busybox:1.36\n  command: [sleep, infinity]\n",
+    )
+
+    lab, changes = import_lab(bundle, dry_run=True)
+
+    assert lab is None
+    assert [str(c) for c in changes] == [
+        "update machine client (kind, image, container_image, command, memory_mib)"
+    ]
+    client = mixed_lab.machines.get(name="client")
+    assert (client.kind, client.image.name) == ("vm", "Demo")
+
+    import_lab(bundle)
+    client.refresh_from_db()
+    assert (client.kind, client.image, client.command) == ("container", None, ["sleep", "infinity"])
+    client.full_clean()

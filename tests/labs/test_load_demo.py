@@ -61,7 +61,7 @@ def test_the_containers_lab_has_a_tools_container_beside_a_vm_and_a_checked_ping
         "registry.localcluster.test/laborchestrator/tools:1",
         True,
     )
-    assert (server.kind, server.image.container_disk_image) == ("vm", "localcluster/demo:latest")
+    assert (server.kind, server.image.container_disk_image) == ("vm", "127.0.0.1:5055/laborchestrator/demo:1")
     tools.full_clean()
     server.full_clean()
     tutorial = Tutorial.objects.get(slug="containers-beside-a-vm")

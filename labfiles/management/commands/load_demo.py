@@ -3,6 +3,8 @@
 - "A desktop in your browser" (listed first: labs are sorted by name): a graphical Linux desktop
   and a small server; the student serves a web page on the server and opens it on the desktop.
 - "Explore your lab network": two small machines with serial consoles that ping each other.
+- "Containers beside a VM": a tools container (busybox, built by `python -m localcluster
+  build-tools-image`) and a VM on one lab network; the student pings one from the other.
 
 The demo images are kernel-boot containerDisks in a registry (`python -m localcluster
 demo-images` pushes them): REGISTRY/laborchestrator/demo:1 and .../desktop:1, REGISTRY being
@@ -84,4 +86,4 @@ class Command(BaseCommand):
                 # Demo images built before step checks had no SSH server; today's have dropbear.
                 image.has_ssh_server = True
                 image.save(update_fields=["has_ssh_server"])
-        self.stdout.write(f"Demo labs {' and '.join(repr(n) for n in names)} with their tutorials are ready.")
+        self.stdout.write(f"Demo labs {', '.join(repr(n) for n in names)} with their tutorials are ready.")
