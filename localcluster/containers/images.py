@@ -97,7 +97,8 @@ class ContainerImages:
                 reference,
                 cache=self.cache,
                 credentials=credentials,
-                insecure=ref.registry in self.insecure_registries,
+                # Declared insecure, else the puller's rule (plain HTTP for loopback registries only).
+                insecure=True if ref.registry in self.insecure_registries else None,
                 timeout=self.timeout,
                 pull_policy=pull_policy,
             )
