@@ -301,6 +301,8 @@ class InstanceMachineSerializer(serializers.ModelSerializer):
         return {
             "vnc": url("vnc") if machine.has_vnc else None,
             "serial": url("serial") if machine.has_serial_console else None,
+            # A container machine's shell (pods/exec through the console proxy).
+            "terminal": url("terminal") if machine.kind == "container" else None,
         }
 
 

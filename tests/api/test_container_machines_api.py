@@ -48,3 +48,17 @@ def test_instructors_create_container_machines_with_field_errors(make_lab, instr
     tools = next(m for m in seen if m["name"] == "tools")
     assert tools["kind"] == "container"
     assert not {"command", "env", "container_image", "args"} & set(tools)
+
+
+def test_a_container_machine_offers_its_terminal_and_no_screen_or_serial_console():
+    from labs.api.serializers import InstanceMachineSerializer
+    from labs.models import InstanceMachine
+
+    tools = InstanceMachine(
+        instance_id=7, name="tools", kind="container", has_vnc=False, has_serial_console=False
+    )
+    assert InstanceMachineSerializer().get_consoles(tools) == {
+        "vnc": None,
+        "serial": None,
+        "terminal": "/ws/instances/7/machines/tools/terminal",
+    }

@@ -36,6 +36,7 @@ def test_full_lifecycle_over_the_api(app_cluster, cluster_watcher, make_lab, stu
         assert machine["consoles"] == {
             "vnc": f"ws://testserver/ws/instances/{body['id']}/machines/{machine['name']}/vnc",
             "serial": f"ws://testserver/ws/instances/{body['id']}/machines/{machine['name']}/serial",
+            "terminal": None,
         }
     # The list shows the stored status without asking the cluster.
     (listed,) = client.get("/api/instances/").json()["results"]
