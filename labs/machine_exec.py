@@ -413,12 +413,9 @@ async def _run_over_exec(access: MachineAccess, script: str, timeout: float, com
             tty=False,
         )
 
-    try:
-        target = target_for([shell, "-s"])
-    except ClusterError as error:
-        raise ExecFailed(Problem.CLUSTER, error.message, error.public_message) from error
-    try:
-        websocket = await connect(
+    async def open_exec(target: cluster.WebsocketTarget):
+        """Both attempts (v5 with the script on stdin, else v4 with it as an argument) open alike."""
+        return await connect(
             target.url,
             ssl=target.ssl,
             server_hostname=target.server_hostname,
@@ -430,6 +427,13 @@ async def _run_over_exec(access: MachineAccess, script: str, timeout: float, com
             ping_interval=None,
             max_size=None,
         )
+
+    try:
+        target = target_for([shell, "-s"])
+    except ClusterError as error:
+        raise ExecFailed(Problem.CLUSTER, error.message, error.public_message) from error
+    try:
+        websocket = await open_exec(target)
     except InvalidStatus as refusal:
         raise _exec_refusal(access, refusal) from refusal
     except (InvalidHandshake, OSError, TimeoutError) as error:
@@ -447,18 +451,7 @@ async def _run_over_exec(access: MachineAccess, script: str, timeout: float, com
             else:
                 await websocket.close()
                 target = target_for([shell, "-c", script])
-                websocket = await connect(
-                    target.url,
-                    ssl=target.ssl,
-                    server_hostname=target.server_hostname,
-                    additional_headers=target.headers,
-                    subprotocols=EXEC_PROTOCOLS,  # type: ignore[arg-type]
-                    compression=None,
-                    proxy=None,
-                    open_timeout=CONNECT_SECONDS,
-                    ping_interval=None,
-                    max_size=None,
-                )
+                websocket = await open_exec(target)
             async for message in websocket:
                 if not isinstance(message, bytes) or not message:
                     continue
